@@ -1,0 +1,1 @@
+"""The `coachlab` command line (and later the Gradio web app)."""

@@ -1,0 +1,189 @@
+"""The MuJoCo sim robot: the embedded default implementation of the `Robot` seam.
+
+It owns the physics (one compiled model per episode, stepped at 500 Hz under a 10 Hz control
+rate), rendering of the `base` and `wrist` cameras, ee / joint control, and the privileged
+`env_state` the skill policy and success checks read.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set before mujoco loads GL
+
+import mujoco
+import numpy as np
+
+from sim import tasks
+from sim.ik import ARM_JOINTS, ArmIK, wrap_half_turn
+from sim.objects import KINDS
+from sim.robot import Observation, Robot, RobotDescription
+from sim.scene import CABINET, GRIPPER_MAX_OPENING, HOME_EE, PAD_HALF, PADS, TRASH_BIN, TUB, SceneSpec, build_mjcf
+
+STATE_NAMES = (*ARM_JOINTS, "gripper_opening", "ee_x", "ee_y", "ee_z", "ee_yaw")
+EE_ACTION = ("x", "y", "z", "yaw", "pitch", "grip")
+JOINT_ACTION = (*ARM_JOINTS, "grip")
+_HOME_SEED = np.array([0.0, 0.35, 1.55, 1.25, 0.0])  # elbow-up guess the IK refines into home
+
+
+@dataclass
+class SimRobotConfig:
+    cameras: tuple[str, ...] = ("base", "wrist")
+    image_size: tuple[int, int] = (224, 224)
+    control_hz: float = 10.0
+    interpolation_stages: int = 5  # ctrl is ramped in this many steps inside one control period
+
+
+class MujocoRobot(Robot):
+    def __init__(self, config: SimRobotConfig | None = None):
+        self.config = config or SimRobotConfig()
+        self.model: mujoco.MjModel | None = None
+        self.data: mujoco.MjData | None = None
+        self._renderer: mujoco.Renderer | None = None
+        self.family: tasks.TaskFamily | None = None
+        self.spec: SceneSpec | None = None
+
+    # -- Robot seam -------------------------------------------------------------------------
+    def describe(self) -> RobotDescription:
+        return RobotDescription(
+            name="coachlab-mujoco-arm",
+            cameras=self.config.cameras,
+            image_size=self.config.image_size,
+            state_names=STATE_NAMES,
+            action_names={"ee": EE_ACTION, "joint": JOINT_ACTION},
+            control_hz=self.config.control_hz,
+            extra={"simulated": True},
+        )
+
+    def reset(self, task: str, seed: int) -> Observation:
+        self.family = tasks.get_family(task)
+        rng = np.random.default_rng(seed)
+        self.spec = self.family.sample_scene(rng)
+        self._load(self.spec)
+        return self.observe()
+
+    def observe(self) -> Observation:
+        images = {}
+        for cam in self.config.cameras:
+            self._renderer.update_scene(self.data, camera=cam)
+            images[cam] = self._renderer.render().copy()
+        return Observation(images=images, state=self.proprio(), timestamp=float(self.data.time),
+                           env_state=self.env_state())
+
+    def act(self, action: np.ndarray, mode: str = "ee") -> None:
+        action = np.asarray(action, dtype=float)
+        if mode == "ee":
+            q_target = self.ik.solve(self._ctrl_arm(), action[:3], action[3], action[4])
+        elif mode == "joint":
+            q_target = action[:5]
+        else:
+            raise ValueError(f"Unknown control mode {mode!r}; use 'ee' or 'joint'.")
+        finger = float(np.clip(action[5], 0.0, 1.0)) * GRIPPER_MAX_OPENING / 2
+        target = np.concatenate([q_target, [finger, finger]])
+        start = self.data.ctrl.copy()
+        stages = self.config.interpolation_stages
+        for k in range(1, stages + 1):  # ramp the set-points: a 10 Hz step input would jolt the arm
+            self.data.ctrl[:] = start + (target - start) * k / stages
+            mujoco.mj_step(self.model, self.data, nstep=self._substeps // stages)
+
+    def hold(self) -> None:
+        mujoco.mj_step(self.model, self.data, nstep=self._substeps)  # ctrl keeps the last set-points
+
+    def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
+    # -- sim internals ----------------------------------------------------------------------
+    def _load(self, spec: SceneSpec) -> None:
+        self.close()
+        self.model = mujoco.MjModel.from_xml_string(build_mjcf(spec))
+        self.data = mujoco.MjData(self.model)
+        self.ik = ArmIK(self.model)
+        self._substeps = int(round(1.0 / (self.config.control_hz * self.model.opt.timestep)))
+        h, w = self.config.image_size
+        self._renderer = mujoco.Renderer(self.model, h, w) if self.config.cameras else None
+        self._arm_qpos = self.ik.qpos_idx
+        self._finger_qpos = [self.model.joint(j).qposadr[0] for j in ("finger_left", "finger_right")]
+        self._grip_site = self.model.site("grip").id
+        finger_bodies = {self.model.body(b).id for b in ("finger_left", "finger_right")}
+        self._finger_geoms = {g for g in range(self.model.ngeom) if self.model.geom_bodyid[g] in finger_bodies}
+        self._item_geoms = {p.obj.name: self.model.geom(p.obj.name).id for p in spec.items}
+        home = self.ik.solve(_HOME_SEED, np.array(HOME_EE), 0.0)
+        self.data.qpos[self._arm_qpos] = home
+        self.data.qpos[self._finger_qpos] = GRIPPER_MAX_OPENING / 2
+        self.data.ctrl[:] = np.concatenate([home, [GRIPPER_MAX_OPENING / 2] * 2])
+        mujoco.mj_forward(self.model, self.data)
+        mujoco.mj_step(self.model, self.data, nstep=200)  # let items settle on the table
+        self.data.time = 0.0
+
+    def _ctrl_arm(self) -> np.ndarray:
+        return self.data.ctrl[:5].copy()
+
+    def ee_pose(self) -> tuple[np.ndarray, float]:
+        pos = self.data.site_xpos[self._grip_site].copy()
+        xaxis = self.data.site_xmat[self._grip_site].reshape(3, 3)[:, 0]
+        return pos, wrap_half_turn(float(np.arctan2(xaxis[1], xaxis[0])))
+
+    def gripper_opening(self) -> float:
+        return float(sum(self.data.qpos[self._finger_qpos]))
+
+    def proprio(self) -> np.ndarray:
+        pos, yaw = self.ee_pose()
+        return np.concatenate([self.data.qpos[self._arm_qpos], [self.gripper_opening()], pos, [yaw]]).astype(np.float32)
+
+    def held_object(self) -> str | None:
+        """The item both fingers touch, if any: a grasp that holds by friction, not by magic."""
+        touching: dict[str, set[int]] = {}
+        item_by_geom = {g: n for n, g in self._item_geoms.items()}
+        for c in self.data.contact[: self.data.ncon]:
+            for finger, other in ((c.geom1, c.geom2), (c.geom2, c.geom1)):
+                if finger in self._finger_geoms and other in item_by_geom:
+                    touching.setdefault(item_by_geom[other], set()).add(self.model.geom_bodyid[finger])
+        held = [name for name, fingers in touching.items() if len(fingers) == 2]
+        return held[0] if held else None
+
+    def env_state(self) -> dict:
+        objects = {}
+        for p in self.spec.items:
+            body = self.data.body(p.obj.name)
+            rot = body.xmat.reshape(3, 3)
+            objects[p.obj.name] = {
+                "kind": p.obj.kind,
+                "colour": p.obj.colour,
+                "category": KINDS[p.obj.kind].category,
+                "pos": body.xpos.tolist(),
+                "yaw": float(np.arctan2(rot[1, 0], rot[0, 0])),
+                "upright": bool(rot[2, 2] > 0.8),
+                "half_size": list(KINDS[p.obj.kind].half_size),
+            }
+        places = {}
+        if "tub" in self.spec.fixtures:
+            places["tub"] = {"pos": list(TUB["pos"]), "half": list(TUB["half"]), "height": TUB["height"], "floor": 0.008}
+        if "trash_bin" in self.spec.fixtures:
+            places["trash_bin"] = {"pos": list(TRASH_BIN["pos"]), "half": list(TRASH_BIN["half"]),
+                                   "height": TRASH_BIN["height"], "floor": 0.008}
+        if "pads" in self.spec.fixtures:
+            for name, xy in PADS.items():
+                places[name] = {"pos": list(xy), "half": [PAD_HALF, PAD_HALF], "height": 0.0, "floor": 0.0}
+        drawer = None
+        if "cabinet" in self.spec.fixtures:
+            opening = float(self.data.joint("drawer_slide").qpos[0])
+            dx, dy = CABINET["pos"][0] - opening, CABINET["pos"][1]
+            hx, hy, _ = CABINET["half"]
+            places["drawer"] = {"pos": [dx, dy], "half": [hx - 0.02, hy - 0.02], "height": 0.07, "floor": 0.012,
+                                # only the pulled-out part is reachable from above, and the hand must clear the top
+                                "open_region_x": [dx - hx + 0.03, CABINET["pos"][0] - hx - 0.06]}
+            drawer = {"opening": opening, "travel": CABINET["drawer_travel"],
+                      "handle": self.data.site("handle").xpos.tolist()}
+        pos, yaw = self.ee_pose()
+        return {
+            "family": self.family.name,
+            "objects": objects,
+            "places": places,
+            "drawer": drawer,
+            "gripper": {"pos": pos.tolist(), "yaw": yaw, "opening": self.gripper_opening(), "held": self.held_object()},
+            "home": list(HOME_EE),
+            "time": float(self.data.time),
+        }

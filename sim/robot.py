@@ -1,0 +1,88 @@
+"""The `Robot` seam: what every robot (the MuJoCo sim, a bridge to real hardware) offers the loop.
+
+It owns the observation and description types and the small abstract base; nothing here knows
+how a robot is implemented. A lab's robot plugs in by implementing these four methods.
+"""
+
+from __future__ import annotations
+
+import abc
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+CONTROL_MODES = ("ee", "joint")
+
+
+@dataclass
+class Observation:
+    """One snapshot of the robot.
+
+    `env_state` is privileged ground truth that only a simulator has; only the sim skill policy
+    and the sim's success checks may read it (a real robot leaves it None).
+    """
+
+    images: dict[str, np.ndarray]  # camera name -> HxWx3 uint8
+    state: np.ndarray  # proprioception, see RobotDescription.state_names
+    timestamp: float  # seconds on the robot's clock
+    env_state: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"images": self.images, "state": self.state, "timestamp": self.timestamp, "env_state": self.env_state}
+
+
+@dataclass(frozen=True)
+class RobotDescription:
+    """What the loop and the VLA need to know about a robot."""
+
+    name: str
+    cameras: tuple[str, ...]
+    image_size: tuple[int, int]  # (height, width)
+    state_names: tuple[str, ...]
+    action_names: dict[str, tuple[str, ...]]  # control mode -> names of the action vector
+    control_hz: float
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def control_modes(self) -> tuple[str, ...]:
+        return tuple(self.action_names)
+
+    def action_dim(self, mode: str) -> int:
+        return len(self.action_names[mode])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "cameras": list(self.cameras),
+            "image_size": list(self.image_size),
+            "state_names": list(self.state_names),
+            "action_names": {k: list(v) for k, v in self.action_names.items()},
+            "control_hz": self.control_hz,
+            **self.extra,
+        }
+
+
+class Robot(abc.ABC):
+    """A robot the control loop can drive at `describe().control_hz`."""
+
+    @abc.abstractmethod
+    def describe(self) -> RobotDescription: ...
+
+    @abc.abstractmethod
+    def reset(self, task: str, seed: int) -> Observation:
+        """Set up a new episode of `task` (for the sim, a task family; seeded) and observe."""
+
+    @abc.abstractmethod
+    def observe(self) -> Observation: ...
+
+    @abc.abstractmethod
+    def act(self, action: np.ndarray, mode: str = "ee") -> None:
+        """Apply one action and advance by one control period."""
+
+    @abc.abstractmethod
+    def hold(self) -> None:
+        """Keep the current pose for one control period: the safe default when no action is due."""
+
+    def close(self) -> None:
+        """Release cameras, sockets, renderers."""
