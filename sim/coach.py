@@ -121,7 +121,7 @@ class ScriptedCoach:
         picks = [s for s in steps if s.skill == "pick"]
         if step.skill == "pick" and len(picks) > 1:
             step = picks[int(self.rng.integers(len(picks)))]  # any order will do for a sloppy coach
-        if step.skill == "place" and self.rng.random() < self.config.mistake_rate:
+        if step.skill == "place" and step.object not in self._fixing and self.rng.random() < self.config.mistake_rate:
             wrong = [p for p in env["places"] if p != step.target and p != "drawer"]
             if wrong:
                 return Step("place", step.object, str(self.rng.choice(wrong))), True

@@ -13,6 +13,7 @@ Only the stand-in VLA uses this: a real VLA reads the subtask text itself.
 
 from __future__ import annotations
 
+import itertools
 import re
 from dataclasses import dataclass
 from typing import Sequence
@@ -85,8 +86,6 @@ _CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("open", re.compile(r"(?<!the )(?<!an )\bopen\b")),
     ("close", re.compile(r"\b(?:close|shut)\b(?! to\b| by\b)")),
 )
-_FAMILY_OF_EMBEDDING = {"pick": "pick", "place": "place", "push": "push", "open": "open",
-                        "close": "close", "home": "home", "stop": "stop"}
 
 _DIRECTION_CUES: tuple[tuple[str, re.Pattern[str]], ...] = (
     ("left", re.compile(r"\bleft(?:wards?)?\b")),
@@ -100,7 +99,7 @@ _TARGET_PREP = r"(?:on top of|in to|on to|into|inside|onto|in|on|to|at|over|towa
 _DIRECTIONAL_PREP = r"(?:in to|on to|into|onto|to|towards?)"
 _TARGET_CONTEXT = re.compile(rf"\b{_TARGET_PREP}\s+(?:{_DET}\s+)?(?:[a-z]+\s+)?$")
 _DIRECTIONAL_CONTEXT = re.compile(rf"\b{_DIRECTIONAL_PREP}\s+(?:{_DET}\s+)?(?:[a-z]+\s+)?$")
-_SOURCE_CONTEXT = re.compile(rf"\b(?:from|out of|off of|off|outside of)\s+(?:{_DET}\s+)?(?:[a-z]+\s+)?$")
+_UNKNOWN_DESTINATION = re.compile(rf"\b{_TARGET_PREP}\s+(?:{_DET}\s+)?([a-z'-]+(?:\s+[a-z'-]+)?)")
 _NEGATED_CONTEXT = re.compile(r"(?:\bnot|n't|\bnever|\binstead of|\brather than|\bexcept)\s+(?:[a-z']+\s+){0,2}$")
 _NEGATED_CLAUSE = re.compile(r"^(?:(?:and|but|so|just|please|oh)\s+)*(?:don'?t|do not|never|not)\b")
 _CLAUSE_BREAK = re.compile(r"\s*(?:[,;:.!?()]+|\s-+\s)\s*")
@@ -124,6 +123,7 @@ _NOT_A_VERB = _DETERMINERS | {"object", "place", "drawer", "now", "ok", "okay", 
                                "then", "too", "just", "hey", "robot", "so", "next", "also", "instead",
                                "no", "not", "nope", "wrong", "one", "it", "yes", "yeah", "oops", "sorry"}
 _PAD_NOUNS = ("pad", "square", "mat", "zone")
+_WORD = re.compile(r"[a-z0-9'-]+")
 _ANY_PAD = "*pad"  # a pad whose colour the text did not say
 
 
@@ -179,6 +179,8 @@ class _Phrase:
     colour: str | None
     head: str  # without determiners and colour, e.g. "banana"
     pronoun: bool
+    start: int
+    end: int
 
 
 class _Scene:
@@ -222,6 +224,7 @@ def _said(span: _Span) -> str:
 def _normalise(text: str) -> str:
     text = text.lower().replace("\u2019", "'").replace("\u2018", "'")
     text = re.sub(r"[\u2014\u2013]", " - ", text)
+    text = re.sub(r"(?<=[a-z])-(?=[a-z])", " ", text)  # "pick-up the red-cup"
     text = re.sub(r"[\"\u201c\u201d]", " ", text)
     return re.sub(r"\s+", " ", text).strip()
 
@@ -288,11 +291,10 @@ def _scan_nouns(s: str) -> list[_Span]:
             if noun == "can" and _is_modal_can(s, m.start(), m.end()):
                 continue
             start, colour, place_value = m.start(), None, value
-            if value == _ANY_PAD:
-                colour = _colour_before(s, m.start())
-                if colour and re.search(rf"\b{colour}\s+$", s[: m.start()]):
-                    start = s.rfind(colour, 0, m.start())
-                    place_value = f"{colour}_pad" if f"{colour}_pad" in PLACES else None
+            said_colour = re.search(rf"\b({_COLOUR_RE})\s+$", s[: m.start()])
+            if value == _ANY_PAD and said_colour:  # "the yellow pad": a pad this catalog lacks
+                start, colour = said_colour.start(), said_colour.group(1)
+                place_value = f"{colour}_pad" if f"{colour}_pad" in PLACES else None
             spans.append(_Span(start, m.end(), is_place, place_value, colour, s[start : m.end()]))
     return sorted(spans, key=lambda sp: sp.start)
 
@@ -307,7 +309,7 @@ def _resolve_compounds(s: str, spans: list[_Span]) -> list[_Span]:
     After "in/into/to/on..." they name the place; elsewhere ("pick up the trash can") they are
     the object, with the place word as an adjective.
     """
-    out: list[_Span] = []
+    spans, out = list(spans), []
     i = 0
     while i < len(spans):
         span = spans[i]
@@ -380,21 +382,21 @@ def _colour_only_mentions(s: str, spans: list[_Span]) -> list[_Span]:
 def _phrase_after(s: str, pos: int) -> _Phrase:
     """The noun phrase right after a verb, up to a preposition, particle or clause end."""
     clause_end = _CLAUSE_BREAK.search(s, pos)
-    words = re.findall(r"[a-z0-9'-]+", s[pos : clause_end.start() if clause_end else len(s)])
-    while words and words[0] in ("up", "down", "out"):
+    words = list(_WORD.finditer(s, pos, clause_end.start() if clause_end else len(s)))
+    while words and words[0].group() in ("up", "down", "out"):
         words = words[1:]
-    taken: list[str] = []
+    taken: list[re.Match[str]] = []
     for word in words:
-        if word in _PHRASE_END:
+        if word.group() in _PHRASE_END or len(taken) >= 5:
             break
         taken.append(word)
-        if len(taken) >= 5:
-            break
-    content = [w for w in taken if w not in _DETERMINERS]
+    said = [w.group() for w in taken]
+    content = [w for w in said if w not in _DETERMINERS]
     colours = [w for w in content if w in COLOURS]
     head = [w for w in content if w not in COLOURS]
-    pronoun = bool(taken) and all(w in _PRONOUNS or w in _DETERMINERS for w in taken)
-    return _Phrase(" ".join(taken), colours[0] if colours else None, " ".join(head), pronoun)
+    pronoun = bool(said) and all(w in _PRONOUNS or w in _DETERMINERS for w in said)
+    start, end = (taken[0].start(), taken[-1].end()) if taken else (pos, pos)
+    return _Phrase(" ".join(said), colours[0] if colours else None, " ".join(head), pronoun, start, end)
 
 
 class Grounder:
@@ -422,7 +424,8 @@ class Grounder:
         s = _normalise(text)
         scene = _Scene(objects, places, held)
         if _STOP_CUE.search(s):
-            return Grounding("stop", None, None, None, self.skill_confidence(s, [], "stop", cued=True))
+            # No embedding for a stop: it must be instant, and it is never refused.
+            return Grounding("stop", None, None, None, 1.0)
         return _Parse(self, s, scene).ground()
 
     # -- embeddings --------------------------------------------------------------------------
@@ -469,10 +472,15 @@ def _mask(s: str, spans: list[_Span]) -> str:
         if sp.start < pos:
             continue
         out.append(s[pos : sp.start])
-        out.append("drawer" if sp.value == "drawer" else "place" if sp.is_place else "object")
+        # The drawer as a thing to open stays "drawer"; as a destination it is a place like any.
+        as_object = sp.value == "drawer" and not _TARGET_CONTEXT.search(s[: sp.start])
+        out.append("drawer" if as_object else "place" if sp.is_place else "object")
         pos = sp.end
     out.append(s[pos:])
-    return re.sub(rf"\b(?:{_COLOUR_RE})\s+(?=object\b)", "", "".join(out))
+    masked = "".join(out)
+    # Modifiers the catalog does not know ("the coke can", "the chip packet") are noun, not verb.
+    masked = re.sub(rf"\b({_DET})\s+(?:[a-z'-]+\s+){{1,2}}?(object|place)\b", r"\1 \2", masked)
+    return masked
 
 
 class _Parse:
@@ -628,9 +636,9 @@ class _Parse:
         if "drawer" not in self.scene.places:
             return Refusal(f"There's no drawer on this table, so I can't {action} it; places here: "
                            f"{self.scene.place_list()}.")
-        others = [sp for sp in self._object_spans()]
+        others = [sp for sp in self.spans if sp.value != "drawer" and not _TARGET_CONTEXT.search(self._before(sp))]
         if others and not self._drawer_as_object():
-            return Refusal(f"I can only {action} the drawer, not the {others[0].text}.")
+            return Refusal(f"I can only {action} the drawer, not the {_said(others[0])}.")
         return self._finish(action, cued, object="drawer")
 
     def _drawer_action(self, family: str) -> str:
@@ -653,7 +661,7 @@ class _Parse:
         spans = self._object_spans()
         if spans:
             return self._resolve(spans[0])
-        phrase = _phrase_after(self.s, verb.end) if verb else _Phrase("", None, "", False)
+        phrase = _phrase_after(self.s, verb.end) if verb else _Phrase("", None, "", False, 0, 0)
         if phrase.head and not phrase.pronoun:
             return self._resolve_phrase(phrase)
         if phrase.colour:
@@ -699,7 +707,9 @@ class _Parse:
         kind = self.g.nearest_kind(phrase.head)
         if kind is None:
             return self._unknown_object(phrase.text)
-        return self._resolve(_Span(0, 0, False, kind, phrase.colour, phrase.text))
+        span = _Span(phrase.start, phrase.end, False, kind, phrase.colour, phrase.text)
+        self.all_spans.append(span)  # so the skill's embedding sees "object", not "tumbler"
+        return self._resolve(span)
 
     def _unknown_object(self, text: str) -> Refusal:
         return Refusal(f"I don't know which object '{text}' is; name one of: {self.scene.object_list()}.")
@@ -731,16 +741,18 @@ class _Parse:
         if misplaced:
             return Refusal(f"I can only put things in or on a place ({self.scene.place_list()}), "
                            f"not by the {_said(misplaced[0])}.")
-        m = re.search(rf"\b{_TARGET_PREP}\s+(?:{_DET}\s+)?([a-z'-]+(?:\s+[a-z'-]+)?)", self.s[verb.end if verb else 0 :])
-        if m:
-            words = [w for w in m.group(1).split() if w not in _PHRASE_END]
-            if words and words[0] not in _PHRASE_END:
-                name = self.g.nearest_place(" ".join(words))
-                if name is not None:
-                    return self._resolve_place(_Span(0, 0, True, name, None, " ".join(words)))
-                return Refusal(f"I don't know the place '{' '.join(words)}'; places here: "
-                               f"{self.scene.place_list()}.")
-        return None
+        # A destination the catalog does not name: "in the wastebasket", "on the shelf".
+        m = _UNKNOWN_DESTINATION.search(self.s, verb.end if verb else 0)
+        words = list(itertools.takewhile(lambda w: w not in _PHRASE_END, m.group(1).split())) if m else []
+        if not words:
+            return None
+        said = " ".join(words)
+        name = self.g.nearest_place(said)
+        if name is None:
+            return Refusal(f"I don't know the place '{said}'; places here: {self.scene.place_list()}.")
+        span = _Span(m.start(1), m.start(1) + len(said), True, name, None, said)
+        self.all_spans.append(span)  # so the skill's embedding sees "place", not "wastebasket"
+        return self._resolve_place(span)
 
     def _resolve_place(self, span: _Span) -> str | Refusal:
         if span.value is None:

@@ -66,8 +66,11 @@ def approach(ee: np.ndarray, target: np.ndarray, yaw: float, grip: float, height
     if np.linalg.norm(ee[:2] - target[:2]) < 0.012 and ee[2] < above[2] + 0.01:
         return [Keyframe(target, yaw, grip, dwell=1)]
     frames = []
-    if ee[2] < above[2] - 0.02 and np.linalg.norm(ee[:2] - target[:2]) > 0.05:
-        frames.append(Keyframe(np.array([*ee[:2], above[2]]), yaw, grip))  # clear what is below first
+    if np.linalg.norm(ee[:2] - target[:2]) > 0.05:  # travel high: drawer fronts and bin walls stand in the way
+        transit = max(above[2], CARRY_Z)
+        if ee[2] < transit - 0.02:
+            frames.append(Keyframe(np.array([*ee[:2], transit]), yaw, grip))
+        frames.append(Keyframe(np.array([*target[:2], transit]), yaw, grip))
     return [*frames, Keyframe(above, yaw, grip), Keyframe(target, yaw, grip, dwell=1)]
 
 

@@ -1,0 +1,109 @@
+"""The `coachlab` command line: one subcommand per job, JSON with --json.
+
+Errors a user can cause are printed as one sentence on stderr with exit code 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any, Callable
+
+from sim.tasks import FAMILIES, UnknownTask, get_family
+
+
+class UserError(Exception):
+    """A mistake in what the user asked for; its message says what to do."""
+
+
+def _emit(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(_human(result))
+
+
+def _human(result: Any, indent: int = 0) -> str:
+    pad = "  " * indent
+    if isinstance(result, dict):
+        return "\n".join(f"{pad}{k}:\n{_human(v, indent + 1)}" if isinstance(v, (dict, list)) else f"{pad}{k}: {v}"
+                         for k, v in result.items())
+    if isinstance(result, list):
+        return "\n".join(_human(v, indent) if isinstance(v, (dict, list)) else f"{pad}- {v}" for v in result)
+    return f"{pad}{result}"
+
+
+def cmd_tasks(args: argparse.Namespace) -> dict[str, Any]:
+    return {"tasks": [{"name": f.name, "description": f.description, "mean_subtasks": f.mean_subtasks}
+                      for f in FAMILIES.values()]}
+
+
+def cmd_coach(args: argparse.Namespace) -> dict[str, Any]:
+    from coaching.scripted_coaching import CoachingRun, run, summarise
+    from sim.mujoco_robot import MujocoRobot
+    from sim.skill_policy import SimSkillPolicy, SkillPolicyConfig
+
+    tasks = list(FAMILIES) if args.task == "all" else [t.strip() for t in args.task.split(",")]
+    for t in tasks:
+        get_family(t)
+    if args.episodes < 1:
+        raise UserError("--episodes must be at least 1.")
+    if args.seed < 0:
+        raise UserError("--seed must be zero or a positive whole number.")
+    if not 0.0 <= args.noise <= 5.0:
+        raise UserError("--noise must be between 0 (a perfect robot) and 5.")
+    robot = MujocoRobot()
+    policy = SimSkillPolicy(SkillPolicyConfig(noise=args.noise, seed=args.seed))
+    reports = run(robot, policy, CoachingRun(tasks, args.episodes, args.seed, args.profile))
+    summary = summarise(reports)
+    summary.update({"profile": args.profile, "noise": args.noise, "seeds": [args.seed, args.seed + args.episodes - 1]})
+    return summary
+
+
+def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
+    import importlib
+
+    module = importlib.import_module(f"bench.{args.what}")
+    return module.run()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coachlab", description="Coach a robot through long-horizon tasks.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("tasks", help="list the sim's task families")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("coach", help="let the scripted coach drive the sim for N episodes")
+    p.add_argument("--task", default="all", help="a task family, a comma list, or 'all'")
+    p.add_argument("--episodes", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--profile", choices=["expert", "sloppy"], default="expert")
+    p.add_argument("--noise", type=float, default=1.0, help="failure noise of the sim skill policy (0 = none)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_coach)
+
+    p = sub.add_parser("bench", help="run a benchmark and print its JSON")
+    p.add_argument("what", choices=["sim", "grounding", "coach"])
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Callable[[argparse.Namespace], dict[str, Any]] = args.func
+    try:
+        result = handler(args)
+    except (UserError, UnknownTask) as err:
+        print(f"coachlab {args.command}: {err}", file=sys.stderr)
+        return 2
+    _emit(result, getattr(args, "json", False))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

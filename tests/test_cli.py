@@ -1,0 +1,39 @@
+"""The command line as a user runs it: real subprocesses, JSON out, one clear sentence on bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def coachlab(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "app.cli", *args], capture_output=True, text=True, timeout=300)
+
+
+def test_tasks_lists_the_suite():
+    out = coachlab("tasks", "--json")
+    assert out.returncode == 0, out.stderr
+    tasks = {t["name"]: t for t in json.loads(out.stdout)["tasks"]}
+    assert {"bussing", "reverse_bussing", "drawer", "sort_blocks"} <= set(tasks)
+    for t in tasks.values():
+        assert t["mean_subtasks"] >= 4 and t["description"]
+
+
+def test_coach_reports_per_task_figures():
+    out = coachlab("coach", "--task", "sort_blocks", "--episodes", "1", "--seed", "3", "--json")
+    assert out.returncode == 0, out.stderr
+    fig = json.loads(out.stdout)["tasks"]["sort_blocks"]
+    assert set(fig) >= {"success_rate", "mean_subtasks_completed", "mean_episode_s", "corrections"}
+    assert fig["success_rate"] == 1.0
+    assert fig["mean_subtasks_completed"] >= 6
+
+
+def test_bad_input_gets_one_sentence():
+    for args, needle in ((["coach", "--task", "nosuch"], "Unknown task 'nosuch'"),
+                         (["coach", "--task", "bussing", "--seed", "-1"], "--seed"),
+                         (["coach", "--task", "bussing", "--episodes", "0"], "--episodes")):
+        out = coachlab(*args)
+        assert out.returncode == 2
+        assert needle in out.stderr
+        assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
