@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 
 DIM = 384
-_MAX_TOKENS = 128
+_MAX_TOKENS = 256  # the model card's max_seq_length
 
 
 def _model_dir() -> str:
@@ -58,12 +58,11 @@ class SentenceEncoder:
         texts = list(texts)
         with self._lock:
             missing = list(dict.fromkeys(t for t in texts if t not in self._cache))
-            if missing:
-                for text, vec in zip(missing, self._embed(missing)):
-                    self._remember(text, vec)
-            rows = [self._cache[t] for t in texts]
-            for t in texts:
-                self._cache.move_to_end(t)
+            # Fresh rows are read from here, not the cache: a batch larger than the cache evicts itself.
+            fresh = dict(zip(missing, self._embed(missing))) if missing else {}
+            rows = [fresh[t] if t in fresh else self._cache[t] for t in texts]
+            for t in dict.fromkeys(texts):
+                self._remember(t, fresh[t] if t in fresh else self._cache[t])
         if not rows:
             return np.zeros((0, DIM), dtype=np.float32)
         return np.stack(rows).astype(np.float32, copy=False)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import torch
 
 from sim import skills, tasks
 from sim.grounding import Grounder, Grounding, Refusal
@@ -38,6 +39,9 @@ class SimSkillPolicy:
 
     def __init__(self, config: SkillPolicyConfig | None = None, grounder: Grounder | None = None):
         self.config = config or SkillPolicyConfig()
+        # One thread: the encoder runs a 6-layer model on one sentence at a time, and torch's
+        # default thread pool fights the physics and renderer for the same cores (40x slower).
+        torch.set_num_threads(1)
         self.grounder = grounder or Grounder()
         self._attempts: OrderedDict[tuple, skills.Attempt] = OrderedDict()
         self._seed = self.config.seed

@@ -136,6 +136,24 @@ def test_drawer_push_pull_and_push_directions(grounder: Grounder) -> None:
     assert_grounded(ground(grounder, "push the can away"), "push", "green_can", direction="forward")
 
 
+def test_a_correction_that_only_names_a_place_moves_the_held_object(grounder: Grounder) -> None:
+    assert_grounded(ground(grounder, "no, in the trash", held="red_cup"), "place", "red_cup", "trash_bin")
+    assert "not holding" in assert_refused(ground(grounder, "no, in the trash"))
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["the blue bowl", "put the cup in the bowl", "open the tub", "put it on the shelf", "stack the cup on the bowl"],
+)
+def test_no_guessing(grounder: Grounder, text: str) -> None:
+    assert_refused(ground(grounder, text, held="green_can"))
+
+
+def test_stop_wins_and_never_waits_for_the_model(grounder: Grounder) -> None:
+    assert_grounded(ground(grounder, "no no, stop!", held="red_cup"), "stop")
+    assert ground(grounder, "freeze").score == 1.0
+
+
 def test_to_info_is_json_able(grounder: Grounder) -> None:
     import json
 
