@@ -73,7 +73,10 @@ def run_episode(robot: Robot, policy: LowLevelPolicy, coach: ScriptedCoach, task
             queue.load(reply["actions"])
             segments[-1].interpretation = reply.get("info", {})
         action = queue.pop()
-        robot.act(action, mode) if action is not None else robot.hold()
+        if action is None:
+            robot.hold()  # no chunk yet: the safe default is to keep still
+        else:
+            robot.act(action, mode)
         obs = robot.observe()
     if segments:
         segments[-1].end_s = clock.now()

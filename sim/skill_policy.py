@@ -5,6 +5,9 @@ plans it against the privileged `env_state` (through `sim.skills`) and returns a
 with an `info` dict saying how it understood the text, or why it refused. Like a real VLA it
 never says when a subtask is finished: it keeps acting on the current one and holds still when
 there is nothing left to do.
+
+Besides the DESIGN prompt fields it reads two optional ones, `episode` and `segment`: a new
+segment is a new try at an instruction (fresh noise, fresh memory) even when its text repeats.
 """
 
 from __future__ import annotations
