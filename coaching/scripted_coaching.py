@@ -25,16 +25,13 @@ class CoachingRun:
     profile: str = "expert"
 
 
-def run(robot: Robot, policy: LowLevelPolicy, spec: CoachingRun, on_episode=None,
-        progress: bool = True) -> dict[str, list[EpisodeReport]]:
+def run(robot: Robot, policy: LowLevelPolicy, spec: CoachingRun, progress: bool = True) -> dict[str, list[EpisodeReport]]:
     reports: dict[str, list[EpisodeReport]] = {t: [] for t in spec.tasks}
     jobs = [(t, spec.seed + k) for t in spec.tasks for k in range(spec.episodes)]
     for task, seed in tqdm(jobs, desc="coaching", unit="episode", disable=not progress):
         coach = ScriptedCoach(get_family(task), CoachConfig(profile=spec.profile), seed)
         report = run_episode(robot, policy, coach, task, seed)
         reports[task].append(report)
-        if on_episode is not None:
-            on_episode(report)
     return reports
 
 

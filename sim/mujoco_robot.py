@@ -109,7 +109,7 @@ class MujocoRobot(Robot):
         self._grip_site = self.model.site("grip").id
         finger_bodies = {self.model.body(b).id for b in ("finger_left", "finger_right")}
         self._finger_geoms = {g for g in range(self.model.ngeom) if self.model.geom_bodyid[g] in finger_bodies}
-        self._item_geoms = {p.obj.name: self.model.geom(p.obj.name).id for p in spec.items}
+        self._item_by_geom = {self.model.geom(p.obj.name).id: p.obj.name for p in spec.items}
         home = self.ik.solve(_HOME_SEED, np.array(HOME_EE), 0.0)
         self.data.qpos[self._arm_qpos] = home
         self.data.qpos[self._finger_qpos] = GRIPPER_MAX_OPENING / 2
@@ -136,11 +136,10 @@ class MujocoRobot(Robot):
     def held_object(self) -> str | None:
         """The item both fingers touch, if any: a grasp that holds by friction, not by magic."""
         touching: dict[str, set[int]] = {}
-        item_by_geom = {g: n for n, g in self._item_geoms.items()}
         for c in self.data.contact[: self.data.ncon]:
             for finger, other in ((c.geom1, c.geom2), (c.geom2, c.geom1)):
-                if finger in self._finger_geoms and other in item_by_geom:
-                    touching.setdefault(item_by_geom[other], set()).add(self.model.geom_bodyid[finger])
+                if finger in self._finger_geoms and other in self._item_by_geom:
+                    touching.setdefault(self._item_by_geom[other], set()).add(self.model.geom_bodyid[finger])
         held = [name for name, fingers in touching.items() if len(fingers) == 2]
         return held[0] if held else None
 
