@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Any, Callable
 
+from policy_client import BadAddress, PolicyError
 from sim.tasks import FAMILIES, UnknownTask, get_family
 
 
@@ -40,9 +41,9 @@ def cmd_tasks(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_coach(args: argparse.Namespace) -> dict[str, Any]:
+    from coaching.low_level import low_level_policy
     from coaching.scripted_coaching import CoachingRun, run, summarise
     from sim.mujoco_robot import MujocoRobot
-    from sim.skill_policy import SimSkillPolicy, SkillPolicyConfig
 
     tasks = list(FAMILIES) if args.task == "all" else [t.strip() for t in args.task.split(",")]
     for t in tasks:
@@ -54,11 +55,34 @@ def cmd_coach(args: argparse.Namespace) -> dict[str, Any]:
     if not 0.0 <= args.noise <= 5.0:
         raise UserError("--noise must be between 0 (a perfect robot) and 5.")
     robot = MujocoRobot()
-    policy = SimSkillPolicy(SkillPolicyConfig(noise=args.noise, seed=args.seed))
-    reports = run(robot, policy, CoachingRun(tasks, args.episodes, args.seed, args.profile))
+    with low_level_policy(args.vla, {"noise": args.noise, "seed": args.seed}) as policy:
+        reports = run(robot, policy, CoachingRun(tasks, args.episodes, args.seed, args.profile))
     summary = summarise(reports)
     summary.update({"profile": args.profile, "noise": args.noise, "seeds": [args.seed, args.seed + args.episodes - 1]})
     return summary
+
+
+def cmd_vla_server(args: argparse.Namespace) -> dict[str, Any]:
+    from policy_client.local_server import load_factory
+    from policy_client.server import PolicyServer
+
+    if not 0 <= args.port <= 65535:
+        raise UserError("--port must be between 0 (any free port) and 65535.")
+    try:
+        options = json.loads(args.options)
+    except ValueError:
+        raise UserError("--options must be a JSON object, e.g. '{\"noise\": 0.5}'.") from None
+    try:
+        policy = load_factory(args.policy)(**options)
+    except (ImportError, AttributeError, ValueError) as e:
+        raise UserError(f"Cannot build the policy {args.policy!r}: {e}. Give --policy as module:callable.") from None
+    server = PolicyServer(policy, f"tcp://{args.host}:{args.port}")
+    print(f"serving {args.policy} at {server.address.replace('tcp://', 'zmq://')} (Ctrl+C stops)", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return {"address": server.address, "served": server.served, "errors": server.errors}
 
 
 def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
@@ -82,11 +106,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", choices=["expert", "sloppy"], default="expert")
     p.add_argument("--noise", type=float, default=1.0, help="failure noise of the sim skill policy (0 = none)")
+    p.add_argument("--vla", default=None, help="low-level policy address, zmq://host:port or openpi://host:port "
+                                               "(default: $COACHLAB_VLA, else the sim skill policy in a child process)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_coach)
 
+    p = sub.add_parser("vla-server", help="serve the sim skill policy (or any policy factory) over ZMQ")
+    p.add_argument("--port", type=int, default=5555)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--policy", default="sim.skill_policy:from_options", help="module:callable building the policy")
+    p.add_argument("--options", default="{}", help="JSON keyword arguments for the policy factory")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_vla_server)
+
     p = sub.add_parser("bench", help="run a benchmark and print its JSON")
-    p.add_argument("what", choices=["sim", "grounding", "coach"])
+    p.add_argument("what", choices=["sim", "grounding", "coach", "rpc"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
     return parser
@@ -98,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], dict[str, Any]] = args.func
     try:
         result = handler(args)
-    except (UserError, UnknownTask) as err:
+    except (UserError, UnknownTask, PolicyError, BadAddress) as err:
         print(f"coachlab {args.command}: {err}", file=sys.stderr)
         return 2
     _emit(result, getattr(args, "json", False))

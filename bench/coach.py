@@ -1,4 +1,4 @@
-"""Benchmark: the scripted expert coach over the sim skill policy, 20 seeds on every task family.
+"""Benchmark: the scripted expert coach over the served sim skill policy, 20 seeds on every task family.
 
 Prints `coachlab coach --json`'s figures plus wall-clock seconds per simulated second.
 """
@@ -10,15 +10,15 @@ import time
 
 
 def run(episodes: int = 20, seed: int = 0) -> dict:
+    from coaching.low_level import low_level_policy
     from coaching.scripted_coaching import CoachingRun, run as run_coaching, summarise
     from sim.mujoco_robot import MujocoRobot
-    from sim.skill_policy import SimSkillPolicy, SkillPolicyConfig
     from sim.tasks import FAMILIES
 
-    start = time.perf_counter()
-    reports = run_coaching(MujocoRobot(), SimSkillPolicy(SkillPolicyConfig(seed=seed)),
-                           CoachingRun(list(FAMILIES), episodes, seed, "expert"))
-    wall = time.perf_counter() - start
+    with low_level_policy(sim_options={"seed": seed}) as policy:
+        start = time.perf_counter()
+        reports = run_coaching(MujocoRobot(), policy, CoachingRun(list(FAMILIES), episodes, seed, "expert"))
+        wall = time.perf_counter() - start
     sim_s = sum(e.duration_s for eps in reports.values() for e in eps)
     return {**summarise(reports), "profile": "expert", "noise": 1.0,
             "realtime_factor": round(sim_s / wall, 2)}

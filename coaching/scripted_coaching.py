@@ -11,7 +11,8 @@ from typing import Any, Iterable
 import numpy as np
 from tqdm import tqdm
 
-from coaching.scripted_episode import EpisodeReport, LowLevelPolicy, run_episode
+from coaching.scripted_episode import EpisodeReport, run_episode
+from policy_client import BasePolicy
 from sim.coach import CoachConfig, ScriptedCoach
 from sim.robot import Robot
 from sim.tasks import get_family
@@ -25,7 +26,7 @@ class CoachingRun:
     profile: str = "expert"
 
 
-def run(robot: Robot, policy: LowLevelPolicy, spec: CoachingRun, progress: bool = True) -> dict[str, list[EpisodeReport]]:
+def run(robot: Robot, policy: BasePolicy, spec: CoachingRun, progress: bool = True) -> dict[str, list[EpisodeReport]]:
     reports: dict[str, list[EpisodeReport]] = {t: [] for t in spec.tasks}
     jobs = [(t, spec.seed + k) for t in spec.tasks for k in range(spec.episodes)]
     for task, seed in tqdm(jobs, desc="coaching", unit="episode", disable=not progress):

@@ -1,23 +1,21 @@
 """One episode driven by a subtask source (here the scripted coach): the control loop in one screen.
 
-observe -> the coach may send a new subtask (a new segment; the action queue is cleared) -> when
-the queue runs low, ask the low-level policy for a chunk -> act (or hold) -> repeat, until the
-coach ends the episode. Time comes from one clock, so the sim runs faster than real time.
+observe -> the coach may send a new subtask (a new segment; queued actions are dropped) -> the
+chunker hands out the next action, asking the low-level policy (over the wire) for a new chunk when
+the current one has run long enough -> act (or hold) -> repeat, until the coach ends the episode.
+Time comes from one clock, so the sim runs faster than real time; on that clock the chunker waits
+for each reply synchronously, since simulated time does not pass while it waits.
 """
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
-from coaching.action_queue import ActionQueue
 from coaching.clock import SimClock
+from policy_client import ActionChunker, BasePolicy, ChunkingConfig
 from sim.coach import CoachCommand, ScriptedCoach
 from sim.robot import Robot
-
-
-class LowLevelPolicy(Protocol):
-    def infer(self, observation: dict[str, Any], prompt: dict[str, Any]) -> dict[str, Any]: ...
 
 
 @dataclass
@@ -47,13 +45,14 @@ class EpisodeReport:
         return asdict(self)
 
 
-def run_episode(robot: Robot, policy: LowLevelPolicy, coach: ScriptedCoach, task: str, seed: int,
-                replan_after: int = 5) -> EpisodeReport:
+def run_episode(robot: Robot, policy: BasePolicy, coach: ScriptedCoach, task: str, seed: int,
+                chunking: ChunkingConfig | None = None) -> EpisodeReport:
+    policy.reset()
     obs = robot.reset(task, seed)
     clock = SimClock(lambda: obs.timestamp)  # obs is rebound every step; the closure sees the latest
     mode = coach.metadata["control_mode"]
     task_text = coach.family.task_text(obs.env_state)
-    queue, segments = ActionQueue(replan_after), []
+    chunker, segments = ActionChunker(policy, chunking or ChunkingConfig(replan_after=5)), []
     end: CoachCommand | None = None
     while end is None:
         now = clock.now()
@@ -65,14 +64,15 @@ def run_episode(robot: Robot, policy: LowLevelPolicy, coach: ScriptedCoach, task
             if segments:
                 segments[-1].end_s = now
             segments.append(Segment(len(segments), cmd.text, cmd.source, cmd.mistake, now))
-            queue.clear()
-        if segments and queue.needs_chunk():
+            chunker.new_subtask()
+        action = None
+        if segments:
             prompt = {"task": task_text, "subtask": segments[-1].text, "control_mode": mode,
                       "metadata": coach.metadata, "episode": seed, "segment": len(segments) - 1}
-            reply = policy.infer(obs.to_dict(), prompt)
-            queue.load(reply["actions"])
-            segments[-1].interpretation = reply.get("info", {})
-        action = queue.pop()
+            action = chunker.step(obs.to_dict(), prompt)
+            if chunker.last_error is not None:
+                raise chunker.last_error  # a scripted run cannot go on without its low-level policy
+            segments[-1].interpretation = chunker.last_info
         if action is None:
             robot.hold()  # no chunk yet: the safe default is to keep still
         else:

@@ -125,3 +125,8 @@ class SimSkillPolicy:
         if g.skill == "home":
             return skills.go_home(env)
         return skills.hold(env), "stopped"
+
+
+def from_options(**options: Any) -> SimSkillPolicy:
+    """Factory for serving the sim skill policy from a JSON config (`coachlab vla-server`, child servers)."""
+    return SimSkillPolicy(SkillPolicyConfig(**options))

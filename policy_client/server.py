@@ -1,0 +1,143 @@
+"""The server harness: serve any object with `infer(observation, prompt) -> dict` over ZMQ.
+
+One ROUTER socket serves any number of clients; requests are answered one at a time in arrival
+order (one policy, one accelerator). A bad request (malformed frames, an oversized message, a
+wrong protocol version, a policy that raises) gets an `error` reply and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import zmq
+
+from policy_client import protocol
+from policy_client.protocol import Message, ProtocolError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ServerConfig:
+    name: str = "coachlab-policy-server"
+    version: str = "0.1.0"
+    max_request_bytes: int = 64 << 20  # larger requests get a `too_large` error reply
+    poll_ms: int = 100  # how often the loop checks whether it should stop
+
+
+class PolicyServer:
+    """Binds `address` (e.g. tcp://127.0.0.1:5555, or port 0 / * for any free port) and serves."""
+
+    def __init__(self, policy: Any, address: str, config: ServerConfig | None = None):
+        self.policy = policy
+        self.config = config or ServerConfig()
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.ROUTER)
+        self._socket.setsockopt(zmq.LINGER, 0)
+        # A hard cap far above the soft one: ZMQ drops the connection of a peer past it, before
+        # the bytes are buffered; between the two the client gets a readable `too_large` reply.
+        self._socket.setsockopt(zmq.MAXMSGSIZE, 4 * self.config.max_request_bytes)
+        host, _, port = address.rpartition(":")
+        self._socket.bind(f"{host}:*" if port == "0" else address)  # port 0: any free port
+        self.address: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.served = 0
+        self.errors = 0
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def serve_forever(self) -> None:
+        try:
+            while not self._stop.is_set():
+                if self._socket.poll(self.config.poll_ms, zmq.POLLIN):
+                    self._handle(self._socket.recv_multipart(copy=False))
+        finally:
+            self._socket.close()
+            self._context.term()
+
+    def start(self) -> "PolicyServer":
+        """Serve on a background thread (tests, benchmarks, embedding in another process)."""
+        self._thread = threading.Thread(target=self.serve_forever, name="policy-server", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    # -- one request ------------------------------------------------------------------------
+    def _handle(self, frames: list[zmq.Frame]) -> None:
+        identity, payload = frames[0], frames[1:]
+        msg_id = protocol.peek_id(payload)
+        try:
+            size = sum(len(f) for f in payload)
+            if size > self.config.max_request_bytes:
+                raise ProtocolError("too_large", f"A request of {size} bytes is over this server's limit of "
+                                                 f"{self.config.max_request_bytes}; send smaller images.")
+            request = protocol.decode(payload)
+            reply = self._answer(request)
+        except ProtocolError as e:
+            reply = protocol.error_message(msg_id, e.code, str(e))
+        except Exception as e:  # the policy raised: report it to the client, keep serving
+            log.exception("policy failed on request %s", msg_id)
+            reply = protocol.error_message(msg_id, "policy_error", f"The policy failed: {type(e).__name__}: {e}")
+        if reply.kind == "error":
+            self.errors += 1
+        else:
+            self.served += 1
+        self._socket.send_multipart([identity, *protocol.encode(reply)], copy=False)
+
+    def _answer(self, request: Message) -> Message:
+        if request.kind == "hello":
+            return Message("hello", request.id, self.hello())
+        if request.kind == "ping":
+            return Message("pong", request.id, {"time": time.time()})
+        if request.kind == "reset":
+            if hasattr(self.policy, "reset"):
+                self.policy.reset(request.body.get("seed"))
+            return Message("reset", request.id, {})
+        if request.kind == "infer":
+            observation, prompt = request.body.get("observation"), request.body.get("prompt")
+            if not isinstance(observation, dict) or not isinstance(prompt, dict):
+                raise ProtocolError("malformed", "An infer request needs an 'observation' object and a 'prompt' object.")
+            start = time.perf_counter()
+            result = self.policy.infer(observation, prompt)
+            infer_ms = (time.perf_counter() - start) * 1e3
+            if not isinstance(result, dict) or "actions" not in result:
+                raise ProtocolError("policy_error", "The policy returned no 'actions'; infer must return a dict with them.")
+            body = {"actions": result["actions"], "info": result.get("info", {}),
+                    "server_timing": {"infer_ms": round(infer_ms, 3)}}
+            return Message("actions", request.id, body)
+        raise ProtocolError("unknown_kind", f"A server does not accept {request.kind!r} messages.")
+
+    def hello(self) -> dict[str, Any]:
+        meta = dict(getattr(self.policy, "metadata", {}) or {})
+        return {
+            "protocol": protocol.PROTOCOL_VERSION,
+            "server": self.config.name,
+            "version": self.config.version,
+            "policy": meta.pop("name", type(self.policy).__name__),
+            "action_dim": meta.pop("action_dim", None),
+            "chunk_length": meta.pop("chunk_length", None),
+            "control_modes": meta.pop("control_modes", ["ee"]),
+            "cameras": meta.pop("cameras", None),
+            "image_size": meta.pop("image_size", None),
+            "takes_subgoal_images": meta.pop("takes_subgoal_images", False),
+            "takes_metadata": meta.pop("takes_metadata", False),
+            "extra": meta,
+        }
+
+
+def serve(policy: Any, address: str = "tcp://127.0.0.1:5555", config: ServerConfig | None = None) -> None:
+    """Serve `policy` at `address` until interrupted: the few lines a lab needs around its VLA."""
+    server = PolicyServer(policy, address, config)
+    log.info("serving %s at %s", type(policy).__name__, server.address)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
