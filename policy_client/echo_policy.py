@@ -26,10 +26,12 @@ class EchoPolicy(BasePolicy):
                 "control_modes": ["ee", "joint"]}
 
     def infer(self, observation: dict[str, Any], prompt: dict[str, Any]) -> dict[str, Any]:
-        time.sleep(float(prompt.get("delay_s", 0.0)))
+        if prompt.get("delay_s"):
+            time.sleep(float(prompt["delay_s"]))
         state = np.asarray(observation["state"], dtype=np.float32).ravel()
-        row = np.resize(state, self.action_dim) if state.size else np.zeros(self.action_dim, np.float32)
-        actions = row[None, :] + np.arange(self.chunk_length, dtype=np.float32)[:, None]
+        row = np.zeros(self.action_dim, np.float32)
+        row[:min(state.size, self.action_dim)] = state[:self.action_dim]
+        actions = row + np.arange(self.chunk_length, dtype=np.float32)[:, None]
         info: dict[str, Any] = {"subtask": prompt.get("subtask"), "resets": self.resets}
         if self.echo_images:
             info["images"] = observation.get("images", {})

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,7 @@ class OpenPIPolicyClient(BasePolicy):
         self.layout = LAYOUTS[layout] if isinstance(layout, str) else layout
         self.timeout_s = timeout_s
         self._ws: websockets.sync.client.ClientConnection | None = None
+        self._open = ExitStack()  # websockets 17 wants connections entered as context managers
         self._lock = threading.Lock()
         self.server_hello: dict[str, Any] = {}
         self.last_round_trip_ms: float | None = None
@@ -131,10 +133,11 @@ class OpenPIPolicyClient(BasePolicy):
     def _connection(self) -> websockets.sync.client.ClientConnection:
         if self._ws is None:
             try:
-                ws = websockets.sync.client.connect(self.uri, compression=None, max_size=None,
-                                                    open_timeout=self.timeout_s)
+                ws = self._open.enter_context(websockets.sync.client.connect(
+                    self.uri, compression=None, max_size=None, open_timeout=self.timeout_s))
                 first = ws.recv(timeout=self.timeout_s)
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as e:
+                self._open.close()
                 raise PolicyUnreachable(f"No openpi policy server answers at {self.uri} ({e}); start it or "
                                         "pass the right --vla openpi://host:port address.") from None
             try:
@@ -142,15 +145,14 @@ class OpenPIPolicyClient(BasePolicy):
             except Exception:
                 meta = None
             if not isinstance(meta, dict):
-                ws.close()
+                self._open.close()
                 raise ProtocolMismatch(f"The server at {self.uri} sent no openpi metadata frame on connect.")
             self._ws, self.server_hello = ws, meta
         return self._ws
 
     def _drop(self) -> None:
-        if self._ws is not None:
-            self._ws.close()
-            self._ws = None
+        self._open.close()
+        self._ws = None
 
 
 def _put(out: dict[str, Any], path: tuple[str, ...], value: Any) -> None:

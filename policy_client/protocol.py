@@ -10,10 +10,12 @@ frame is checked against its declared dtype and shape before it is viewed.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from zmq import SNDMORE
 
 PROTOCOL_VERSION = 1
 KINDS = ("hello", "infer", "reset", "ping", "actions", "pong", "error")
@@ -80,6 +82,17 @@ def decode(frames: list[Any]) -> Message:
     return Message(kind, msg_id, _restore_arrays(body, arrays), header["v"])
 
 
+ZERO_COPY_BYTES = 1 << 16  # below this, copying a frame is cheaper than tracking a zero-copy one
+
+
+def send(socket: Any, frames: list[Any], prefix: list[Any] | None = None) -> None:
+    """Send a multipart message, zero-copy for the large frames only."""
+    frames = [*(prefix or []), *frames]
+    for i, frame in enumerate(frames):
+        big = memoryview(frame).nbytes >= ZERO_COPY_BYTES
+        socket.send(frame, flags=SNDMORE if i < len(frames) - 1 else 0, copy=not big)
+
+
 def peek_id(frames: list[Any]) -> int:
     """The request id of a message that may fail to decode, so its error reply can be matched; -1 if unreadable."""
     try:
@@ -132,6 +145,6 @@ def _view(spec: Any, buf: memoryview) -> np.ndarray:
     if not isinstance(shape, list) or not all(isinstance(n, int) and n >= 0 for n in shape):
         raise ProtocolError("malformed", f"Array shape {shape!r} must be a list of non-negative integers.")
     dtype = np.dtype(spec["dtype"])
-    if int(np.prod(shape, dtype=np.int64)) * dtype.itemsize != buf.nbytes:
+    if math.prod(shape) * dtype.itemsize != buf.nbytes:
         raise ProtocolError("malformed", f"An array frame of {buf.nbytes} bytes does not hold {dtype} {shape}.")
     return np.frombuffer(buf, dtype=dtype).reshape(shape)

@@ -73,24 +73,24 @@ class PolicyServer:
     # -- one request ------------------------------------------------------------------------
     def _handle(self, frames: list[zmq.Frame]) -> None:
         identity, payload = frames[0], frames[1:]
-        msg_id = protocol.peek_id(payload)
+        request: Message | None = None
         try:
-            size = sum(len(f) for f in payload)
+            size = sum(f.buffer.nbytes for f in payload)
             if size > self.config.max_request_bytes:
                 raise ProtocolError("too_large", f"A request of {size} bytes is over this server's limit of "
                                                  f"{self.config.max_request_bytes}; send smaller images.")
             request = protocol.decode(payload)
             reply = self._answer(request)
         except ProtocolError as e:
-            reply = protocol.error_message(msg_id, e.code, str(e))
+            reply = protocol.error_message(request.id if request else protocol.peek_id(payload), e.code, str(e))
         except Exception as e:  # the policy raised: report it to the client, keep serving
-            log.exception("policy failed on request %s", msg_id)
-            reply = protocol.error_message(msg_id, "policy_error", f"The policy failed: {type(e).__name__}: {e}")
+            log.exception("policy failed on request %s", request.id)
+            reply = protocol.error_message(request.id, "policy_error", f"The policy failed: {type(e).__name__}: {e}")
         if reply.kind == "error":
             self.errors += 1
         else:
             self.served += 1
-        self._socket.send_multipart([identity, *protocol.encode(reply)], copy=False)
+        protocol.send(self._socket, protocol.encode(reply), prefix=[identity])
 
     def _answer(self, request: Message) -> Message:
         if request.kind == "hello":

@@ -79,7 +79,7 @@ class ZmqPolicyClient(BasePolicy):
                 self._drop_socket()
                 raise PolicyUnreachable(f"No low-level policy server answers at {self.address}; start one "
                                         "(coachlab vla-server) or pass the right --vla address.")
-            sock.send_multipart(protocol.encode(Message(kind, msg_id, body)), copy=False)
+            protocol.send(sock, protocol.encode(Message(kind, msg_id, body)))
             reply = self._await_reply(sock, msg_id, start, timeout_ms)
             self.last_round_trip_ms = (time.perf_counter() - start) * 1e3
         if reply.kind == "error":

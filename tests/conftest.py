@@ -1,4 +1,4 @@
-"""Shared fixtures: the sim robot and the sim skill policy are built once per test module."""
+"""Shared fixtures: the sim robot, the sim skill policy, and that policy served over the wire by a child process."""
 
 from __future__ import annotations
 
@@ -31,3 +31,12 @@ def policy(grounder):
     from sim.skill_policy import SimSkillPolicy, SkillPolicyConfig
 
     return SimSkillPolicy(SkillPolicyConfig(noise=0.0), grounder)
+
+
+@pytest.fixture(scope="session")
+def served_policy():
+    """A client of the sim skill policy (noise 0) served by a child process, as every run uses it."""
+    from coaching.low_level import low_level_policy
+
+    with low_level_policy(sim_options={"noise": 0.0}) as client:
+        yield client

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 
@@ -29,10 +30,33 @@ def test_coach_reports_per_task_figures():
     assert fig["mean_subtasks_completed"] >= 6
 
 
+def test_coach_reaches_a_separately_started_vla_server():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "app.cli", "vla-server", "--port", str(port),
+                               "--options", '{"noise": 0.0}'], stderr=subprocess.PIPE, text=True)
+    try:
+        assert "serving" in server.stderr.readline()
+        out = coachlab("coach", "--task", "sort_blocks", "--episodes", "1", "--vla", f"zmq://127.0.0.1:{port}", "--json")
+        assert out.returncode == 0, out.stderr
+        assert json.loads(out.stdout)["tasks"]["sort_blocks"]["success_rate"] == 1.0
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def test_bad_input_gets_one_sentence():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead_port = s.getsockname()[1]
     for args, needle in ((["coach", "--task", "nosuch"], "Unknown task 'nosuch'"),
                          (["coach", "--task", "bussing", "--seed", "-1"], "--seed"),
-                         (["coach", "--task", "bussing", "--episodes", "0"], "--episodes")):
+                         (["coach", "--task", "bussing", "--episodes", "0"], "--episodes"),
+                         (["coach", "--task", "bussing", "--vla", "gpu-box"], "zmq://host:port"),
+                         (["coach", "--task", "bussing", "--vla", f"zmq://127.0.0.1:{dead_port}"], "No low-level policy server"),
+                         (["vla-server", "--policy", "nosuch.module:thing"], "Cannot build the policy"),
+                         (["vla-server", "--options", "{not json"], "--options must be a JSON object")):
         out = coachlab(*args)
         assert out.returncode == 2
         assert needle in out.stderr
