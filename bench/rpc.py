@@ -2,7 +2,9 @@
 
 Payload: two 224x224x3 uint8 images, a 14-d state and a prompt, answered by a 50 x 14 float32
 chunk. Each server runs in its own process (as a VLA would), so client and server do not share
-an interpreter lock. The floor is copying the payload twice in memory. A second run puts four
+an interpreter lock; the websocket server is asyncio-based and the client synchronous, as in
+openpi's `WebsocketPolicyServer` and `WebsocketClientPolicy`. The floor is copying the payload
+twice in memory. A second run puts four
 client processes on the ZMQ server at once and counts lost requests.
 """
 
