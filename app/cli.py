@@ -10,6 +10,7 @@ import json
 import sys
 from typing import Any, Callable
 
+from coaching.low_level import PolicyDoesNotFit
 from policy_client import BadAddress, PolicyError
 from sim.tasks import FAMILIES, UnknownTask, get_family
 
@@ -41,7 +42,7 @@ def cmd_tasks(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_coach(args: argparse.Namespace) -> dict[str, Any]:
-    from coaching.low_level import low_level_policy
+    from coaching.low_level import check_fits, low_level_policy
     from coaching.scripted_coaching import CoachingRun, run, summarise
     from sim.mujoco_robot import MujocoRobot
 
@@ -56,6 +57,7 @@ def cmd_coach(args: argparse.Namespace) -> dict[str, Any]:
         raise UserError("--noise must be between 0 (a perfect robot) and 5.")
     robot = MujocoRobot()
     with low_level_policy(args.vla, {"noise": args.noise, "seed": args.seed}) as policy:
+        check_fits(policy.metadata, robot.describe(), "ee")
         reports = run(robot, policy, CoachingRun(tasks, args.episodes, args.seed, args.profile))
     summary = summarise(reports)
     summary.update({"profile": args.profile, "noise": args.noise, "seeds": [args.seed, args.seed + args.episodes - 1]})
@@ -132,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], dict[str, Any]] = args.func
     try:
         result = handler(args)
-    except (UserError, UnknownTask, PolicyError, BadAddress) as err:
+    except (UserError, UnknownTask, PolicyError, BadAddress, PolicyDoesNotFit) as err:
         print(f"coachlab {args.command}: {err}", file=sys.stderr)
         return 2
     _emit(result, getattr(args, "json", False))

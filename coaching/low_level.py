@@ -10,6 +10,7 @@ from typing import Any, Iterator
 
 from policy_client import BasePolicy, connect
 from policy_client.local_server import LocalPolicyServer
+from sim.robot import RobotDescription
 
 SIM_POLICY_FACTORY = "sim.skill_policy:from_options"
 VLA_ENV = "COACHLAB_VLA"
@@ -28,3 +29,19 @@ def low_level_policy(address: str | None = None, sim_options: dict[str, Any] | N
         client.close()
         if server is not None:
             server.close()
+
+
+class PolicyDoesNotFit(ValueError):
+    """The low-level policy's handshake says it cannot drive this robot."""
+
+
+def check_fits(hello: dict[str, Any], robot: RobotDescription, mode: str) -> None:
+    """Refuse early, with one sentence, a VLA whose action space does not match the robot's."""
+    modes = hello.get("control_modes")
+    if modes and mode not in modes:
+        raise PolicyDoesNotFit(f"The low-level policy {hello.get('policy', '')!r} acts in {', '.join(modes)} mode, "
+                               f"not {mode}; choose one of those control modes.")
+    dim = hello.get("action_dim")
+    if dim is not None and mode in robot.action_names and dim != robot.action_dim(mode):
+        raise PolicyDoesNotFit(f"The low-level policy outputs {dim}-d actions but {robot.name} takes "
+                               f"{robot.action_dim(mode)} in {mode} mode; serve a policy trained for this robot.")

@@ -46,6 +46,23 @@ def test_coach_reaches_a_separately_started_vla_server():
         server.wait(timeout=10)
 
 
+def test_coach_refuses_a_vla_for_another_robot():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "app.cli", "vla-server", "--port", str(port),
+                               "--policy", "policy_client.echo_policy:from_options", "--options", '{"action_dim": 14}'],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        assert "serving" in server.stderr.readline()
+        out = coachlab("coach", "--task", "sort_blocks", "--vla", f"zmq://127.0.0.1:{port}")
+        assert out.returncode == 2 and "outputs 14-d actions" in out.stderr
+        assert len(out.stderr.strip().splitlines()) == 1
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
 def test_bad_input_gets_one_sentence():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
