@@ -7,12 +7,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from typing import Any, Callable
 
+from app.episodes_command import add_parsers as add_episodes_parsers
 from coaching.low_level import PolicyDoesNotFit
 from policy_client import BadAddress, PolicyError
 from sim.tasks import FAMILIES, UnknownTask, get_family
+from storage.errors import StorageError
+
+DB_ENV = "COACHLAB_DB"
 
 
 class UserError(Exception):
@@ -56,11 +61,25 @@ def cmd_coach(args: argparse.Namespace) -> dict[str, Any]:
     if not 0.0 <= args.noise <= 5.0:
         raise UserError("--noise must be between 0 (a perfect robot) and 5.")
     robot = MujocoRobot()
-    with low_level_policy(args.vla, {"noise": args.noise, "seed": args.seed}) as policy:
-        check_fits(policy.metadata, robot.describe(), "ee")
-        reports = run(robot, policy, CoachingRun(tasks, args.episodes, args.seed, args.profile))
+    db = recorder = None
+    if args.db is not None or os.environ.get(DB_ENV):
+        from storage import Recorder, open_database
+
+        db = open_database(args.db)
+        recorder = Recorder(db)
+    try:
+        with low_level_policy(args.vla, {"noise": args.noise, "seed": args.seed}) as policy:
+            check_fits(policy.metadata, robot.describe(), "ee")
+            reports = run(robot, policy, CoachingRun(tasks, args.episodes, args.seed, args.profile), recorder)
+    finally:
+        if recorder is not None:
+            recorder.close()  # an episode cut short by an error is kept, marked interrupted
+            db.close()
     summary = summarise(reports)
     summary.update({"profile": args.profile, "noise": args.noise, "seeds": [args.seed, args.seed + args.episodes - 1]})
+    if db is not None:
+        summary["database"] = db.display_url
+        summary["episode_ids"] = [r.episode_id for eps in reports.values() for r in eps]
     return summary
 
 
@@ -110,8 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=1.0, help="failure noise of the sim skill policy (0 = none)")
     p.add_argument("--vla", default=None, help="low-level policy address, zmq://host:port or openpi://host:port "
                                                "(default: $COACHLAB_VLA, else the sim skill policy in a child process)")
+    p.add_argument("--db", default=None, help="log every episode to this database URL or SQLite file "
+                                              "(default: $COACHLAB_DB if set, else nothing is logged)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_coach)
+
+    add_episodes_parsers(sub)
 
     p = sub.add_parser("vla-server", help="serve the sim skill policy (or any policy factory) over ZMQ")
     p.add_argument("--port", type=int, default=5555)
@@ -122,7 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_vla_server)
 
     p = sub.add_parser("bench", help="run a benchmark and print its JSON")
-    p.add_argument("what", choices=["sim", "grounding", "coach", "rpc"])
+    p.add_argument("what", choices=["sim", "grounding", "coach", "rpc", "storage"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
     return parser
@@ -134,7 +157,7 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], dict[str, Any]] = args.func
     try:
         result = handler(args)
-    except (UserError, UnknownTask, PolicyError, BadAddress, PolicyDoesNotFit) as err:
+    except (UserError, UnknownTask, PolicyError, BadAddress, PolicyDoesNotFit, StorageError) as err:
         print(f"coachlab {args.command}: {err}", file=sys.stderr)
         return 2
     _emit(result, getattr(args, "json", False))

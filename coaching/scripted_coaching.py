@@ -6,7 +6,7 @@ This is what `coachlab coach` runs; the per-task summary is the figure the sim i
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable
 
 import numpy as np
 from tqdm import tqdm
@@ -17,6 +17,9 @@ from sim.coach import CoachConfig, ScriptedCoach
 from sim.robot import Robot
 from sim.tasks import get_family
 
+if TYPE_CHECKING:
+    from storage.recorder import Recorder
+
 
 @dataclass
 class CoachingRun:
@@ -26,12 +29,13 @@ class CoachingRun:
     profile: str = "expert"
 
 
-def run(robot: Robot, policy: BasePolicy, spec: CoachingRun, progress: bool = True) -> dict[str, list[EpisodeReport]]:
+def run(robot: Robot, policy: BasePolicy, spec: CoachingRun, recorder: Recorder | None = None,
+        progress: bool = True) -> dict[str, list[EpisodeReport]]:
     reports: dict[str, list[EpisodeReport]] = {t: [] for t in spec.tasks}
     jobs = [(t, spec.seed + k) for t in spec.tasks for k in range(spec.episodes)]
     for task, seed in tqdm(jobs, desc="coaching", unit="episode", disable=not progress):
         coach = ScriptedCoach(get_family(task), CoachConfig(profile=spec.profile), seed)
-        report = run_episode(robot, policy, coach, task, seed)
+        report = run_episode(robot, policy, coach, task, seed, recorder=recorder)
         reports[task].append(report)
     return reports
 

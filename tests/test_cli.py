@@ -78,3 +78,24 @@ def test_bad_input_gets_one_sentence():
         assert out.returncode == 2
         assert needle in out.stderr
         assert "Traceback" not in out.stderr and len(out.stderr.strip().splitlines()) == 1
+
+
+def test_coach_logs_every_episode_and_episodes_lists_them(tmp_path):
+    db = str(tmp_path / "coach.db")
+    out = coachlab("coach", "--task", "sort_blocks", "--episodes", "1", "--seed", "2", "--db", db, "--json")
+    assert out.returncode == 0, out.stderr
+    [episode_id] = json.loads(out.stdout)["episode_ids"]
+    listed = json.loads(coachlab("episodes", "--db", db, "--status", "success", "--json").stdout)
+    assert [e["id"] for e in listed["episodes"]] == [episode_id]
+    shown = json.loads(coachlab("episodes", "show", str(episode_id), "--db", db, "--json").stdout)
+    assert shown["family"] == "sort_blocks" and shown["user"] == "scripted-coach"
+    assert shown["num_steps"] > 50 and len(shown["segments"]) >= 6
+    assert all(s["source"] in ("coach", "correction") and s["outcome"] for s in shown["segments"])
+    assert shown["vla_hello"]["policy"] == "coachlab-sim-skill-policy"
+
+    from storage import load_episode, open_database
+
+    with open_database(db) as database:
+        record = load_episode(database, episode_id)
+        assert record.frame_count("base") == shown["num_steps"]
+        assert record.frame("wrist", 10).shape == (224, 224, 3)

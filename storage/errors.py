@@ -1,0 +1,34 @@
+"""Errors storage raises. Each message is one sentence that says what went wrong and what to do.
+
+This module imports nothing heavy, so the command line can catch `StorageError` without loading
+SQLAlchemy.
+"""
+
+from __future__ import annotations
+
+
+class StorageError(Exception):
+    """A database problem a user can act on (wrong URL, server down, missing episode, ...)."""
+
+
+class NotFound(StorageError):
+    """The asked-for row (an episode, a segment, a frame) is not in the database."""
+
+
+class RecorderOverflow(StorageError):
+    """The recorder's bounded queue was full, so a step was refused (and not recorded)."""
+
+
+class RecorderFailed(StorageError):
+    """The recorder's writer thread could not write to the database; recording has stopped."""
+
+
+def first_line(err: BaseException) -> str:
+    """The first meaningful line of a driver error, without SQLAlchemy's '(Background ...)' tail."""
+    orig = getattr(err, "orig", None)  # SQLAlchemy wraps the DBAPI error; its text is the useful part
+    text = str(orig if orig is not None else err).strip()
+    for line in text.splitlines():
+        line = line.strip()
+        if line:
+            return line.rstrip(".")
+    return type(err).__name__
