@@ -1,0 +1,87 @@
+"""The coaching session without a browser: a real sim, the served sim policy, a real SQLite log."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from coaching.session import CoachingSession, EpisodeSettings, SessionError
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory):
+    from coaching.low_level import low_level_policy
+    from sim.mujoco_robot import MujocoRobot, SimRobotConfig
+    from storage import Recorder, open_database
+
+    db = open_database(str(tmp_path_factory.mktemp("db") / "session.db"))
+    recorder = Recorder(db)
+    robot = MujocoRobot(SimRobotConfig(control_hz=20))
+    with low_level_policy(sim_options={"noise": 0.0, "control_hz": 20}) as policy:
+        s = CoachingSession(robot, policy, recorder, idle_scene=("sort_blocks", 0)).start()
+        yield s
+        s.close()
+    recorder.close()
+    db.close()
+
+
+def _wait(predicate, timeout_s: float = 20.0) -> bool:
+    end = time.monotonic() + timeout_s
+    while time.monotonic() < end:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def test_a_coached_episode_is_driven_and_logged(session):
+    from storage import load_episode
+
+    with pytest.raises(SessionError, match="No episode is running"):
+        session.send_subtask("pick up the red block", user="ana")
+    episode_id = session.start_episode(EpisodeSettings(task="Sort the blocks onto their pads.", scene="sort_blocks",
+                                                       seed=0, quality=4), user="ana")
+    start_frame = session.wait_frame(0)
+    for bad, needle in (("", "Type a subtask"), ("x" * 10_000, "keep it under")):
+        with pytest.raises(SessionError, match=needle):
+            session.send_subtask(bad, user="ana")
+    seg = session.send_subtask("pick up the red block", user="ana")
+    assert _wait(lambda: seg.first_action_wall is not None), session.status()
+    assert _wait(lambda: session.status()["loop_hz"] > 15)
+    time.sleep(3.0)
+    moved = session.wait_frame(0)
+    assert np.abs(moved.images["wrist"].astype(int) - start_frame.images["wrist"]).mean() > 2  # the hand moved
+
+    session.pause(user="ana")
+    held = session.wait_frame(0).images["base"]
+    time.sleep(0.5)
+    assert np.abs(session.wait_frame(0).images["base"].astype(int) - held).mean() < 1.0  # paused: holds still
+    session.resume(user="ana")
+    session.stop(user="ana")
+    assert session.status()["subtask"] is None
+    session.mark_segment(seg.id, user="ben", outcome="failure", mistake=True)
+    session.try_again(user="ana")
+    time.sleep(0.5)
+    session.end_episode("success", user="ana", quality=5, notes="stopped once")
+    assert session.status()["episode_id"] is None
+
+    record = load_episode(session.recorder.db, episode_id)
+    assert (record.summary.status, record.summary.quality, record.summary.notes) == ("success", 5, "stopped once")
+    texts = [(s.text, s.source, s.user) for s in record.segments]
+    assert texts == [("pick up the red block", "coach", "ana"), ("pick up the red block", "correction", "ana")]
+    assert record.segments[0].outcome == "failure" and record.segments[0].mistake
+    kinds = [e.kind for e in record.events]
+    assert {"pause", "resume", "stop", "annotation_edit"} <= set(kinds)
+    assert record.summary.num_steps > 40 and record.frame_count("base") == record.summary.num_steps
+
+
+def test_bad_settings_are_refused(session):
+    with pytest.raises(SessionError, match="Describe the task"):
+        session.start_episode(EpisodeSettings(task="  ", scene="sort_blocks"), user="ana")
+    with pytest.raises(SessionError, match="Quality"):
+        session.start_episode(EpisodeSettings(task="t", scene="sort_blocks", quality=9), user="ana")
+    with pytest.raises(SessionError, match="Cannot start the episode: Unknown task"):
+        session.start_episode(EpisodeSettings(task="t", scene="juggling"), user="ana")
+    assert session.status()["episode_id"] is None
