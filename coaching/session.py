@@ -127,6 +127,8 @@ class CoachingSession:
             self.end_episode("aborted", user="system")
         self._running.clear()
         self._thread.join(timeout=10)
+        if self.subgoals is not None and hasattr(self.subgoals, "close"):
+            self._preview_pool.submit(self.subgoals.close).result(timeout=10)  # on the thread that built it
         self._preview_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- episode ----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Any
 
 os.environ.setdefault("MUJOCO_GL", "egl")  # headless rendering; must be set before mujoco loads GL
 
@@ -43,6 +44,7 @@ class MujocoRobot(Robot):
         self._renderer: mujoco.Renderer | None = None
         self.family: tasks.TaskFamily | None = None
         self.spec: SceneSpec | None = None
+        self.seed: int | None = None  # with the family, names the scene: what `restore` rebuilds
 
     # -- Robot seam -------------------------------------------------------------------------
     def describe(self) -> RobotDescription:
@@ -58,6 +60,7 @@ class MujocoRobot(Robot):
 
     def reset(self, task: str, seed: int) -> Observation:
         self.family = tasks.get_family(task)
+        self.seed = int(seed)
         rng = np.random.default_rng(seed)
         self.spec = self.family.sample_scene(rng)
         self._load(self.spec)
@@ -86,6 +89,26 @@ class MujocoRobot(Robot):
         for k in range(1, stages + 1):  # ramp the set-points: a 10 Hz step input would jolt the arm
             self.data.ctrl[:] = start + (target - start) * k / stages
             mujoco.mj_step(self.model, self.data, nstep=self._substeps // stages)
+
+    def restore(self, sim_state: dict[str, Any]) -> Observation:
+        """Put this robot into the state `env_state()["sim_state"]` recorded (on this or another
+        MujocoRobot) and observe it.
+
+        Why: the sim lookahead subgoal generator (`sim.lookahead`) previews a subtask by running
+        it on a private copy of the sim, so the copy must start exactly where the real episode is.
+        The scene is rebuilt only if it is not already loaded (same family and seed).
+        """
+        if self.family is None or self.family.name != sim_state["task"] or self.seed != sim_state["seed"]:
+            self.reset(sim_state["task"], int(sim_state["seed"]))
+        d = self.data
+        d.qpos[:] = sim_state["qpos"]
+        d.qvel[:] = sim_state["qvel"]
+        d.ctrl[:] = sim_state["ctrl"]
+        if self.model.na:
+            d.act[:] = sim_state["act"]
+        d.time = float(sim_state["time"])
+        mujoco.mj_forward(self.model, d)  # positions, contacts and sensors for the new qpos
+        return self.observe()
 
     def hold(self) -> None:
         mujoco.mj_step(self.model, self.data, nstep=self._substeps)  # ctrl keeps the last set-points
@@ -185,4 +208,8 @@ class MujocoRobot(Robot):
             "gripper": {"pos": pos.tolist(), "yaw": yaw, "opening": self.gripper_opening(), "held": self.held_object()},
             "home": list(HOME_EE),
             "time": float(self.data.time),
+            # plain lists (it travels as JSON to the policy server) from which `restore` rebuilds this moment
+            "sim_state": {"task": self.family.name, "seed": self.seed, "qpos": self.data.qpos.tolist(),
+                          "qvel": self.data.qvel.tolist(), "ctrl": self.data.ctrl.tolist(),
+                          "act": self.data.act.tolist(), "time": float(self.data.time)},
         }

@@ -13,6 +13,7 @@ from coaching.session import CoachingSession, EpisodeSettings, SessionError
 @pytest.fixture(scope="module")
 def session(tmp_path_factory):
     from coaching.low_level import low_level_policy
+    from coaching.subgoals import make_subgoal_generator
     from sim.mujoco_robot import MujocoRobot, SimRobotConfig
     from storage import Recorder, open_database
 
@@ -20,7 +21,8 @@ def session(tmp_path_factory):
     recorder = Recorder(db)
     robot = MujocoRobot(SimRobotConfig(control_hz=20))
     with low_level_policy(sim_options={"noise": 0.0, "control_hz": 20}) as policy:
-        s = CoachingSession(robot, policy, recorder, idle_scene=("sort_blocks", 0)).start()
+        s = CoachingSession(robot, policy, recorder, subgoals=make_subgoal_generator("sim", policy),
+                            idle_scene=("sort_blocks", 0)).start()
         yield s
         s.close()
     recorder.close()
@@ -47,7 +49,15 @@ def test_a_coached_episode_is_driven_and_logged(session):
     for bad, needle in (("", "Type a subtask"), ("x" * 10_000, "keep it under")):
         with pytest.raises(SessionError, match=needle):
             session.send_subtask(bad, user="ana")
-    seg = session.send_subtask("pick up the red block", user="ana")
+    with pytest.raises(SessionError, match="Preview this subtask first"):
+        session.send_subtask("pick up the red block", user="ana", with_subgoals=True)
+    with pytest.raises(SessionError, match="unicorn"):
+        session.preview("pick up the unicorn")
+    preview = session.preview("pick up the red block")
+    assert set(preview.images) == {"base", "wrist"}
+    assert np.abs(preview.images["wrist"].astype(int) - start_frame.images["wrist"]).mean() > 2
+    seg = session.send_subtask("pick up the red block", user="ana", with_subgoals=True)
+    assert seg.with_subgoals
     assert _wait(lambda: seg.first_action_wall is not None), session.status()
     assert _wait(lambda: session.status()["loop_hz"] > 15)
     time.sleep(3.0)
@@ -72,6 +82,8 @@ def test_a_coached_episode_is_driven_and_logged(session):
     texts = [(s.text, s.source, s.user) for s in record.segments]
     assert texts == [("pick up the red block", "coach", "ana"), ("pick up the red block", "correction", "ana")]
     assert record.segments[0].outcome == "failure" and record.segments[0].mistake
+    assert record.segments[0].subgoal_sent and record.segments[0].subgoal_cameras == ["base", "wrist"]
+    assert record.subgoal_image(record.segments[0].id, "base").shape == (224, 224, 3)
     kinds = [e.kind for e in record.events]
     assert {"pause", "resume", "stop", "annotation_edit"} <= set(kinds)
     assert record.summary.num_steps > 40 and record.frame_count("base") == record.summary.num_steps
