@@ -83,6 +83,28 @@ def cmd_coach(args: argparse.Namespace) -> dict[str, Any]:
     return summary
 
 
+def cmd_app(args: argparse.Namespace) -> dict[str, Any]:
+    from app.server import AppConfig, AppConfigError, CoachingApp
+
+    auth_text = args.auth or os.environ.get("COACHLAB_AUTH", "")
+    auth = []
+    for pair in filter(None, (p.strip() for p in auth_text.split(","))):
+        user, sep, password = pair.partition(":")
+        if not sep or not user or not password:
+            raise UserError("--auth takes user:password pairs separated by commas, e.g. ana:secret,ben:hunter2.")
+        auth.append((user, password))
+    config = AppConfig(host=args.host, port=args.port, robot=args.robot, vla=args.vla, db=args.db,
+                       subgoals=args.subgoals, auth=auth or None, sim_noise=args.noise)
+    try:
+        app = CoachingApp(config)
+        app.serve()
+    except (AppConfigError, ValueError) as e:
+        raise UserError(str(e)) from None
+    except KeyboardInterrupt:
+        pass
+    return {"stopped": True}
+
+
 def cmd_vla_server(args: argparse.Namespace) -> dict[str, Any]:
     from policy_client.local_server import load_factory
     from policy_client.server import PolicyServer
@@ -135,6 +157,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_coach)
 
     add_episodes_parsers(sub)
+
+    p = sub.add_parser("app", help="the coaching web app (sim robot + served sim policy + SQLite by default)")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on; anything but loopback needs --auth")
+    p.add_argument("--port", type=int, default=7860)
+    p.add_argument("--robot", default="sim", help="the robot: sim (robot bridges come later)")
+    p.add_argument("--vla", default=None, help="low-level policy address (default: $COACHLAB_VLA, else the sim policy)")
+    p.add_argument("--db", default=None, help="database URL or SQLite file (default: $COACHLAB_DB, else the user data dir)")
+    p.add_argument("--subgoals", default="sim", help="subgoal previews: sim (lookahead), none, or learned:DIR")
+    p.add_argument("--auth", default=None, help="user:password[,user:password] (or $COACHLAB_AUTH)")
+    p.add_argument("--noise", type=float, default=1.0, help="failure noise of the sim skill policy (0 = none)")
+    p.set_defaults(func=cmd_app)
 
     p = sub.add_parser("vla-server", help="serve the sim skill policy (or any policy factory) over ZMQ")
     p.add_argument("--port", type=int, default=5555)

@@ -111,6 +111,7 @@ class CoachingSession:
         self._idle_scene = idle_scene
         self._rtt_ms: float | None = None  # written by the loop thread, read by viewers
         self._vla_error: str | None = None
+        self._vla_note: str | None = None  # the VLA's own word on the subtask, e.g. why it refused
         self._thread = threading.Thread(target=self._run, name="control-loop", daemon=True)
 
     # -- lifecycle --------------------------------------------------------------------------
@@ -324,6 +325,7 @@ class CoachingSession:
                 "target_hz": self.description.control_hz,
                 "vla_rtt_ms": self._rtt_ms,
                 "vla_error": self._vla_error,
+                "vla_note": self._vla_note,
                 "recorder": self.recorder.stats.to_dict(),
                 "errors": list(self._errors[-3:]),
             }
@@ -359,6 +361,8 @@ class CoachingSession:
             action = loop.chunker.step(obs.to_dict(), loop.prompt)
             self._rtt_ms = loop.chunker.last_round_trip_ms
             self._vla_error = str(loop.chunker.last_error) if loop.chunker.last_error else None
+            info = loop.chunker.last_info
+            self._vla_note = info.get("reason") if info.get("refused") else None
             if action is not None and loop.subtask.first_action_wall is None:
                 loop.subtask.first_action_wall = time.time()
         if action is None:

@@ -407,6 +407,10 @@ class Grounder:
 
     # -- the entry point ---------------------------------------------------------------------
 
+    def warm_up(self) -> None:
+        """Load the sentence encoder now rather than on the first subtask."""
+        self._encoder.encode(["warm up"])
+
     def ground(
         self,
         text: str,

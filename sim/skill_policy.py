@@ -128,5 +128,11 @@ class SimSkillPolicy:
 
 
 def from_options(**options: Any) -> SimSkillPolicy:
-    """Factory for serving the sim skill policy from a JSON config (`coachlab vla-server`, child servers)."""
-    return SimSkillPolicy(SkillPolicyConfig(**options))
+    """Factory for serving the sim skill policy from a JSON config (`coachlab vla-server`, child servers).
+
+    The sentence encoder is loaded here, before the server says it is ready, so the first
+    subtask a coach types is not the one that waits seconds for the model to load.
+    """
+    policy = SimSkillPolicy(SkillPolicyConfig(**options))
+    policy.grounder.warm_up()
+    return policy

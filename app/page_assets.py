@@ -1,0 +1,106 @@
+"""The page's own JavaScript and CSS: live camera canvases, the status strip, keyboard shortcuts.
+
+Each `<canvas data-camera=NAME>` is fed by a long-poll loop on `/live/frames/NAME` (see
+`app/live_api.py`); `/live/status` is polled four times a second for the active subtask, the
+elapsed time and the status lights. `window.coachlab` keeps per-camera counters (frames drawn,
+frame ages) that the UI benchmark reads. Escape presses Stop; F8 toggles Pause / Resume.
+"""
+
+from __future__ import annotations
+
+PAGE_JS = r"""
+() => {
+  if (window.coachlab) return;
+  const cl = window.coachlab = {cams: {}, status: null, enterAt: null};
+  const esc = (s) => String(s ?? '').replace(/[&<>"']/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));
+
+  async function feed(canvas) {
+    const cam = canvas.dataset.camera;
+    const st = cl.cams[cam] = cl.cams[cam] || {frames: 0, ages: [], seq: 0, errors: 0, started: Date.now()};
+    const ctx = canvas.getContext('2d');
+    while (document.body.contains(canvas)) {
+      try {
+        const r = await fetch(`/live/frames/${cam}?after=${st.seq}`, {cache: 'no-store'});
+        if (r.status === 204) continue;
+        if (!r.ok) { st.errors++; await new Promise(ok => setTimeout(ok, 1000)); continue; }
+        st.seq = +r.headers.get('X-Frame-Seq');
+        const rendered = parseFloat(r.headers.get('X-Frame-Time'));
+        const bmp = await createImageBitmap(await r.blob());
+        ctx.drawImage(bmp, 0, 0, canvas.width, canvas.height);
+        bmp.close();
+        st.frames++;
+        st.ages.push(Date.now() - rendered);
+        if (st.ages.length > 600) st.ages.splice(0, st.ages.length - 600);
+      } catch (e) { st.errors++; await new Promise(ok => setTimeout(ok, 1000)); }
+    }
+  }
+
+  function light(name, ok, text) {
+    return `<span class="cl-light ${ok ? 'ok' : 'bad'}" title="${esc(text)}">● ${esc(name)}: ${esc(text)}</span>`;
+  }
+
+  async function poll() {
+    while (true) {
+      try {
+        const r = await fetch('/live/status', {cache: 'no-store'});
+        if (r.ok) {
+          const s = cl.status = await r.json();
+          const info = document.getElementById('cl-live-info');
+          if (info) {
+            const sub = s.subtask ? esc(s.subtask) : (s.episode_id ? '<i>waiting for a subtask</i>' : '<i>no episode running</i>');
+            info.innerHTML = `<div class="cl-subtask">${s.paused ? '⏸ ' : ''}${sub}</div>` +
+              `<div class="cl-elapsed">${s.episode_id ? 'episode ' + s.episode_id + ' · ' + s.elapsed_s.toFixed(1) + ' s' : ''}</div>` +
+              (s.vla_note ? `<div class="cl-note">The VLA says: ${esc(s.vla_note)}</div>` : '');
+          }
+          const lights = document.getElementById('cl-lights');
+          if (lights) {
+            const h = s.health, rtt = s.vla_rtt_ms == null ? 'idle' : s.vla_rtt_ms.toFixed(1) + ' ms';
+            lights.innerHTML = light('robot', h.robot_ok, `${s.loop_hz} / ${s.target_hz} Hz`) +
+              light('VLA', !s.vla_error, s.vla_error || rtt) +
+              light('database', h.database_ok && !s.errors.length, s.errors.length ? s.errors[s.errors.length - 1] : h.database);
+          }
+        }
+      } catch (e) {}
+      await new Promise(ok => setTimeout(ok, 250));
+    }
+  }
+
+  function start() {
+    document.querySelectorAll('canvas[data-camera]').forEach(c => { if (!c.dataset.fed) { c.dataset.fed = '1'; feed(c); } });
+  }
+  new MutationObserver(start).observe(document.body, {childList: true, subtree: true});
+  start();
+  poll();
+
+  document.addEventListener('keydown', (e) => {
+    if (e.key === 'Escape') { document.getElementById('cl-stop')?.click(); }
+    if (e.key === 'F8') {
+      e.preventDefault();
+      document.getElementById(cl.status && cl.status.paused ? 'cl-resume' : 'cl-pause')?.click();
+    }
+    if (e.key === 'Enter' && e.target.closest && e.target.closest('#cl-subtask')) { cl.enterAt = Date.now(); }
+  }, true);
+}
+"""
+
+PAGE_CSS = """
+.cl-cams { display: flex; gap: 12px; flex-wrap: wrap; }
+.cl-cam { display: flex; flex-direction: column; align-items: center; }
+.cl-cam canvas { width: 448px; height: 448px; background: #111; border-radius: 6px; image-rendering: auto; }
+.cl-cam-name { font-size: 0.85em; opacity: 0.7; }
+#cl-live-info .cl-subtask { font-size: 1.4em; font-weight: 600; }
+#cl-live-info { max-width: 420px; }
+#cl-live-info .cl-elapsed { font-size: 1.0em; opacity: 0.75; }
+#cl-live-info .cl-note { color: #cf222e; margin-top: 8px; }
+.cl-light { margin-right: 14px; font-size: 0.9em; }
+.cl-light.ok { color: #1a7f37; }
+.cl-light.bad { color: #cf222e; }
+.cl-subgoals img { max-width: 224px; }
+"""
+
+
+def camera_html(cameras: tuple[str, ...], size: tuple[int, int]) -> str:
+    h, w = size
+    cams = "".join(f'<div class="cl-cam"><canvas data-camera="{c}" width="{w}" height="{h}"></canvas>'
+                   f'<div class="cl-cam-name">{c}</div></div>' for c in cameras)
+    return f'<div class="cl-cams">{cams}<div id="cl-live-info"></div></div><div id="cl-lights"></div>'

@@ -1,0 +1,157 @@
+"""`coachlab app`: put the robot, the low-level policy, the database and the page together and serve them.
+
+On the embedded default that is the MuJoCo sim at 20 Hz, the sim skill policy served by a child
+process over ZMQ, and SQLite; `--vla` and `--db` point at a lab's own. The live routes are
+registered before Gradio is mounted at `/` (routes added after the mount are shadowed by it), and
+they check Gradio's own login cookie, so one login covers the page and its camera streams.
+"""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from typing import Any
+
+import gradio as gr
+import uvicorn
+from fastapi import FastAPI, Request
+from starlette.routing import Mount
+
+from app.live_api import live_router
+from app.page_assets import PAGE_CSS, PAGE_JS
+from app.web import build_page
+from coaching.low_level import check_fits, low_level_policy
+from coaching.session import CoachingSession
+from coaching.subgoals import make_subgoal_generator
+
+LOOPBACK = ("127.0.0.1", "localhost", "::1")
+SIM_CONTROL_HZ = 20  # the browser shows each camera at the loop's rate; 15 fps is the floor
+
+
+class AppConfigError(ValueError):
+    """A setting that cannot work; the message says which and what to do."""
+
+
+@dataclass
+class AppConfig:
+    host: str = "127.0.0.1"
+    port: int = 7860
+    robot: str = "sim"
+    vla: str | None = None
+    db: str | None = None
+    subgoals: str = "sim"
+    auth: list[tuple[str, str]] | None = None
+    sim_noise: float = 1.0
+    scene: str = "bussing"  # what the sim shows before the first episode
+
+    def check(self) -> None:
+        if self.host not in LOOPBACK and not self.auth:
+            raise AppConfigError(f"Refusing to serve on {self.host} without a login: pass --auth user:password "
+                                 "(or set COACHLAB_AUTH), or bind to 127.0.0.1.")
+        if self.robot != "sim":
+            raise AppConfigError(f"Robot bridges are not built yet, so --robot {self.robot!r} cannot be reached; "
+                                 "use --robot sim (docs/robot.md shows the seam a bridge implements).")
+        if not 0 <= self.port <= 65535:
+            raise AppConfigError("--port must be between 0 (any free port) and 65535.")
+
+
+class CoachingApp:
+    """Everything one running app owns; `serve()` in the foreground or `start()` on a thread."""
+
+    def __init__(self, config: AppConfig):
+        config.check()
+        self.config = config
+        self._stack = ExitStack()
+        try:
+            self._build()
+        except BaseException:
+            self._stack.close()
+            raise
+
+    def _build(self) -> None:
+        from sim.mujoco_robot import MujocoRobot, SimRobotConfig
+        from sim.tasks import FAMILIES
+        from storage import Recorder, open_database
+
+        c = self.config
+        self.db = open_database(c.db)
+        self._stack.callback(self.db.close)
+        self.recorder = Recorder(self.db)
+        self._stack.callback(self.recorder.close)
+        robot = MujocoRobot(SimRobotConfig(control_hz=SIM_CONTROL_HZ))
+        policy = self._stack.enter_context(low_level_policy(c.vla, {"noise": c.sim_noise, "control_hz": SIM_CONTROL_HZ}))
+        check_fits(policy.metadata, robot.describe(), "ee")
+        subgoals = make_subgoal_generator(c.subgoals, policy)
+        self.session = CoachingSession(robot, policy, self.recorder, subgoals=subgoals, idle_scene=(c.scene, 0)).start()
+        self._stack.callback(self.session.close)
+        scenes = {name: family.description for name, family in FAMILIES.items()}
+        self.fastapi = self._mount(build_page(self.session, self.db, scenes))
+
+    def _mount(self, page: gr.Blocks) -> FastAPI:
+        api = FastAPI()
+        holder: dict[str, Any] = {}
+
+        def authorized(request: Request) -> bool:
+            gradio_app = holder.get("gradio")
+            if gradio_app is None or gradio_app.auth is None:
+                return True
+            cookie = gradio_app.cookie_id
+            token = request.cookies.get(f"access-token-{cookie}") or request.cookies.get(f"access-token-unsecure-{cookie}")
+            return token is not None and token in gradio_app.tokens
+
+        api.include_router(live_router(self.session, self._health, authorized))
+        api = gr.mount_gradio_app(api, page, path="/", auth=self.config.auth, js=PAGE_JS, css=PAGE_CSS,
+                                  footer_links=[], server_name=self.config.host, server_port=self.config.port)
+        holder["gradio"] = next(r.app for r in api.routes if isinstance(r, Mount) and isinstance(r.app, gr.routes.App))
+        return api
+
+    def _health(self) -> dict[str, Any]:
+        db_ok, db_text = True, self.db.display_url
+        stats = self.recorder.stats
+        if stats.last_error:
+            db_ok, db_text = False, str(stats.last_error)
+        return {"robot_ok": self.session.status()["loop_hz"] > 0.5 * self.session.description.control_hz,
+                "database_ok": db_ok, "database": db_text}
+
+    # -- serving ----------------------------------------------------------------------------
+    def _server(self) -> tuple[uvicorn.Server, socket.socket]:
+        family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
+        sock = socket.socket(family)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((self.config.host, self.config.port))
+        except OSError as e:
+            sock.close()
+            raise AppConfigError(f"Cannot listen on {self.config.host}:{self.config.port} ({e.strerror}); "
+                                 "choose another --port.") from None
+        self.port = sock.getsockname()[1]
+        self.url = f"http://{self.config.host}:{self.port}/"
+        return uvicorn.Server(uvicorn.Config(self.fastapi, log_level="warning", timeout_graceful_shutdown=1)), sock
+
+    def serve(self) -> None:
+        server, sock = self._server()
+        print(f"coachlab is up at {self.url}  (Ctrl+C stops)", flush=True)
+        try:
+            server.run(sockets=[sock])
+        finally:
+            sock.close()
+            self.close()
+
+    def start(self) -> "CoachingApp":
+        self._uvicorn, self._sock = self._server()
+        self._thread = threading.Thread(target=self._uvicorn.run, kwargs={"sockets": [self._sock]}, daemon=True)
+        self._thread.start()
+        while not self._uvicorn.started:
+            time.sleep(0.02)
+        return self
+
+    def close(self) -> None:
+        if getattr(self, "_uvicorn", None) is not None:
+            self._uvicorn.should_exit = True
+            self._thread.join(timeout=10)
+            self._sock.close()
+            self._uvicorn = None
+        self._stack.close()
