@@ -1,7 +1,6 @@
 """The page's own JavaScript and CSS: live camera canvases, the status strip, keyboard shortcuts.
 
-Each `<canvas data-camera=NAME>` is fed by a long-poll loop on `/live/frames/NAME` (see
-`app/live_api.py`); `/live/status` is polled four times a second for the active subtask, the
+All `<canvas data-camera=NAME>` are fed by one stream, `/live/stream` (see `app/live_api.py`); `/live/status` is polled twice a second for the active subtask, the
 elapsed time and the status lights. `window.coachlab` keeps per-camera counters (frames drawn,
 frame ages) that the UI benchmark reads. Escape presses Stop; F8 toggles Pause / Resume.
 """
@@ -14,24 +13,51 @@ PAGE_JS = r"""
   const cl = window.coachlab = {cams: {}, status: null, enterAt: null};
   const esc = (s) => String(s ?? '').replace(/[&<>"']/g, c => ({'&':'&amp;','<':'&lt;','>':'&gt;','"':'&quot;',"'":'&#39;'}[c]));
 
-  async function feed(canvas) {
-    const cam = canvas.dataset.camera;
-    const st = cl.cams[cam] = cl.cams[cam] || {frames: 0, ages: [], seq: 0, errors: 0, started: Date.now()};
-    const ctx = canvas.getContext('2d');
-    while (document.body.contains(canvas)) {
+  async function feed(canvases) {
+    // One streamed response for all cameras: records of MAGIC, u32 header length, JSON header, u32 JPEG length, JPEG.
+    const byCam = {};
+    for (const c of canvases) {
+      byCam[c.dataset.camera] = {canvas: c, ctx: c.getContext('2d')};
+      cl.cams[c.dataset.camera] = cl.cams[c.dataset.camera] || {frames: 0, ages: [], seq: 0, errors: 0};
+    }
+    const dec = new TextDecoder();
+    const alive = () => canvases.some(c => document.body.contains(c));
+    while (alive()) {
       try {
-        const r = await fetch(`/live/frames/${cam}?after=${st.seq}`, {cache: 'no-store'});
-        if (r.status === 204) continue;
-        if (!r.ok) { st.errors++; await new Promise(ok => setTimeout(ok, 1000)); continue; }
-        st.seq = +r.headers.get('X-Frame-Seq');
-        const rendered = parseFloat(r.headers.get('X-Frame-Time'));
-        const bmp = await createImageBitmap(await r.blob());
-        ctx.drawImage(bmp, 0, 0, canvas.width, canvas.height);
-        bmp.close();
-        st.frames++;
-        st.ages.push(Date.now() - rendered);
-        if (st.ages.length > 600) st.ages.splice(0, st.ages.length - 600);
-      } catch (e) { st.errors++; await new Promise(ok => setTimeout(ok, 1000)); }
+        const r = await fetch(`/live/stream?cameras=${Object.keys(byCam).join(',')}`, {cache: 'no-store'});
+        if (!r.ok) throw new Error('HTTP ' + r.status);
+        const reader = r.body.getReader();
+        let buf = new Uint8Array(0);
+        while (true) {
+          const {value, done} = await reader.read();
+          if (done) break;
+          const joined = new Uint8Array(buf.length + value.length);
+          joined.set(buf); joined.set(value, buf.length); buf = joined;
+          const latest = {};
+          while (buf.length >= 8) {
+            const view = new DataView(buf.buffer, buf.byteOffset, buf.byteLength);
+            const hlen = view.getUint32(4);
+            if (buf.length < 12 + hlen) break;
+            const jlen = view.getUint32(8 + hlen);
+            if (buf.length < 12 + hlen + jlen) break;
+            const header = JSON.parse(dec.decode(buf.subarray(8, 8 + hlen)));
+            latest[header.camera] = {header, jpeg: buf.slice(12 + hlen, 12 + hlen + jlen)};
+            buf = buf.slice(12 + hlen + jlen);
+          }
+          for (const [cam, rec] of Object.entries(latest)) {  // only the newest per camera is worth drawing
+            const target = byCam[cam], st = cl.cams[cam];
+            if (!target) continue;
+            const bmp = await createImageBitmap(new Blob([rec.jpeg], {type: 'image/jpeg'}));
+            target.ctx.drawImage(bmp, 0, 0, target.canvas.width, target.canvas.height);
+            bmp.close();
+            st.seq = rec.header.seq;
+            st.frames++;
+            st.ages.push(Date.now() - rec.header.time_ms);
+            if (st.ages.length > 600) st.ages.splice(0, st.ages.length - 600);
+          }
+        }
+      } catch (e) { Object.values(cl.cams).forEach(st => st.errors++); }
+      await new Promise(ok => setTimeout(ok, 1000));
     }
   }
 
@@ -61,12 +87,14 @@ PAGE_JS = r"""
           }
         }
       } catch (e) {}
-      await new Promise(ok => setTimeout(ok, 250));
+      await new Promise(ok => setTimeout(ok, 500));
     }
   }
 
   function start() {
-    document.querySelectorAll('canvas[data-camera]').forEach(c => { if (!c.dataset.fed) { c.dataset.fed = '1'; feed(c); } });
+    const fresh = [...document.querySelectorAll('canvas[data-camera]')].filter(c => !c.dataset.fed);
+    fresh.forEach(c => { c.dataset.fed = '1'; });
+    if (fresh.length) feed(fresh);
   }
   new MutationObserver(start).observe(document.body, {childList: true, subtree: true});
   start();

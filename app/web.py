@@ -86,7 +86,7 @@ def _coach_tab(session: CoachingSession, cams: tuple[str, ...], scenes: dict[str
             end_quality = gr.Slider(1, 5, value=5, step=1, label="Quality (1-5)")
             notes = gr.Textbox(label="Notes", scale=3, elem_id="cl-notes")
             end = gr.Button("End episode", elem_id="cl-end")
-    timer = gr.Timer(0.5)
+    timer = gr.Timer(1.0)
 
     def timeline_rows() -> list[list[Any]]:
         return [[s["id"], s["issued_s"], s["source"] + (" +subgoals" if s["with_subgoals"] else ""), s["text"],
@@ -185,7 +185,15 @@ def _coach_tab(session: CoachingSession, cams: tuple[str, ...], scenes: dict[str
         return ""
 
     end.click(do_end, [outcome, end_quality, notes], [notes])
-    timer.tick(timeline_rows, None, [timeline], show_progress="hidden", concurrency_limit=None)
+    shown = gr.State(None)
+
+    def refresh_timeline(last: Any):
+        rows = timeline_rows()
+        if rows == last:
+            return gr.skip(), last  # unchanged: spare every open tab a table re-render
+        return rows, rows
+
+    timer.tick(refresh_timeline, [shown], [timeline, shown], show_progress="hidden", concurrency_limit=None)
 
 
 # -- Episodes tab ---------------------------------------------------------------------------------
