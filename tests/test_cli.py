@@ -30,6 +30,14 @@ def test_coach_reports_per_task_figures():
     assert fig["mean_subtasks_completed"] >= 6
 
 
+def _wait_serving(server: subprocess.Popen) -> None:
+    for _ in range(50):  # model-loading progress may come first
+        line = server.stderr.readline()
+        if "serving" in line or not line:
+            break
+    assert "serving" in line, "the VLA server did not say it was serving"
+
+
 def test_coach_reaches_a_separately_started_vla_server():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -37,7 +45,7 @@ def test_coach_reaches_a_separately_started_vla_server():
     server = subprocess.Popen([sys.executable, "-m", "app.cli", "vla-server", "--port", str(port),
                                "--options", '{"noise": 0.0}'], stderr=subprocess.PIPE, text=True)
     try:
-        assert "serving" in server.stderr.readline()
+        _wait_serving(server)
         out = coachlab("coach", "--task", "sort_blocks", "--episodes", "1", "--vla", f"zmq://127.0.0.1:{port}", "--json")
         assert out.returncode == 0, out.stderr
         assert json.loads(out.stdout)["tasks"]["sort_blocks"]["success_rate"] == 1.0
@@ -54,7 +62,7 @@ def test_coach_refuses_a_vla_for_another_robot():
                                "--policy", "policy_client.echo_policy:from_options", "--options", '{"action_dim": 14}'],
                               stderr=subprocess.PIPE, text=True)
     try:
-        assert "serving" in server.stderr.readline()
+        _wait_serving(server)
         out = coachlab("coach", "--task", "sort_blocks", "--vla", f"zmq://127.0.0.1:{port}")
         assert out.returncode == 2 and "outputs 14-d actions" in out.stderr
         assert len(out.stderr.strip().splitlines()) == 1
