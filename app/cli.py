@@ -105,6 +105,23 @@ def cmd_app(args: argparse.Namespace) -> dict[str, Any]:
     return {"stopped": True}
 
 
+def cmd_robot_server(args: argparse.Namespace) -> dict[str, Any]:
+    from sim.mujoco_robot import MujocoRobot, SimRobotConfig
+    from sim.robot_bridge import RobotBridgeServer
+
+    if not 0 <= args.port <= 65535:
+        raise UserError("--port must be between 0 (any free port) and 65535.")
+    if not 1 <= args.hz <= 100:
+        raise UserError("--hz must be between 1 and 100.")
+    server = RobotBridgeServer(MujocoRobot(SimRobotConfig(control_hz=args.hz)), f"tcp://{args.host}:{args.port}")
+    print(f"robot bridge for the sim at {server.address.replace('tcp://', 'zmq://')} (Ctrl+C stops)", file=sys.stderr, flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    return {"address": server.address, "served": server.served, "errors": server.errors}
+
+
 def cmd_vla_server(args: argparse.Namespace) -> dict[str, Any]:
     from policy_client.local_server import load_factory
     from policy_client.server import PolicyServer
@@ -161,13 +178,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("app", help="the coaching web app (sim robot + served sim policy + SQLite by default)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on; anything but loopback needs --auth")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--robot", default="sim", help="the robot: sim (robot bridges come later)")
+    p.add_argument("--robot", default="sim", help="sim (the embedded MuJoCo arm) or zmq://host:port (a robot bridge)")
     p.add_argument("--vla", default=None, help="low-level policy address (default: $COACHLAB_VLA, else the sim policy)")
     p.add_argument("--db", default=None, help="database URL or SQLite file (default: $COACHLAB_DB, else the user data dir)")
     p.add_argument("--subgoals", default="sim", help="subgoal previews: sim (lookahead), none, or learned:DIR")
     p.add_argument("--auth", default=None, help="user:password[,user:password] (or $COACHLAB_AUTH)")
     p.add_argument("--noise", type=float, default=1.0, help="failure noise of the sim skill policy (0 = none)")
     p.set_defaults(func=cmd_app)
+
+    p = sub.add_parser("robot-server", help="serve the MuJoCo sim robot as a robot bridge over ZMQ")
+    p.add_argument("--port", type=int, default=5560)
+    p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--hz", type=float, default=20.0, help="control rate")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_robot_server)
 
     p = sub.add_parser("vla-server", help="serve the sim skill policy (or any policy factory) over ZMQ")
     p.add_argument("--port", type=int, default=5555)

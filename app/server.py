@@ -1,7 +1,8 @@
 """`coachlab app`: put the robot, the low-level policy, the database and the page together and serve them.
 
 On the embedded default that is the MuJoCo sim at 20 Hz, the sim skill policy served by a child
-process over ZMQ, and SQLite; `--vla` and `--db` point at a lab's own. The live routes are
+process over ZMQ, and SQLite; `--robot zmq://...` (a robot bridge, `sim/robot_bridge.py`), `--vla`
+and `--db` point at a lab's own. The live routes are
 registered before Gradio is mounted at `/` (routes added after the mount are shadowed by it), and
 they check Gradio's own login cookie, so one login covers the page and its camera streams.
 """
@@ -54,8 +55,14 @@ class AppConfig:
             raise AppConfigError(f"Refusing to serve on {self.host} without a login: pass --auth user:password "
                                  "(or set COACHLAB_AUTH), or bind to 127.0.0.1.")
         if self.robot != "sim":
-            raise AppConfigError(f"Robot bridges are not built yet, so --robot {self.robot!r} cannot be reached; "
-                                 "use --robot sim (docs/robot.md shows the seam a bridge implements).")
+            from policy_client import BadAddress, parse_address
+
+            try:
+                if parse_address(self.robot)[0] != "zmq":
+                    raise BadAddress("")
+            except BadAddress:
+                raise AppConfigError(f"--robot {self.robot!r} is not understood; use sim (the embedded default) or "
+                                     "zmq://host:port for a robot bridge.") from None
         if not 0 <= self.port <= 65535:
             raise AppConfigError("--port must be between 0 (any free port) and 65535.")
 
@@ -78,8 +85,6 @@ class CoachingApp:
             raise
 
     def _build(self) -> None:
-        from sim.mujoco_robot import MujocoRobot, SimRobotConfig
-        from sim.tasks import FAMILIES
         from storage import Recorder, open_database
 
         c = self.config
@@ -87,14 +92,27 @@ class CoachingApp:
         self._stack.callback(self.db.close)
         self.recorder = Recorder(self.db)
         self._stack.callback(self.recorder.close)
-        robot = MujocoRobot(SimRobotConfig(control_hz=SIM_CONTROL_HZ))
-        policy = self._stack.enter_context(low_level_policy(c.vla, {"noise": c.sim_noise, "control_hz": SIM_CONTROL_HZ}))
-        check_fits(policy.metadata, robot.describe(), "ee")
+        robot = self._robot()
+        description = robot.describe()
+        policy = self._stack.enter_context(low_level_policy(c.vla, {"noise": c.sim_noise, "control_hz": description.control_hz}))
+        check_fits(policy.metadata, description, description.control_modes[0])
         subgoals = make_subgoal_generator(c.subgoals, policy)
-        self.session = CoachingSession(robot, policy, self.recorder, subgoals=subgoals, idle_scene=(c.scene, 0)).start()
+        scenes = description.extra.get("scenes") or {"default": ""}
+        idle = (c.scene if c.scene in scenes else next(iter(scenes)), 0)
+        self.session = CoachingSession(robot, policy, self.recorder, subgoals=subgoals, idle_scene=idle).start()
         self._stack.callback(self.session.close)
-        scenes = {name: family.description for name, family in FAMILIES.items()}
         self.fastapi = self._mount(build_page(self.session, self.db, scenes))
+
+    def _robot(self):
+        """The embedded MuJoCo sim, or a bridge to a robot process; nothing past here knows which."""
+        if self.config.robot == "sim":
+            from sim.mujoco_robot import MujocoRobot, SimRobotConfig
+
+            return MujocoRobot(SimRobotConfig(control_hz=SIM_CONTROL_HZ))
+        from policy_client import parse_address
+        from sim.robot_bridge import BridgeRobot
+
+        return BridgeRobot("tcp://" + parse_address(self.config.robot)[1])
 
     def _mount(self, page: gr.Blocks) -> FastAPI:
         api = FastAPI()

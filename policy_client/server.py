@@ -1,8 +1,10 @@
 """The server harness: serve any object with `infer(observation, prompt) -> dict` over ZMQ.
 
-One ROUTER socket serves any number of clients; requests are answered one at a time in arrival
-order (one policy, one accelerator). A bad request (malformed frames, an oversized message, a
-wrong protocol version, a policy that raises) gets an `error` reply and the server keeps serving.
+`ZmqServer` is the generic part: one ROUTER socket serves any number of clients, requests are
+answered one at a time in arrival order (one policy, one accelerator; one robot), and a bad
+request (malformed frames, an oversized message, a wrong protocol version, a handler that
+raises) gets an `error` reply while the server keeps serving. `PolicyServer` answers the policy
+messages (hello, infer, reset, ping); the robot bridge (`sim/robot_bridge.py`) answers robot ones.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ class ServerConfig:
     poll_ms: int = 100  # how often the loop checks whether it should stop
 
 
-class PolicyServer:
-    """Binds `address` (e.g. tcp://127.0.0.1:5555, or port 0 / * for any free port) and serves."""
+class ZmqServer:
+    """Binds `address` (e.g. tcp://127.0.0.1:5555, or port 0 for any free port) and serves `answer`."""
 
-    def __init__(self, policy: Any, address: str, config: ServerConfig | None = None):
-        self.policy = policy
+    failure_code, failure_text = "handler_error", "The request failed"  # when `answer` raises
+
+    def __init__(self, address: str, config: ServerConfig | None = None):
         self.config = config or ServerConfig()
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.ROUTER)
@@ -59,7 +62,7 @@ class PolicyServer:
             self._socket.close()
             self._context.term()
 
-    def start(self) -> "PolicyServer":
+    def start(self) -> "ZmqServer":
         """Serve on a background thread (tests, benchmarks, embedding in another process)."""
         self._thread = threading.Thread(target=self.serve_forever, name="policy-server", daemon=True)
         self._thread.start()
@@ -80,19 +83,33 @@ class PolicyServer:
                 raise ProtocolError("too_large", f"A request of {size} bytes is over this server's limit of "
                                                  f"{self.config.max_request_bytes}; send smaller images.")
             request = protocol.decode(payload)
-            reply = self._answer(request)
+            reply = self.answer(request)
         except ProtocolError as e:
             reply = protocol.error_message(request.id if request else protocol.peek_id(payload), e.code, str(e))
-        except Exception as e:  # the policy raised: report it to the client, keep serving
-            log.exception("policy failed on request %s", request.id)
-            reply = protocol.error_message(request.id, "policy_error", f"The policy failed: {type(e).__name__}: {e}")
+        except Exception as e:  # the handler raised: report it to the client, keep serving
+            log.exception("request %s failed", request.id)
+            reply = protocol.error_message(request.id, self.failure_code, f"{self.failure_text}: {type(e).__name__}: {e}")
         if reply.kind == "error":
             self.errors += 1
         else:
             self.served += 1
         protocol.send(self._socket, protocol.encode(reply), prefix=[identity])
 
-    def _answer(self, request: Message) -> Message:
+    def answer(self, request: Message) -> Message:
+        """The reply to one decoded request; raise ProtocolError("unknown_kind", ...) for kinds not served."""
+        raise NotImplementedError
+
+
+class PolicyServer(ZmqServer):
+    """Serves a policy object: hello, infer, reset, ping."""
+
+    failure_code, failure_text = "policy_error", "The policy failed"
+
+    def __init__(self, policy: Any, address: str, config: ServerConfig | None = None):
+        self.policy = policy
+        super().__init__(address, config)
+
+    def answer(self, request: Message) -> Message:
         if request.kind == "hello":
             return Message("hello", request.id, self.hello())
         if request.kind == "ping":

@@ -1,6 +1,6 @@
 """The ZMQ client of a low-level policy server: request ids, a timeout per request, reconnection.
 
-A DEALER socket with `IMMEDIATE` set queues nothing while no server is connected, so a request
+`ZmqRequester` is the generic part (also used by the robot bridge's client). A DEALER socket with `IMMEDIATE` set queues nothing while no server is connected, so a request
 to a dead address fails as unreachable instead of being replayed to whichever server comes up
 later. After a timeout the socket is thrown away and rebuilt (ZMQ's "lazy pirate" pattern), so a
 restarted server starts from a clean connection; replies whose id is not the awaited one (a
@@ -22,18 +22,85 @@ from policy_client.errors import PolicyServerError, PolicyTimeout, PolicyUnreach
 from policy_client.protocol import Message, ProtocolError
 
 
-class ZmqPolicyClient(BasePolicy):
-    """`infer(observation, prompt)` against a `policy_client.serve` server at `tcp://host:port`."""
+class ZmqRequester:
+    """One request at a time to a `ZmqServer` at `tcp://host:port`, with a timeout each."""
 
-    def __init__(self, address: str, timeout_s: float = 5.0, handshake: bool = True):
+    peer = "low-level policy server"  # how error messages name the other side
+    start_hint = "start one (coachlab vla-server) or pass the right --vla address"
+
+    def __init__(self, address: str, timeout_s: float = 5.0):
         self.address = address
         self.timeout_s = timeout_s
         self._context = zmq.Context()
         self._socket: zmq.Socket | None = None
         self._ids = itertools.count(1)
         self._lock = threading.Lock()  # ZMQ sockets are not thread-safe; one request at a time
-        self.server_hello: dict[str, Any] = {}
         self.last_round_trip_ms: float | None = None
+
+    def close(self) -> None:
+        with self._lock:
+            self._drop_socket()
+            self._context.term()
+
+    # -- one request ------------------------------------------------------------------------
+    def request(self, kind: str, body: dict[str, Any], timeout_s: float | None = None) -> Message:
+        timeout_ms = int(1000 * (self.timeout_s if timeout_s is None else timeout_s))
+        with self._lock:
+            sock = self._connected_socket()
+            msg_id = next(self._ids)
+            start = time.perf_counter()
+            if not sock.poll(timeout_ms, zmq.POLLOUT):
+                self._drop_socket()
+                raise PolicyUnreachable(f"No {self.peer} answers at {self.address}; {self.start_hint}.")
+            protocol.send(sock, protocol.encode(Message(kind, msg_id, body)))
+            reply = self._await_reply(sock, msg_id, start, timeout_ms)
+            self.last_round_trip_ms = (time.perf_counter() - start) * 1e3
+        if reply.kind == "error":
+            code, text = reply.body.get("code", "policy_error"), reply.body.get("message", "")
+            if code == "protocol_mismatch":
+                raise ProtocolMismatch(f"The {self.peer} at {self.address} rejected the request: {text}")
+            raise PolicyServerError(f"The {self.peer} at {self.address} answered with an error: {text}", code)
+        return reply
+
+    def _await_reply(self, sock: zmq.Socket, msg_id: int, start: float, timeout_ms: int) -> Message:
+        while True:
+            left = timeout_ms - (time.perf_counter() - start) * 1e3
+            if left <= 0 or not sock.poll(max(1, int(left)), zmq.POLLIN):
+                self._drop_socket()  # a fresh socket next time: nothing stale can arrive on it
+                raise PolicyTimeout(f"The {self.peer} at {self.address} did not answer within "
+                                    f"{timeout_ms / 1000:.1f} s; the robot holds. Check the server or raise the timeout.")
+            try:
+                reply = protocol.decode(sock.recv_multipart(copy=False))
+            except ProtocolError as e:
+                self._drop_socket()
+                raise ProtocolMismatch(f"The {self.peer} at {self.address} does not speak the coachlab protocol: {e}") from None
+            if reply.id == msg_id:
+                return reply
+            # a reply to an earlier request that timed out: discard it and keep waiting
+
+    def _connected_socket(self) -> zmq.Socket:
+        if self._socket is None:
+            sock = self._context.socket(zmq.DEALER)
+            sock.setsockopt(zmq.LINGER, 0)
+            sock.setsockopt(zmq.IMMEDIATE, 1)
+            sock.setsockopt(zmq.RECONNECT_IVL, 50)
+            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
+            sock.connect(self.address)
+            self._socket = sock
+        return self._socket
+
+    def _drop_socket(self) -> None:
+        if self._socket is not None:
+            self._socket.close(linger=0)
+            self._socket = None
+
+
+class ZmqPolicyClient(ZmqRequester, BasePolicy):
+    """`infer(observation, prompt)` against a `policy_client.serve` server at `tcp://host:port`."""
+
+    def __init__(self, address: str, timeout_s: float = 5.0, handshake: bool = True):
+        super().__init__(address, timeout_s)
+        self.server_hello: dict[str, Any] = {}
         if handshake:
             self.hello()
 
@@ -63,60 +130,3 @@ class ZmqPolicyClient(BasePolicy):
         self.request("ping", {})
         return (time.perf_counter() - start) * 1e3
 
-    def close(self) -> None:
-        with self._lock:
-            self._drop_socket()
-            self._context.term()
-
-    # -- one request ------------------------------------------------------------------------
-    def request(self, kind: str, body: dict[str, Any], timeout_s: float | None = None) -> Message:
-        timeout_ms = int(1000 * (self.timeout_s if timeout_s is None else timeout_s))
-        with self._lock:
-            sock = self._connected_socket()
-            msg_id = next(self._ids)
-            start = time.perf_counter()
-            if not sock.poll(timeout_ms, zmq.POLLOUT):
-                self._drop_socket()
-                raise PolicyUnreachable(f"No low-level policy server answers at {self.address}; start one "
-                                        "(coachlab vla-server) or pass the right --vla address.")
-            protocol.send(sock, protocol.encode(Message(kind, msg_id, body)))
-            reply = self._await_reply(sock, msg_id, start, timeout_ms)
-            self.last_round_trip_ms = (time.perf_counter() - start) * 1e3
-        if reply.kind == "error":
-            code, text = reply.body.get("code", "policy_error"), reply.body.get("message", "")
-            if code == "protocol_mismatch":
-                raise ProtocolMismatch(f"The server at {self.address} rejected the request: {text}")
-            raise PolicyServerError(f"The low-level policy server at {self.address} answered with an error: {text}", code)
-        return reply
-
-    def _await_reply(self, sock: zmq.Socket, msg_id: int, start: float, timeout_ms: int) -> Message:
-        while True:
-            left = timeout_ms - (time.perf_counter() - start) * 1e3
-            if left <= 0 or not sock.poll(max(1, int(left)), zmq.POLLIN):
-                self._drop_socket()  # a fresh socket next time: nothing stale can arrive on it
-                raise PolicyTimeout(f"The low-level policy server at {self.address} did not answer within "
-                                    f"{timeout_ms / 1000:.1f} s; the robot holds. Check the server or raise the timeout.")
-            try:
-                reply = protocol.decode(sock.recv_multipart(copy=False))
-            except ProtocolError as e:
-                self._drop_socket()
-                raise ProtocolMismatch(f"The server at {self.address} does not speak the coachlab protocol: {e}") from None
-            if reply.id == msg_id:
-                return reply
-            # a reply to an earlier request that timed out: discard it and keep waiting
-
-    def _connected_socket(self) -> zmq.Socket:
-        if self._socket is None:
-            sock = self._context.socket(zmq.DEALER)
-            sock.setsockopt(zmq.LINGER, 0)
-            sock.setsockopt(zmq.IMMEDIATE, 1)
-            sock.setsockopt(zmq.RECONNECT_IVL, 50)
-            sock.setsockopt(zmq.RECONNECT_IVL_MAX, 500)
-            sock.connect(self.address)
-            self._socket = sock
-        return self._socket
-
-    def _drop_socket(self) -> None:
-        if self._socket is not None:
-            self._socket.close(linger=0)
-            self._socket = None

@@ -51,6 +51,15 @@ class RobotDescription:
     def action_dim(self, mode: str) -> int:
         return len(self.action_names[mode])
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RobotDescription":
+        """The inverse of `to_dict` (keys it does not know go back into `extra`)."""
+        known = {"name", "cameras", "image_size", "state_names", "action_names", "control_hz"}
+        return cls(name=d["name"], cameras=tuple(d["cameras"]), image_size=tuple(d["image_size"]),
+                   state_names=tuple(d["state_names"]),
+                   action_names={k: tuple(v) for k, v in d["action_names"].items()},
+                   control_hz=float(d["control_hz"]), extra={k: v for k, v in d.items() if k not in known})
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,

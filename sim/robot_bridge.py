@@ -1,0 +1,89 @@
+"""The robot bridge: any `Robot` served over ZMQ by its own process, and the `Robot` that talks to it.
+
+A lab runs `RobotBridgeServer(its_robot, "tcp://0.0.0.0:5560").serve_forever()` next to its
+hardware (or `coachlab robot-server` for the sim) and starts the app with
+`--robot zmq://robot-pc:5560`. The messages reuse the policy wire format (docs/protocol.md):
+`describe` -> `description`, `reset {task, seed}` / `observe` -> `observation` (images as raw
+frames), `act {action, mode}` / `hold` -> `ok`. The server uses its robot from the one thread that
+serves, since renderers and drivers are often bound to the thread that opened them.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from policy_client.protocol import Message, ProtocolError
+from policy_client.server import ServerConfig, ZmqServer
+from policy_client.zmq_client import ZmqRequester
+from sim.robot import Observation, Robot, RobotDescription
+
+
+class RobotBridgeServer(ZmqServer):
+    failure_code, failure_text = "robot_error", "The robot failed"
+
+    def __init__(self, robot: Robot, address: str, config: ServerConfig | None = None):
+        self.robot = robot
+        super().__init__(address, config or ServerConfig(name="coachlab-robot-bridge"))
+
+    def answer(self, request: Message) -> Message:
+        body = request.body
+        if request.kind == "describe":
+            return Message("description", request.id, self.robot.describe().to_dict())
+        if request.kind == "reset":
+            if not isinstance(body.get("task"), str) or not isinstance(body.get("seed"), int):
+                raise ProtocolError("malformed", "reset needs a 'task' text and an integer 'seed'.")
+            return Message("observation", request.id, _observation_body(self.robot.reset(body["task"], body["seed"])))
+        if request.kind == "observe":
+            return Message("observation", request.id, _observation_body(self.robot.observe()))
+        if request.kind == "act":
+            action = body.get("action")
+            if not isinstance(action, np.ndarray) or action.ndim != 1:
+                raise ProtocolError("malformed", "act needs an 'action' vector.")
+            self.robot.act(action, str(body.get("mode", "ee")))
+            return Message("ok", request.id, {})
+        if request.kind == "hold":
+            self.robot.hold()
+            return Message("ok", request.id, {})
+        if request.kind == "ping":
+            return Message("pong", request.id, {})
+        raise ProtocolError("unknown_kind", f"A robot bridge does not accept {request.kind!r} messages.")
+
+
+class BridgeRobot(Robot):
+    """A robot in another process, reached at `tcp://host:port` (the app's `--robot zmq://host:port`)."""
+
+    def __init__(self, address: str, timeout_s: float = 5.0):
+        self._wire = ZmqRequester(address, timeout_s)
+        self._wire.peer = "robot bridge"
+        self._wire.start_hint = "start the robot's bridge process (coachlab robot-server for the sim) or fix --robot"
+        self._description = RobotDescription.from_dict(self._wire.request("describe", {}).body)
+
+    def describe(self) -> RobotDescription:
+        return self._description
+
+    def reset(self, task: str, seed: int) -> Observation:
+        return _observation(self._wire.request("reset", {"task": task, "seed": int(seed)}, timeout_s=60).body)
+
+    def observe(self) -> Observation:
+        return _observation(self._wire.request("observe", {}).body)
+
+    def act(self, action: np.ndarray, mode: str = "ee") -> None:
+        self._wire.request("act", {"action": np.asarray(action, dtype=np.float64), "mode": mode})
+
+    def hold(self) -> None:
+        self._wire.request("hold", {})
+
+    def close(self) -> None:
+        self._wire.close()
+
+
+def _observation_body(obs: Observation) -> dict[str, Any]:
+    return {"images": obs.images, "state": obs.state, "timestamp": obs.timestamp, "env_state": obs.env_state}
+
+
+def _observation(body: dict[str, Any]) -> Observation:
+    # Received arrays are read-only views of the message; the loop and recorder may keep them.
+    return Observation(images=dict(body["images"]), state=np.asarray(body["state"], dtype=np.float32),
+                       timestamp=float(body["timestamp"]), env_state=body.get("env_state"))
