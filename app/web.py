@@ -12,7 +12,6 @@ import html
 from typing import Any
 
 import gradio as gr
-import numpy as np
 
 from app.page_assets import camera_html
 from coaching.session import SPEEDS, CoachingSession, EpisodeSettings, SessionError
@@ -116,7 +115,7 @@ def _coach_tab(session: CoachingSession, cams: tuple[str, ...], scenes: dict[str
 
     def do_again(recent_texts: list[str], request: gr.Request):
         try:
-            seg = session.try_again(_user(request))
+            session.try_again(_user(request))
         except SessionError as e:
             raise _fail(e)
         return recent_texts, timeline_rows()

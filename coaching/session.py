@@ -188,7 +188,7 @@ class CoachingSession:
             raise SessionError("End an episode as success, failure or aborted.")
         if quality is not None and not 1 <= int(quality) <= 5:
             raise SessionError("Quality is a whole number from 1 to 5.")
-        episode_id = self._require_episode()
+        self._require_episode()
         self._halt("end", user)
         self._close_segment(None)
         updates = {k: v for k, v in {"quality": quality, "notes": notes}.items() if v is not None}

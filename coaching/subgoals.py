@@ -41,5 +41,5 @@ def make_subgoal_generator(spec: str, policy: Any) -> SubgoalGenerator | None:
 
         return SimLookahead(policy)
     if spec.startswith("learned:"):
-        raise ValueError(f"Learned subgoal models are not available yet; start with --subgoals sim or none.")
+        raise ValueError("Learned subgoal models are not available yet; start with --subgoals sim or none.")
     raise ValueError(f"--subgoals {spec!r} is not understood; use sim, none or learned:DIR.")

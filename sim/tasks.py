@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from sim.objects import COLOURS, KINDS, SceneObject
+from sim.objects import COLOURS, SceneObject
 from sim.scene import Placement, SceneSpec
 
 DRAWER_OPEN_FRACTION = 0.8

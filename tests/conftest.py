@@ -40,3 +40,13 @@ def served_policy():
 
     with low_level_policy(sim_options={"noise": 0.0}) as client:
         yield client
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request, tmp_path):
+    """A fresh database of each kind: a SQLite file, and a database on one real PostgreSQL server."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/coachlab.db"
+    from storage.local_postgres import shared_server
+
+    return shared_server().create_database()

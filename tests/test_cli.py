@@ -6,6 +6,8 @@ import json
 import socket
 import subprocess
 import sys
+from contextlib import contextmanager
+from typing import Iterator
 
 
 def coachlab(*args: str) -> subprocess.CompletedProcess:
@@ -30,51 +32,46 @@ def test_coach_reports_per_task_figures():
     assert fig["mean_subtasks_completed"] >= 6
 
 
-def _wait_serving(server: subprocess.Popen) -> None:
-    for _ in range(50):  # model-loading progress may come first
-        line = server.stderr.readline()
-        if "serving" in line or not line:
-            break
-    assert "serving" in line, "the VLA server did not say it was serving"
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def _vla_server(*args: str) -> Iterator[int]:
+    """`coachlab vla-server` in a subprocess on a free port, up and serving."""
+    port = _free_port()
+    server = subprocess.Popen([sys.executable, "-m", "app.cli", "vla-server", "--port", str(port), *args],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(50):  # model-loading progress may come first
+            line = server.stderr.readline()
+            if "serving" in line or not line:
+                break
+        assert "serving" in line, "the VLA server did not say it was serving"
+        yield port
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
 
 
 def test_coach_reaches_a_separately_started_vla_server():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "app.cli", "vla-server", "--port", str(port),
-                               "--options", '{"noise": 0.0}'], stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_serving(server)
+    with _vla_server("--options", '{"noise": 0.0}') as port:
         out = coachlab("coach", "--task", "sort_blocks", "--episodes", "1", "--vla", f"zmq://127.0.0.1:{port}", "--json")
-        assert out.returncode == 0, out.stderr
-        assert json.loads(out.stdout)["tasks"]["sort_blocks"]["success_rate"] == 1.0
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["tasks"]["sort_blocks"]["success_rate"] == 1.0
 
 
 def test_coach_refuses_a_vla_for_another_robot():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    server = subprocess.Popen([sys.executable, "-m", "app.cli", "vla-server", "--port", str(port),
-                               "--policy", "policy_client.echo_policy:from_options", "--options", '{"action_dim": 14}'],
-                              stderr=subprocess.PIPE, text=True)
-    try:
-        _wait_serving(server)
+    with _vla_server("--policy", "policy_client.echo_policy:from_options", "--options", '{"action_dim": 14}') as port:
         out = coachlab("coach", "--task", "sort_blocks", "--vla", f"zmq://127.0.0.1:{port}")
-        assert out.returncode == 2 and "outputs 14-d actions" in out.stderr
-        assert len(out.stderr.strip().splitlines()) == 1
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    assert out.returncode == 2 and "outputs 14-d actions" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
 
 
 def test_bad_input_gets_one_sentence():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        dead_port = s.getsockname()[1]
+    dead_port = _free_port()
     for args, needle in ((["coach", "--task", "nosuch"], "Unknown task 'nosuch'"),
                          (["coach", "--task", "bussing", "--seed", "-1"], "--seed"),
                          (["coach", "--task", "bussing", "--episodes", "0"], "--episodes"),

@@ -30,7 +30,7 @@ def test_empty_subtask_is_refused(robot, policy):
 
 
 def test_holds_still_once_the_subtask_is_achieved(robot, policy):
-    obs = robot.reset("sort_blocks", 1)
+    robot.reset("sort_blocks", 1)
     prompt = {"subtask": "pick up the blue block", "segment": 1, "episode": "hold"}
     for _ in range(14):
         reply = policy.infer(robot.observe().to_dict(), prompt)

@@ -14,11 +14,9 @@ from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
-import pytest
 import sqlalchemy as sa
 
 from storage import list_episodes, load_episode, open_database
-from storage.local_postgres import shared_server
 from storage.models import Episode, utcnow
 from storage.recovery import recover_interrupted
 
@@ -42,13 +40,6 @@ RECORDING = textwrap.dedent(f"""
         print(k, flush=True)
         k += 1
 """)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/coachlab.db"
-    return shared_server().create_database()
 
 
 def _start_child(db_url: str) -> tuple[subprocess.Popen, int]:

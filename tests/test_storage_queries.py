@@ -12,15 +12,7 @@ import pytest
 
 from storage import (NotFound, Recorder, StorageError, delete_episode, edit_annotations, list_episodes,
                      list_policies, load_episode, open_database, register_policy)
-from storage.local_postgres import shared_server
 from storage.models import utcnow
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/coachlab.db"
-    return shared_server().create_database()
 
 
 @pytest.fixture

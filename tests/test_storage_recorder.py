@@ -15,16 +15,8 @@ import sqlalchemy as sa
 
 from storage import (Recorder, RecorderConfig, RecorderFailed, RecorderOverflow, StorageError, list_episodes,
                      load_episode, open_database)
-from storage.local_postgres import shared_server
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/coachlab.db"
-    return shared_server().create_database()
 
 
 @pytest.fixture

@@ -15,13 +15,6 @@ from storage.models import Base
 TABLES = {"tasks", "policies", "episodes", "segments", "subgoal_images", "steps", "frames", "events"}
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def db_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/coachlab.db"
-    return shared_server().create_database()
-
-
 def test_migrations_from_empty_match_the_models(db_url):
     db = open_database(db_url)
     try:
