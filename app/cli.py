@@ -12,6 +12,7 @@ import sys
 from typing import Any, Callable
 
 from app.episodes_command import add_parsers as add_episodes_parsers
+from app.play_command import add_parser as add_play_parser
 from coaching.low_level import PolicyDoesNotFit
 from policy_client import BadAddress, PolicyError
 from sim.tasks import FAMILIES, UnknownTask, get_family
@@ -174,6 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_coach)
 
     add_episodes_parsers(sub)
+    add_play_parser(sub)
 
     p = sub.add_parser("app", help="the coaching web app (sim robot + served sim policy + SQLite by default)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on; anything but loopback needs --auth")

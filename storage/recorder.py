@@ -275,14 +275,17 @@ class Recorder:
             s.flush()
             return ev.id
 
-    def end_episode(self, status: str, metadata_updates: dict[str, Any] | None = None) -> int:
+    def end_episode(self, status: str, metadata_updates: dict[str, Any] | None = None, mode: str | None = None) -> int:
         """Wait until every queued step is committed, then write the final status and metadata.
 
+        `mode` changes the episode's mode, e.g. to `mixed` once a person took over an autonomous run.
         Returns the episode id. Raises RecorderFailed (after still writing the status) if some
         steps could not be saved.
         """
         if status not in FINAL_STATUSES:
             raise ValueError(f"An episode ends as one of {', '.join(FINAL_STATUSES)}, not '{status}'.")
+        if mode is not None and mode not in MODES:
+            raise ValueError(f"An episode's mode is one of {', '.join(MODES)}, not '{mode}'.")
         episode_id = self._require_episode("end_episode")
         columns, extra = split_metadata(metadata_updates or {})  # a bad value must not end the episode
         self.flush()
@@ -294,6 +297,8 @@ class Recorder:
                 raise NotFound(f"Episode {episode_id} was deleted while it was being recorded.")
             count = s.scalar(sa.select(sa.func.count()).where(Step.episode_id == episode_id))
             ep.status, ep.ended_at, ep.heartbeat_at, ep.num_steps = status, utcnow(), utcnow(), int(count or 0)
+            if mode is not None:
+                ep.mode = mode
             for key, value in columns.items():
                 setattr(ep, key, value)
             if extra:
