@@ -12,10 +12,12 @@ import sys
 from typing import Any, Callable
 
 from app.episodes_command import add_parsers as add_episodes_parsers
+from app.distill_command import add_parser as add_distill_parser
 from app.play_command import add_parser as add_play_parser
 from coaching.low_level import PolicyDoesNotFit
 from policy_client import BadAddress, PolicyError
 from sim.tasks import FAMILIES, UnknownTask, get_family
+from distill.dataset import DistillError
 from storage.errors import StorageError
 
 DB_ENV = "COACHLAB_DB"
@@ -176,6 +178,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_episodes_parsers(sub)
     add_play_parser(sub)
+    add_distill_parser(sub)
 
     p = sub.add_parser("app", help="the coaching web app (sim robot + served sim policy + SQLite by default)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on; anything but loopback needs --auth")
@@ -216,7 +219,7 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], dict[str, Any]] = args.func
     try:
         result = handler(args)
-    except (UserError, UnknownTask, PolicyError, BadAddress, PolicyDoesNotFit, StorageError) as err:
+    except (UserError, UnknownTask, PolicyError, BadAddress, PolicyDoesNotFit, StorageError, DistillError) as err:
         print(f"coachlab {args.command}: {err}", file=sys.stderr)
         return 2
     _emit(result, getattr(args, "json", False))

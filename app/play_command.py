@@ -41,6 +41,21 @@ def _summary(reports: list[Any], interventions: bool) -> dict[str, Any]:
     return out
 
 
+def _policy_id_in(db: Any, checkpoint_dir: str) -> int:
+    """The checkpoint's id in the database the episodes go to, registering it there if it is new."""
+    import json
+    from pathlib import Path
+
+    from storage import list_policies, register_policy
+
+    path = str(Path(checkpoint_dir).resolve())
+    for known in list_policies(db, kind="high_level"):
+        if str(Path(known.checkpoint_path).resolve()) == path:
+            return known.id
+    training = json.loads((Path(path) / "training.json").read_text())
+    return register_policy(db, "high_level", path, training.get("episode_ids", []), training.get("metrics", {}))
+
+
 def cmd_play(args: argparse.Namespace) -> dict[str, Any]:
     from app.cli import UserError
     from coaching.low_level import low_level_policy
@@ -57,9 +72,7 @@ def cmd_play(args: argparse.Namespace) -> dict[str, Any]:
     if not 0.1 <= args.decide_hz <= 10:
         raise UserError("--decide-hz must be between 0.1 and 10 decisions a second.")
     policy = LearnedHighLevelPolicy.load(args.policy)
-    if family.name not in policy.tasks:
-        raise UserError(f"The policy in {args.policy} learned {', '.join(policy.tasks) or 'no task'}, not {family.name}; "
-                        "distill one from episodes of this task first.")
+    policy.check_task(family.description)  # one sentence if it never saw this task
     config = PlayConfig(decide_hz=args.decide_hz, max_episode_s=args.max_episode_s,
                         intervene=None if args.intervene == "none" else args.intervene)
     seeds = list(range(args.seed, args.seed + args.episodes))
@@ -70,6 +83,7 @@ def cmd_play(args: argparse.Namespace) -> dict[str, Any]:
 
         db = open_database(args.db)
         recorder = Recorder(db)
+        policy.checkpoint_id = _policy_id_in(db, args.policy)
     try:
         with low_level_policy(args.vla, {"noise": args.noise, "seed": args.seed}) as low_level:
             played = [play_episode(robot, low_level, policy, family.name, s, config, recorder)

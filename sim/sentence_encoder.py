@@ -46,6 +46,9 @@ class SentenceEncoder:
     def _load(self) -> None:
         # Imported here so that importing the sim does not pay for transformers.
         from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # a 90 MB local load needs no bar; it garbled one-line errors
 
         path = self._model_dir or _model_dir()
         self._tokenizer = AutoTokenizer.from_pretrained(path, local_files_only=True)

@@ -1,0 +1,31 @@
+"""`coachlab distill`: train a high-level policy from logged episodes (see docs/distill.md).
+
+`add_parser(subparsers)` adds the command; its handler returns the metrics dict (printed as JSON
+with --json) and raises `distill.dataset.DistillError` (or `storage.errors.StorageError`) with one
+sentence for anything a user can get wrong. torch is imported inside the handler, so other
+commands do not pay for it. For several processes run `torchrun -m distill.train` with the same options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from typing import Any
+
+DB_ENV = "COACHLAB_DB"
+
+
+def cmd_distill(args: argparse.Namespace) -> dict[str, Any]:
+    from distill.train import config_from_args, train
+
+    return train(args.db or os.environ.get(DB_ENV), args.out, config_from_args(args))
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    """Add `distill` to the coachlab command line."""
+    from distill.train import add_arguments
+
+    p = subparsers.add_parser("distill", help="train a high-level policy from logged episodes")
+    add_arguments(p)
+    p.set_defaults(func=cmd_distill)
+    return p

@@ -1,0 +1,128 @@
+"""Saving and loading a distilled high-level policy checkpoint (a directory).
+
+Layout: `model.safetensors` (the weights), `config.json` (the model config, the candidate bank
+included), `training.json` (the dataset config, the ids of the episodes it learned from, the
+metrics and, once registered, the storage id of the policy). Every way a checkpoint can be wrong
+(missing directory or file, corrupt weights or JSON, weights that do not fit the config) is a
+`DistillError` with one sentence.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from distill.dataset import DistillError
+
+WEIGHTS = "model.safetensors"
+CONFIG = "config.json"
+TRAINING = "training.json"
+FORMAT = "coachlab-high-level-v1"
+
+
+@dataclass
+class Checkpoint:
+    model: Any  # SubtaskScorer
+    config: Any  # ModelConfig
+    training: dict[str, Any]
+    directory: str
+
+    @property
+    def policy_id(self) -> int | None:
+        return self.training.get("policy_id")
+
+    @property
+    def episode_ids(self) -> list[int]:
+        return list(self.training.get("episode_ids", []))
+
+
+def _write_json(path: Path, data: dict[str, Any]) -> None:
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def save_checkpoint(directory: str | os.PathLike, model: Any, training: dict[str, Any]) -> Path:
+    """Write the weights, the model config and the training record into `directory` (created)."""
+    from safetensors.torch import save_file
+
+    out = Path(directory)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+        tmp = out / f"{WEIGHTS}.{os.getpid()}.tmp"
+        save_file(state, str(tmp), metadata={"format": FORMAT})
+        os.replace(tmp, out / WEIGHTS)
+        _write_json(out / CONFIG, {"format": FORMAT, **model.cfg.to_dict()})
+        _write_json(out / TRAINING, training)
+    except OSError as err:
+        raise DistillError(f"Cannot write the checkpoint to {out}: {err.strerror or err}; choose a writable --out "
+                           "directory.") from None
+    return out
+
+
+def update_training(directory: str | os.PathLike, **fields: Any) -> None:
+    """Add fields (e.g. the registered policy id) to a saved checkpoint's training record."""
+    path = Path(directory) / TRAINING
+    data = _read_json(path, Path(directory))
+    data.update(fields)
+    _write_json(path, data)
+
+
+def _read_json(path: Path, directory: Path) -> dict[str, Any]:
+    if not path.is_file():
+        raise DistillError(f"The checkpoint {directory} has no {path.name}: point --policy at a directory written "
+                           "by `coachlab distill`.")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        raise DistillError(f"The checkpoint file {path} is corrupt (not valid JSON): distill the policy again.") from None
+    if not isinstance(data, dict):
+        raise DistillError(f"The checkpoint file {path} is corrupt (not a JSON object): distill the policy again.")
+    return data
+
+
+def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
+    """The model (eval mode) with its config and training record, or a one-sentence DistillError."""
+    import torch
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    from distill.model import ModelConfig, SubtaskScorer
+
+    d = Path(directory)
+    if not d.is_dir():
+        raise DistillError(f"There is no checkpoint directory at {d}: give the --out directory of a "
+                           "`coachlab distill` run.")
+    raw = _read_json(d / CONFIG, d)
+    if raw.pop("format", None) != FORMAT:
+        raise DistillError(f"The checkpoint at {d} is not a coachlab high-level policy ({FORMAT}): distill it again "
+                           "with this version of coachlab.")
+    try:
+        cfg = ModelConfig.from_dict(raw)
+        model = SubtaskScorer(cfg)
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise DistillError(f"The checkpoint config {d / CONFIG} does not describe a model this version can build "
+                           f"({str(err).splitlines()[0]}): distill the policy again.") from None
+    training = _read_json(d / TRAINING, d) if (d / TRAINING).exists() else {}
+    weights = d / WEIGHTS
+    if not weights.is_file():
+        raise DistillError(f"The checkpoint at {d} has no {WEIGHTS}: the training run did not finish, distill again.")
+    try:
+        state = load_file(str(weights))
+    except (SafetensorError, OSError, ValueError, RuntimeError):
+        raise DistillError(f"The weights file {weights} is corrupt: distill the policy again.") from None
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        first = str(err).splitlines()
+        detail = (first[1] if len(first) > 1 else first[0]).strip()
+        raise DistillError(f"The weights in {weights} do not match the model in {CONFIG} ({detail[:160]}): "
+                           "use the config and weights of the same run.") from None
+    if any(not torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+        raise DistillError(f"The weights file {weights} holds NaN or infinite values: distill the policy again.")
+    model.eval()
+    return Checkpoint(model=model, config=cfg, training=training, directory=str(d))
