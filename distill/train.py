@@ -177,66 +177,31 @@ def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: to
 # ----------------------------------------------------------------------------- plot
 
 def save_plot(history: list[dict[str, Any]], path: Path) -> None:
-    """Loss (train, val) and validation accuracy (exact, semantic) per epoch, as a PNG."""
-    try:  # matplotlib is not a dependency; it draws the plot where a lab has it installed
-        import matplotlib.pyplot as plt
-    except ImportError:
-        plt = None
+    """Loss (train, val) and validation accuracy (exact, semantic, switch) per epoch, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")  # files only: training runs headless
+    import matplotlib.pyplot as plt
+
     epochs = [h["epoch"] for h in history]
     series_loss = {"train loss": [h.get("train_loss") for h in history], "val loss": [h.get("val_loss") for h in history]}
     series_acc = {"val accuracy": [h.get("val_accuracy") for h in history],
                   "val semantic": [h.get("val_semantic_accuracy") for h in history],
                   "val switch": [h.get("val_switch_accuracy") for h in history]}
-    if plt is not None:
-        fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-        for ax, series, title in ((axes[0], series_loss, "loss"), (axes[1], series_acc, "accuracy")):
-            for name, ys in series.items():
-                pts = [(e, y) for e, y in zip(epochs, ys) if y is not None]
-                if pts:
-                    ax.plot(*zip(*pts), marker="o", label=name)
-            ax.set_title(title), ax.set_xlabel("epoch"), ax.legend()
-        fig.tight_layout()
-        fig.savefig(path)
-        plt.close(fig)
-        return
-    _pil_plot(epochs, series_loss, series_acc, path)
-
-
-def _pil_plot(epochs: list[int], loss: dict[str, list], acc: dict[str, list], path: Path) -> None:
-    from PIL import Image, ImageDraw
-
-    w, h, m = 900, 380, 50
-    img = Image.new("RGB", (w, h), "white")
-    draw = ImageDraw.Draw(img)
-    colors = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40)]
-    for panel, (title, series, fixed) in enumerate((("loss", loss, None), ("accuracy", acc, (0.0, 1.0)))):
-        x0, x1, y0, y1 = panel * w // 2 + m, (panel + 1) * w // 2 - 15, 30, h - m
-        vals = [y for ys in series.values() for y in ys if y is not None]
-        lo, hi = fixed or ((min(vals), max(vals)) if vals else (0.0, 1.0))
-        hi = hi if hi > lo else lo + 1.0
-        e_lo, e_hi = (min(epochs), max(epochs)) if epochs else (0, 1)
-        e_hi = e_hi if e_hi > e_lo else e_lo + 1
-
-        def px(e: float, y: float) -> tuple[float, float]:
-            return x0 + (e - e_lo) / (e_hi - e_lo) * (x1 - x0), y1 - (y - lo) / (hi - lo) * (y1 - y0)
-
-        draw.rectangle([x0, y0, x1, y1], outline="black")
-        draw.text((x0, 8), title, fill="black")
-        for frac in (0.0, 0.5, 1.0):
-            y = lo + frac * (hi - lo)
-            draw.text((x0 - 45, px(e_lo, y)[1] - 6), f"{y:.2f}", fill="black")
-        draw.text(((x0 + x1) / 2 - 15, y1 + 20), "epoch", fill="black")
-        draw.text((x0, y1 + 5), str(e_lo), fill="black")
-        draw.text((x1 - 10, y1 + 5), str(e_hi), fill="black")
-        for k, (name, ys) in enumerate(series.items()):
-            pts = [px(e, y) for e, y in zip(epochs, ys) if y is not None]
-            color = colors[k % len(colors)]
-            if len(pts) > 1:
-                draw.line(pts, fill=color, width=2)
-            for x, y in pts:
-                draw.ellipse([x - 3, y - 3, x + 3, y + 3], fill=color)
-            draw.text((x0 + 8, y0 + 6 + 14 * k), name, fill=color)
-    img.save(path)
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, series, title in ((axes[0], series_loss, "loss"), (axes[1], series_acc, "validation accuracy")):
+        for name, ys in series.items():
+            pts = [(e, y) for e, y in zip(epochs, ys) if y is not None]
+            if pts:
+                ax.plot(*zip(*pts), marker="o", label=name)
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+        ax.legend()
+    axes[1].set_ylim(0, 1)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
 
 
 # ----------------------------------------------------------------------------- the loop
