@@ -1,0 +1,130 @@
+"""Benchmark: distil a high-level policy from scripted coaching and measure autonomy in the sim.
+
+1. Coach `episodes` expert episodes per family (training seeds) into a fresh SQLite database.
+2. Distil one model for all families; time it.
+3. On `eval_episodes` unseen seeds per family: the scripted coach, the distilled policy, and the
+   task text alone sent to the low-level policy (no high level), each on the same seeds.
+4. Correction loop: from `seed_episodes` coached episodes per family, distil, play `correction_episodes`
+   per family with the scripted coach intervening (logged), re-distil, and compare autonomy before/after.
+5. One decision's median time on one core.
+
+The full run takes long on 2 cores (see the defaults); `run(scale=...)` shrinks every count for a smoke test.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+FAMILIES = ("sort_blocks", "drawer", "bussing")
+TRAIN_SEEDS, EVAL_SEEDS, CORRECTION_SEEDS = 0, 1000, 2000
+
+
+def _coach(db_url: str, families: tuple[str, ...], episodes: int, seed: int) -> None:
+    from coaching.low_level import low_level_policy
+    from coaching.scripted_coaching import CoachingRun, run
+    from sim.mujoco_robot import MujocoRobot
+    from storage import Recorder, open_database
+
+    with open_database(db_url) as db, Recorder(db) as recorder, low_level_policy(sim_options={"seed": seed}) as vla:
+        run(MujocoRobot(), vla, CoachingRun(list(families), episodes, seed, "expert"), recorder)
+
+
+def _evaluate(policy: Any, families: tuple[str, ...], episodes: int, with_coach: bool, with_task_only: bool,
+              db_url: str | None = None, intervene: str | None = None) -> dict[str, dict[str, float]]:
+    from coaching.low_level import low_level_policy
+    from coaching.scripted_episode import run_episode
+    from distill.autonomous import PlayConfig, play_episode
+    from distill.baselines import TaskTextPolicy
+    from sim.coach import CoachConfig, ScriptedCoach
+    from sim.mujoco_robot import MujocoRobot
+    from sim.tasks import get_family
+    from storage import Recorder, open_database
+
+    robot, out = MujocoRobot(), {}
+    db = open_database(db_url) if db_url else None
+    recorder = Recorder(db) if db else None
+    seed0 = CORRECTION_SEEDS if intervene else EVAL_SEEDS
+    try:
+        with low_level_policy(sim_options={"seed": seed0}) as vla:
+            for family in families:
+                seeds = range(seed0, seed0 + episodes)
+                row = {}
+                if policy is not None:
+                    reports = [play_episode(robot, vla, policy, family, s, PlayConfig(intervene=intervene), recorder)
+                               for s in tqdm(seeds, desc=f"{family}: policy", unit="episode")]
+                    row["autonomous_success"] = float(np.mean([r.success for r in reports]))
+                if with_coach:
+                    coached = [run_episode(robot, vla, ScriptedCoach(get_family(family), CoachConfig(), s), family, s)
+                               for s in tqdm(seeds, desc=f"{family}: coach", unit="episode")]
+                    row["coached_success"] = float(np.mean([r.success for r in coached]))
+                if with_task_only:
+                    task_only = [play_episode(robot, vla, TaskTextPolicy(), family, s, PlayConfig(max_episode_s=120))
+                                 for s in tqdm(seeds, desc=f"{family}: task text only", unit="episode")]
+                    row["task_only_success"] = float(np.mean([r.success for r in task_only]))
+                out[family] = {k: round(v, 3) for k, v in row.items()}
+    finally:
+        if recorder is not None:
+            recorder.close()
+            db.close()
+    return out
+
+
+def _decision_ms(policy: Any) -> float:
+    import torch
+
+    torch.set_num_threads(1)
+    rng = np.random.default_rng(0)
+    images = {c: rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for c in ("base", "wrist")}
+    state = np.zeros(10, np.float32)
+    samples = []
+    for _ in range(50):
+        start = time.perf_counter()
+        policy.decide(images, state, policy.tasks[0] if policy.tasks else "", ["pick up the red block"])
+        samples.append((time.perf_counter() - start) * 1e3)
+    return round(float(np.median(samples[5:])), 2)
+
+
+def run(episodes: int = 20, eval_episodes: int = 20, seed_episodes: int = 5, correction_episodes: int = 20,
+        epochs: int = 10, families: tuple[str, ...] = FAMILIES) -> dict[str, Any]:
+    from distill.dataset import DatasetConfig
+    from distill.model import LearnedHighLevelPolicy
+    from distill.train import TrainConfig, train
+
+    work = Path(tempfile.mkdtemp(prefix="bench_distill_"))
+    db = f"sqlite:///{work}/coached.db"
+    _coach(db, families, episodes, TRAIN_SEEDS)
+    start = time.perf_counter()
+    train(db, str(work / "policy"), TrainConfig(epochs=epochs))
+    train_minutes = round((time.perf_counter() - start) / 60, 2)
+    policy = LearnedHighLevelPolicy.load(str(work / "policy"))
+    result: dict[str, Any] = {"train_minutes": train_minutes, "decision_ms_median": _decision_ms(policy),
+                              "families": _evaluate(policy, families, eval_episodes, True, True)}
+
+    small = f"sqlite:///{work}/corrections.db"
+    _coach(small, families, seed_episodes, TRAIN_SEEDS)
+    train(small, str(work / "before"), TrainConfig(epochs=epochs))
+    before = LearnedHighLevelPolicy.load(str(work / "before"))
+    _evaluate(before, families, correction_episodes, False, False, db_url=small, intervene="scripted")
+    # learn from coached and corrected runs alike: the corrections are what the next model should do
+    train(small, str(work / "after"), TrainConfig(epochs=epochs, data=DatasetConfig(status=("success",))))
+    after = LearnedHighLevelPolicy.load(str(work / "after"))
+    rate = lambda p: round(float(np.mean([v["autonomous_success"] for v in _evaluate(
+        p, families, eval_episodes, False, False).values()])), 3)
+    result["corrections"] = {"before": rate(before), "after": rate(after)}
+    result["work_dir"] = str(work)
+    return result
+
+
+def main() -> None:
+    print(json.dumps(run()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,17 @@
+"""Baselines a distilled high-level policy is measured against."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from distill.high_level import Decision, HighLevelPolicy
+
+
+class TaskTextPolicy(HighLevelPolicy):
+    """No high level at all: the low-level policy gets the whole task text as its one subtask."""
+
+    def decide(self, images: dict[str, np.ndarray], state: np.ndarray, task: str, history: list[str],
+               metadata: dict[str, Any] | None = None) -> Decision:
+        return Decision(task, 1.0)
