@@ -98,10 +98,16 @@ def cmd_app(args: argparse.Namespace) -> dict[str, Any]:
         auth.append((user, password))
     config = AppConfig(host=args.host, port=args.port, robot=args.robot, vla=args.vla, db=args.db,
                        subgoals=args.subgoals, auth=auth or None, sim_noise=args.noise)
+    from coaching.session import SessionError
+
+    # The control loop re-takes Python's GIL after every physics step and render; while the web
+    # server holds it, the loop waits up to one switch interval each time (5 ms by default, which
+    # cost the loop a quarter of its rate with five tabs open). Hand it over sooner in this process.
+    sys.setswitchinterval(0.0005)
     try:
         app = CoachingApp(config)
         app.serve()
-    except (AppConfigError, ValueError) as e:
+    except (AppConfigError, SessionError, ValueError) as e:
         raise UserError(str(e)) from None
     except KeyboardInterrupt:
         pass

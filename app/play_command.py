@@ -43,17 +43,17 @@ def _summary(reports: list[Any], interventions: bool) -> dict[str, Any]:
 
 def _policy_id_in(db: Any, checkpoint_dir: str) -> int:
     """The checkpoint's id in the database the episodes go to, registering it there if it is new."""
-    import json
     from pathlib import Path
 
+    from distill.checkpoint import load_checkpoint
     from storage import list_policies, register_policy
 
     path = str(Path(checkpoint_dir).resolve())
     for known in list_policies(db, kind="high_level"):
         if str(Path(known.checkpoint_path).resolve()) == path:
             return known.id
-    training = json.loads((Path(path) / "training.json").read_text())
-    return register_policy(db, "high_level", path, training.get("episode_ids", []), training.get("metrics", {}))
+    ckpt = load_checkpoint(path)  # already loaded once: any problem was reported then
+    return register_policy(db, "high_level", path, ckpt.episode_ids, ckpt.training.get("metrics", {}))
 
 
 def cmd_play(args: argparse.Namespace) -> dict[str, Any]:
@@ -78,13 +78,13 @@ def cmd_play(args: argparse.Namespace) -> dict[str, Any]:
     seeds = list(range(args.seed, args.seed + args.episodes))
     robot = MujocoRobot()
     db = recorder = None
-    if args.db:
-        from storage import Recorder, open_database
-
-        db = open_database(args.db)
-        recorder = Recorder(db)
-        policy.checkpoint_id = _policy_id_in(db, args.policy)
     try:
+        if args.db:
+            from storage import Recorder, open_database
+
+            db = open_database(args.db)
+            recorder = Recorder(db)
+            policy.checkpoint_id = _policy_id_in(db, args.policy)
         with low_level_policy(args.vla, {"noise": args.noise, "seed": args.seed}) as low_level:
             played = [play_episode(robot, low_level, policy, family.name, s, config, recorder)
                       for s in tqdm(seeds, desc="playing", unit="episode")]
@@ -92,9 +92,13 @@ def cmd_play(args: argparse.Namespace) -> dict[str, Any]:
                 run_episode(robot, low_level, ScriptedCoach(family, CoachConfig(profile="expert"), s), family.name, s)
                 for s in tqdm(seeds, desc="scripted coach", unit="episode")]
     finally:
-        if recorder is not None:
-            recorder.close()
-            db.close()
+        try:
+            if recorder is not None:
+                recorder.close()
+        finally:
+            if db is not None:
+                db.close()
+            robot.close()
     result: dict[str, Any] = {"task": family.name, "seeds": [seeds[0], seeds[-1]], "policy": args.policy,
                               "intervene": args.intervene, "policy_figures": _summary(played, True)}
     if baseline:

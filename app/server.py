@@ -10,7 +10,6 @@ they check Gradio's own login cookie, so one login covers the page and its camer
 from __future__ import annotations
 
 import socket
-import sys
 import threading
 import time
 from contextlib import ExitStack
@@ -30,8 +29,7 @@ from coaching.session import CoachingSession
 from coaching.subgoals import make_subgoal_generator
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-SIM_CONTROL_HZ = 20
-GIL_SWITCH_S = 0.0005  # the browser shows each camera at the loop's rate; 15 fps is the floor
+SIM_CONTROL_HZ = 20  # the browser shows each camera at the loop's rate; 15 fps is the floor
 
 
 class AppConfigError(ValueError):
@@ -73,10 +71,6 @@ class CoachingApp:
     def __init__(self, config: AppConfig):
         config.check()
         self.config = config
-        # The control loop re-takes Python's GIL after every physics step and render; when the web
-        # server holds it, the loop waits up to one switch interval each time (5 ms by default,
-        # which cost the loop a quarter of its rate with five tabs open). Hand it over sooner.
-        sys.setswitchinterval(GIL_SWITCH_S)
         self._stack = ExitStack()
         try:
             self._build()
@@ -93,6 +87,7 @@ class CoachingApp:
         self.recorder = Recorder(self.db)
         self._stack.callback(self.recorder.close)
         robot = self._robot()
+        self._stack.callback(robot.close)  # until the session's loop closes it on its own thread
         description = robot.describe()
         policy = self._stack.enter_context(low_level_policy(c.vla, {"noise": c.sim_noise, "control_hz": description.control_hz}))
         check_fits(policy.metadata, description, description.control_modes[0])
@@ -115,7 +110,7 @@ class CoachingApp:
         return BridgeRobot("tcp://" + parse_address(self.config.robot)[1])
 
     def _mount(self, page: gr.Blocks) -> FastAPI:
-        api = FastAPI()
+        api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)  # no unauthenticated API pages
         holder: dict[str, Any] = {}
 
         def authorized(request: Request) -> bool:
@@ -137,7 +132,9 @@ class CoachingApp:
         stats = self.recorder.stats
         if stats.last_error:
             db_ok, db_text = False, str(stats.last_error)
-        return {"robot_ok": self.session.status()["loop_hz"] > 0.5 * self.session.description.control_hz,
+        status = self.session.status()
+        alive = status["last_tick_age_s"] is not None and status["last_tick_age_s"] < 1.0
+        return {"robot_ok": alive and status["loop_hz"] > 0.5 * self.session.description.control_hz,
                 "database_ok": db_ok, "database": db_text}
 
     # -- serving ----------------------------------------------------------------------------

@@ -20,7 +20,14 @@ from storage.vocab import STATUSES
 
 TIMELINE_COLUMNS = ["segment", "at (s)", "source", "subtask", "outcome", "mistake", "by"]
 EPISODE_COLUMNS = ["id", "task", "status", "mode", "quality", "steps", "segments", "started", "by"]
-LOCAL_USER = getpass.getuser() or "local"
+def _local_user() -> str:
+    try:
+        return getpass.getuser() or "local"
+    except (KeyError, OSError):  # a container user with no passwd entry
+        return "local"
+
+
+LOCAL_USER = _local_user()
 
 
 def _user(request: gr.Request | None) -> str:
@@ -146,9 +153,10 @@ def _coach_tab(session: CoachingSession, cams: tuple[str, ...], scenes: dict[str
 
     def do_mark(how: str, evt: gr.SelectData, request: gr.Request):
         rows = timeline_rows()
-        if not rows or evt.index[0] >= len(rows):
+        try:
+            seg_id = int(evt.row_value[0])  # the clicked row's own id: the table may be a moment stale
+        except (TypeError, ValueError, IndexError):
             return rows
-        seg_id = rows[evt.index[0]][0]
         try:
             if how == "mistake":
                 session.mark_segment(seg_id, _user(request), mistake=True)
@@ -232,7 +240,10 @@ def _episodes_tab(db: Database, cams: tuple[str, ...]) -> None:
     f_status.change(rows, filters, [table])
 
     def show(episode_id: int, step: int):
-        record = load_episode(db, episode_id)
+        try:
+            record = load_episode(db, episode_id)
+        except StorageError as e:
+            raise _fail(e)
         images = [record.frame(c, step) if step < record.frame_count(c) else None for c in cams]
         steps = record.steps(step, step + 1)
         seg_id = int(steps.segment_id[0]) if len(steps.index) else -1

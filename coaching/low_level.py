@@ -22,7 +22,12 @@ def low_level_policy(address: str | None = None, sim_options: dict[str, Any] | N
     """Yield a connected policy client; `address` (or $COACHLAB_VLA) wins over the embedded sim policy."""
     address = address or os.environ.get(VLA_ENV)
     server = None if address else LocalPolicyServer(SIM_POLICY_FACTORY, sim_options)
-    client = connect(address or server.zmq_address, timeout_s=timeout_s)
+    try:
+        client = connect(address or server.zmq_address, timeout_s=timeout_s)
+    except BaseException:
+        if server is not None:
+            server.close()
+        raise
     try:
         yield client
     finally:

@@ -10,11 +10,13 @@ never waits on the database, the browser or the VLA.
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -22,17 +24,34 @@ import numpy as np
 
 from coaching.clock import WallClock
 from coaching.subgoals import SubgoalGenerator, SubgoalPreview
-from policy_client import ActionChunker, BasePolicy, ChunkingConfig
+from coaching.low_level import PolicyDoesNotFit, check_fits
+from policy_client import ActionChunker, BasePolicy, ChunkingConfig, PolicyError
 from sim.robot import Observation, Robot
 from storage import Recorder, RecorderFailed, RecorderOverflow, StorageError
 
 MAX_SUBTASK_CHARS = 500
+_UNCONFIRMED_TEXT = "The control loop did not confirm within 2 s, so the robot may not be holding: use the robot's own stop."
 SPEEDS = ("slow", "normal", "fast")
 LOOP_NICE = -10
 
 
 class SessionError(Exception):
     """Something a person asked for that cannot be done; the message says what to do instead."""
+
+
+def command(method: Callable) -> Callable:
+    """One person's command at a time (several tabs may click at once), with the failures of the
+    parts it reaches (VLA, database, robot) turned into one sentence for the page."""
+
+    @functools.wraps(method)
+    def run(self: "CoachingSession", *args: Any, **kwargs: Any) -> Any:
+        with self._command_lock:
+            try:
+                return method(self, *args, **kwargs)
+            except (PolicyError, StorageError, PolicyDoesNotFit) as e:
+                raise SessionError(str(e)) from None
+
+    return run
 
 
 @dataclass
@@ -109,6 +128,7 @@ class CoachingSession:
         self.clock = clock or WallClock()
         self._chunking = chunking or ChunkingConfig(replan_after=5, prefetch=True)
         self._commands: queue.SimpleQueue[Callable[[_Loop], None]] = queue.SimpleQueue()
+        self._command_lock = threading.RLock()  # see `command`
         self._lock = threading.Lock()  # guards the fields below, shared with the people's threads
         self._frame_ready = threading.Condition(self._lock)
         self._frame: Frame | None = None
@@ -126,6 +146,8 @@ class CoachingSession:
         self._preview_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="subgoal-preview")
         self._running = threading.Event()
         self._ready = threading.Event()
+        self._startup_error: BaseException | None = None
+        self._last_tick = 0.0
         self._idle_scene = idle_scene
         self._rtt_ms: float | None = None  # written by the loop thread, read by viewers
         self._vla_error: str | None = None
@@ -138,23 +160,32 @@ class CoachingSession:
         self._thread.start()
         if not self._ready.wait(60):
             raise SessionError("The robot did not come up within 60 s; check the robot connection.")
+        if self._startup_error is not None:
+            raise SessionError(f"The robot could not start: {self._startup_error}")
         return self
 
     def close(self) -> None:
         """End a running episode as aborted, stop the loop and close the robot (on the loop's thread)."""
-        if self._episode_id is not None:
-            self.end_episode("aborted", user="system")
-        self._running.clear()
-        self._thread.join(timeout=10)
-        if self.subgoals is not None and hasattr(self.subgoals, "close"):
-            self._preview_pool.submit(self.subgoals.close).result(timeout=10)  # on the thread that built it
-        self._preview_pool.shutdown(wait=False, cancel_futures=True)
+        try:
+            if self._episode_id is not None:
+                self.end_episode("aborted", user="system")
+        finally:
+            self._running.clear()
+            self._thread.join(timeout=10)
+            try:
+                if self.subgoals is not None and hasattr(self.subgoals, "close"):
+                    self._preview_pool.submit(self.subgoals.close).result(timeout=10)  # on the thread that built it
+            except (FutureTimeout, RuntimeError):
+                pass  # a preview still running; the process is going away anyway
+            self._preview_pool.shutdown(wait=False, cancel_futures=True)
 
     # -- episode ----------------------------------------------------------------------------
+    @command
     def start_episode(self, settings: EpisodeSettings, user: str) -> int:
         settings = self._check_settings(settings)
         if self._episode_id is not None:
             raise SessionError("An episode is running; end it before starting a new one.")
+        check_fits(self.policy.metadata, self.description, settings.control_mode)
         done = threading.Event()
         failure: list[BaseException] = []
 
@@ -183,6 +214,7 @@ class CoachingSession:
             self._preview = None
         return episode_id
 
+    @command
     def end_episode(self, outcome: str, user: str, quality: int | None = None, notes: str | None = None) -> int:
         if outcome not in ("success", "failure", "aborted"):
             raise SessionError("End an episode as success, failure or aborted.")
@@ -192,11 +224,14 @@ class CoachingSession:
         self._halt("end", user)
         self._close_segment(None)
         updates = {k: v for k, v in {"quality": quality, "notes": notes}.items() if v is not None}
-        with self._lock:
-            self._episode_id = None
-        return self.recorder.end_episode(outcome, updates)
+        try:
+            return self.recorder.end_episode(outcome, updates)
+        finally:  # ended or not, the recorder holds no open episode of ours any more
+            with self._lock:
+                self._episode_id = None
 
     # -- subtasks ---------------------------------------------------------------------------
+    @command
     def send_subtask(self, text: str, user: str, source: str = "coach", with_subgoals: bool = False) -> SegmentView:
         text = self.check_subtask(text)
         self._require_episode()
@@ -226,6 +261,7 @@ class CoachingSession:
         self._commands.put(switch)
         return view
 
+    @command
     def try_again(self, user: str) -> SegmentView:
         """Send the last subtask again as a correction (YAY Robot's "try again")."""
         with self._lock:
@@ -244,12 +280,15 @@ class CoachingSession:
         return text
 
     # -- pause / resume / stop --------------------------------------------------------------
+    @command
     def pause(self, user: str) -> None:
         self._require_episode()
-        self._halt("pause", user)
+        if not self._halt("pause", user):
+            raise SessionError(_UNCONFIRMED_TEXT)
         with self._lock:
             self._paused = True
 
+    @command
     def resume(self, user: str) -> None:
         self._require_episode()
         self.recorder.event("resume", self.clock.now() - self._episode_start, user=user)
@@ -261,13 +300,16 @@ class CoachingSession:
             self._paused = False
         self._commands.put(go)
 
+    @command
     def stop(self, user: str) -> None:
         """Hold at once and drop the current subtask; the episode goes on with the next one."""
         self._require_episode()
-        self._halt("stop", user)
+        if not self._halt("stop", user):
+            raise SessionError(_UNCONFIRMED_TEXT)
         self._close_segment("stopped")
 
-    def _halt(self, kind: str, user: str) -> None:
+    def _halt(self, kind: str, user: str) -> bool:
+        """Tell the loop to hold now; True once it has (False: the loop is not answering)."""
         done = threading.Event()
 
         def hold(loop: _Loop) -> None:
@@ -280,9 +322,10 @@ class CoachingSession:
 
         self._commands.put(hold)
         self.recorder.event(kind, self.clock.now() - self._episode_start, user=user)
-        done.wait(2.0)
+        return done.wait(2.0)
 
     # -- annotations ------------------------------------------------------------------------
+    @command
     def mark_segment(self, segment_id: int, user: str, outcome: str | None = None, mistake: bool | None = None) -> None:
         from storage import edit_annotations
 
@@ -313,7 +356,12 @@ class CoachingSession:
         future: Future = self._preview_pool.submit(
             self.subgoals.generate, obs, text, settings.task if settings else "",
             settings.control_mode if settings else "ee")
-        result = future.result(timeout=timeout_s)
+        try:
+            result = future.result(timeout=timeout_s)
+        except FutureTimeout:
+            raise SessionError(f"The preview took longer than {timeout_s:.0f} s; try a shorter subtask.") from None
+        except (PolicyError, ValueError) as e:
+            raise SessionError(f"No preview: {e}") from None
         if result.refused:
             raise SessionError(result.refused)
         preview = SubgoalPreview(text, result.images)
@@ -345,6 +393,7 @@ class CoachingSession:
                 "subtask": active.text if active else None,
                 "segments": [s.__dict__.copy() for s in self._segments],
                 "loop_hz": round((len(ticks) - 1) / (ticks[-1] - ticks[0]), 1) if len(ticks) > 2 else 0.0,
+                "last_tick_age_s": round(time.monotonic() - self._last_tick, 2) if self._last_tick else None,
                 "target_hz": self.description.control_hz,
                 "tick_ms_p95": round(float(np.percentile(self._tick_ms, 95)), 1) if self._tick_ms else None,
                 "vla_rtt_ms": self._rtt_ms,
@@ -358,16 +407,26 @@ class CoachingSession:
     def _run(self) -> None:
         raise_priority(LOOP_NICE)
         loop = _Loop(ActionChunker(self.policy, self._chunking))
-        if self._idle_scene is not None:
-            self._publish(self.robot.reset(*self._idle_scene))
-        else:
-            self._publish(self.robot.observe())
+        try:
+            self._publish(self.robot.reset(*self._idle_scene) if self._idle_scene else self.robot.observe())
+        except Exception as e:  # reported by start(), in the caller's thread
+            self._startup_error = e
+            self._ready.set()
+            return
         self._ready.set()
         period = 1.0 / self.description.control_hz
         next_tick = self.clock.now()
         try:
             while self._running.is_set():
-                self._tick(loop)
+                try:
+                    self._tick(loop)
+                except Exception as e:  # a robot, VLA or recorder failure must not end the loop
+                    self._report(f"The control loop hit an error and holds the robot: {type(e).__name__}: {e}")
+                    loop.chunker.new_subtask()
+                    try:
+                        self.robot.hold()
+                    except Exception:
+                        pass
                 next_tick += period
                 if next_tick < self.clock.now() - period:  # fell far behind: do not try to catch up
                     next_tick = self.clock.now()
@@ -391,6 +450,11 @@ class CoachingSession:
             self._vla_note = info.get("reason") if info.get("refused") else None
             if action is not None and loop.subtask.first_action_wall is None:
                 loop.subtask.first_action_wall = time.time()
+        if action is not None and len(action) != self.description.action_dim(loop.mode):
+            self._report(f"The VLA sent {len(action)}-d actions; this robot takes "
+                         f"{self.description.action_dim(loop.mode)} in {loop.mode} mode. Holding.")
+            loop.chunker.new_subtask()
+            action = None
         if action is None:
             self.robot.hold()  # nothing to do, paused, stopped or the VLA is late: keep still
         else:
@@ -398,10 +462,9 @@ class CoachingSession:
         if self._episode_id is not None:
             try:
                 self.recorder.record_step(self.clock.now() - self._episode_start, obs.state, action, obs.images)
-            except (RecorderOverflow, RecorderFailed, StorageError) as e:
-                with self._lock:
-                    if not self._errors or self._errors[-1] != str(e):
-                        self._errors.append(str(e))
+            except (RecorderOverflow, RecorderFailed, StorageError, ValueError) as e:
+                self._report(str(e))
+        self._last_tick = time.monotonic()
         with self._lock:
             self._tick_times.append(started)
             self._tick_ms.append((time.monotonic() - started) * 1e3)
@@ -415,7 +478,16 @@ class CoachingSession:
             self._frame_ready.notify_all()
             listeners = list(self._frame_listeners)
         for listener in listeners:
-            listener(frame)
+            try:
+                listener(frame)
+            except Exception:  # a viewer going away (its event loop closed) is not the loop's problem
+                pass
+
+    def _report(self, message: str) -> None:
+        with self._lock:
+            if not self._errors or self._errors[-1] != message:
+                self._errors.append(message)
+                del self._errors[:-20]
 
     # -- helpers ----------------------------------------------------------------------------
     def _require_episode(self) -> int:

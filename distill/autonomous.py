@@ -112,53 +112,62 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
             seg_ids.append(recorder.start_segment(text, source, now, user=PLAY_USER if source == "policy" else "scripted-coach",
                                                   info={"confidence": confidence} if confidence is not None else None))
 
-    done = False
-    while clock.now() < config.max_episode_s and not done:
-        now = clock.now()
-        env = obs.env_state  # evaluation and the intervener only: the policy sees cameras and state
-        remaining = len(family.remaining_steps(env))
-        if remaining < left:
-            left, last_progress = remaining, now
-        if correcting and intervener.finished(env, now, config.stall_s):
-            correcting, candidate, streak = False, None, 0
-        stalled = segments and now - last_progress > config.stall_s
-        if intervener is not None and not correcting and (stalled or (segments and segments[-1].text == "done")):
-            text = intervener.take_over(env, now)
-            if text is None:
-                break
-            switch(text, "correction", None)
-            correcting, last_progress = True, now
-        if not correcting and now >= next_decision:
-            next_decision = now + 1.0 / config.decide_hz
-            history = [s.text for s in segments]
-            decision = policy.decide(obs.images, obs.state, task_text, history, metadata)
-            current = segments[-1].text if segments else None
-            if decision.subtask == current:
-                candidate, streak = None, 0
-            else:
-                streak = streak + 1 if decision.subtask == candidate else 1
-                candidate = decision.subtask
-                if streak >= config.hysteresis or not segments:
-                    if decision.done:
-                        if intervener is None or family.success(env):
-                            done = True
-                            break
-                        segments.append(PlayedSegment("done", "policy", round(now, 2), decision.confidence))
-                    else:
-                        switch(decision.subtask, "policy", decision.confidence)
+    try:
+        done = False
+        while clock.now() < config.max_episode_s and not done:
+            now = clock.now()
+            env = obs.env_state  # evaluation and the intervener only: the policy sees cameras and state
+            remaining = len(family.remaining_steps(env))
+            if remaining < left:
+                left, last_progress = remaining, now
+            if correcting and intervener.finished(env, now, config.stall_s):
+                correcting, candidate, streak = False, None, 0
+            stalled = segments and now - last_progress > config.stall_s
+            if intervener is not None and not correcting and (stalled or (segments and segments[-1].text == "done")):
+                text = intervener.take_over(env, now)
+                if text is None:
+                    break
+                switch(text, "correction", None)
+                correcting, last_progress = True, now
+            if not correcting and now >= next_decision:
+                next_decision = now + 1.0 / config.decide_hz
+                history = [s.text for s in segments]
+                decision = policy.decide(obs.images, obs.state, task_text, history, metadata)
+                current = segments[-1].text if segments else None
+                if decision.subtask == current:
                     candidate, streak = None, 0
-        action = None
-        active = segments[-1].text if segments else None
-        if active and active != "done":
-            prompt = {"task": task_text, "subtask": active, "control_mode": mode,
-                      "episode": f"play-{seed}", "segment": len(segments) - 1}
-            action = chunker.step(obs.to_dict(), prompt)
-            if chunker.last_error is not None:
-                raise chunker.last_error
-        robot.hold() if action is None else robot.act(action, mode)
-        if recorder is not None:
-            recorder.record_step(now, obs.state, action, obs.images, wait_s=60.0)
-        obs = robot.observe()
+                else:
+                    streak = streak + 1 if decision.subtask == candidate else 1
+                    candidate = decision.subtask
+                    if streak >= config.hysteresis or not segments:
+                        if decision.done:
+                            if intervener is None or family.success(env):
+                                done = True
+                                break
+                            segments.append(PlayedSegment("done", "policy", round(now, 2), decision.confidence))
+                        else:
+                            switch(decision.subtask, "policy", decision.confidence)
+                        candidate, streak = None, 0
+            action = None
+            active = segments[-1].text if segments else None
+            if active and active != "done":
+                prompt = {"task": task_text, "subtask": active, "control_mode": mode,
+                          "episode": f"play-{seed}", "segment": len(segments) - 1}
+                action = chunker.step(obs.to_dict(), prompt)
+                if chunker.last_error is not None:
+                    raise chunker.last_error
+            robot.hold() if action is None else robot.act(action, mode)
+            if recorder is not None:
+                recorder.record_step(now, obs.state, action, obs.images, wait_s=60.0)
+            obs = robot.observe()
+    except BaseException:
+        if recorder is not None and recorder.episode_id is not None:  # keep what was logged, marked as cut short
+            if seg_ids:
+                recorder.end_segment(seg_ids[-1], None)
+            recorder.end_episode("aborted")
+        raise
+    finally:
+        chunker.close()
     success = family.success(obs.env_state)
     interventions = sum(s.source == "correction" for s in segments)
     episode_id = None

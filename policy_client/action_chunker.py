@@ -6,7 +6,8 @@ for. Synchronous mode asks and waits in the loop (right for a loop on a simulate
 simply does not advance while it waits). Prefetch mode asks `prefetch_lead` steps early on a
 worker thread, so a real-time robot never waits for a round trip (as LeRobot's async inference
 does); the fresh chunk then replaces the rest of the old one, skipping the steps that ran while it
-was in flight, since its first action belongs to the observation it was computed from.
+was in flight (actions actually executed, not ticks spent holding), since its first action
+belongs to the observation it was computed from.
 `new_subtask()` discards the queue and any request in flight at once; an empty queue is never
 refilled with stale actions: the robot holds.
 """
@@ -22,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from policy_client.base_policy import BasePolicy
-from policy_client.errors import PolicyError
+from policy_client.errors import PolicyError, PolicyServerError
 
 
 @dataclass
@@ -43,8 +44,8 @@ class ActionChunker:
         self._pending: Future | None = None
         self._pending_generation = -1
         self._pending_step = 0
-        self._steps = 0  # ticks since start, to know how far the robot moved while a request flew
-        self.last_error: PolicyError | None = None
+        self._popped = 0  # actions executed so far, to know how far the robot moved while a request flew
+        self.last_error: Exception | None = None
         self.last_info: dict[str, Any] = {}
         self.last_round_trip_ms: float | None = None
         self.chunks_received = 0
@@ -58,20 +59,20 @@ class ActionChunker:
 
     def step(self, observation: dict[str, Any], prompt: dict[str, Any]) -> np.ndarray | None:
         """The action to execute this tick, or None to hold."""
-        self._steps += 1
         self._collect_prefetched()
         if self.config.prefetch:
             if self._pending is None and self._wants_chunk(lead=self.config.prefetch_lead):
                 self._pending = self._pool.submit(self._request, observation, prompt)
-                self._pending_generation, self._pending_step = self._generation, self._steps
+                self._pending_generation, self._pending_step = self._generation, self._popped
         elif self._wants_chunk(lead=0):
             try:
                 self._load(self._request(observation, prompt), skip=0)
-            except PolicyError as e:
+            except (PolicyError, ValueError) as e:
                 self.last_error = e
         if not self._queue:
             return None
         self._served += 1
+        self._popped += 1
         return self._queue.popleft()
 
     def close(self) -> None:
@@ -96,13 +97,15 @@ class ActionChunker:
             return  # asked for an earlier subtask
         try:
             reply = future.result()
-        except PolicyError as e:
+            self._load(reply, skip=self._popped - self._pending_step)
+        except Exception as e:  # whatever went wrong over there, the loop holds and shows it
             self.last_error = e
-            return
-        self._load(reply, skip=self._steps - self._pending_step)
 
     def _load(self, reply: dict[str, Any], skip: int) -> None:
-        chunk = np.asarray(reply["actions"], dtype=np.float32)
+        chunk = np.asarray(reply.get("actions"), dtype=np.float32)
+        if chunk.ndim != 2 or not np.isfinite(chunk).all():
+            raise PolicyServerError(f"The low-level policy sent an action chunk of shape {chunk.shape} (or with "
+                                    "NaNs); it must be a finite H x A array.", "bad_chunk")
         self._queue = deque(chunk[skip:])
         self._served = 0
         self.last_info = reply.get("info", {})

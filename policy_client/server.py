@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import zmq
 
 from policy_client import protocol
@@ -76,24 +77,24 @@ class ZmqServer:
     # -- one request ------------------------------------------------------------------------
     def _handle(self, frames: list[zmq.Frame]) -> None:
         identity, payload = frames[0], frames[1:]
-        request: Message | None = None
+        msg_id = protocol.peek_id(payload)  # so even a refused request's error reply finds its way back
         try:
             size = sum(f.buffer.nbytes for f in payload)
             if size > self.config.max_request_bytes:
                 raise ProtocolError("too_large", f"A request of {size} bytes is over this server's limit of "
                                                  f"{self.config.max_request_bytes}; send smaller images.")
             request = protocol.decode(payload)
-            reply = self.answer(request)
-        except ProtocolError as e:
-            reply = protocol.error_message(request.id if request else protocol.peek_id(payload), e.code, str(e))
-        except Exception as e:  # the handler raised: report it to the client, keep serving
-            log.exception("request %s failed", request.id)
-            reply = protocol.error_message(request.id, self.failure_code, f"{self.failure_text}: {type(e).__name__}: {e}")
-        if reply.kind == "error":
-            self.errors += 1
-        else:
+            frames = protocol.encode(self.answer(request))
             self.served += 1
-        protocol.send(self._socket, protocol.encode(reply), prefix=[identity])
+        except ProtocolError as e:
+            frames = protocol.encode(protocol.error_message(msg_id, e.code, str(e)))
+            self.errors += 1
+        except Exception as e:  # the handler raised, or answered something unsendable: say so, keep serving
+            log.exception("request %s failed", msg_id)
+            frames = protocol.encode(protocol.error_message(msg_id, self.failure_code,
+                                                            f"{self.failure_text}: {type(e).__name__}: {e}"))
+            self.errors += 1
+        protocol.send(self._socket, frames, prefix=[identity])
 
     def answer(self, request: Message) -> Message:
         """The reply to one decoded request; raise ProtocolError("unknown_kind", ...) for kinds not served."""
@@ -127,7 +128,7 @@ class PolicyServer(ZmqServer):
             infer_ms = (time.perf_counter() - start) * 1e3
             if not isinstance(result, dict) or "actions" not in result:
                 raise ProtocolError("policy_error", "The policy returned no 'actions'; infer must return a dict with them.")
-            body = {"actions": result["actions"], "info": result.get("info", {}),
+            body = {"actions": np.asarray(result["actions"], dtype=np.float32), "info": result.get("info", {}),
                     "server_timing": {"infer_ms": round(infer_ms, 3)}}
             return Message("actions", request.id, body)
         raise ProtocolError("unknown_kind", f"A server does not accept {request.kind!r} messages.")

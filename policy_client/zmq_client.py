@@ -40,7 +40,8 @@ class ZmqRequester:
     def close(self) -> None:
         with self._lock:
             self._drop_socket()
-            self._context.term()
+            if not self._context.closed:
+                self._context.term()
 
     # -- one request ------------------------------------------------------------------------
     def request(self, kind: str, body: dict[str, Any], timeout_s: float | None = None) -> Message:
@@ -102,7 +103,11 @@ class ZmqPolicyClient(ZmqRequester, BasePolicy):
         super().__init__(address, timeout_s)
         self.server_hello: dict[str, Any] = {}
         if handshake:
-            self.hello()
+            try:
+                self.hello()
+            except BaseException:
+                self.close()
+                raise
 
     # -- the policy interface ---------------------------------------------------------------
     def infer(self, observation: dict[str, Any], prompt: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:

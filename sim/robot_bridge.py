@@ -1,7 +1,8 @@
 """The robot bridge: any `Robot` served over ZMQ by its own process, and the `Robot` that talks to it.
 
-A lab runs `RobotBridgeServer(its_robot, "tcp://0.0.0.0:5560").serve_forever()` next to its
-hardware (or `coachlab robot-server` for the sim) and starts the app with
+A lab runs `RobotBridgeServer(its_robot, "tcp://10.0.0.5:5560").serve_forever()` next to its
+hardware, bound to the lab's private robot network only (the bridge takes commands from anyone who
+can reach it; see docs/robot.md) (or `coachlab robot-server` for the sim) and starts the app with
 `--robot zmq://robot-pc:5560`. The messages reuse the policy wire format (docs/protocol.md):
 `describe` -> `description`, `reset {task, seed}` / `observe` -> `observation` (images as raw
 frames), `act {action, mode}` / `hold` -> `ok`. The server uses its robot from the one thread that
@@ -58,7 +59,11 @@ class BridgeRobot(Robot):
         self._wire = ZmqRequester(address, timeout_s)
         self._wire.peer = "robot bridge"
         self._wire.start_hint = "start the robot's bridge process (coachlab robot-server for the sim) or fix --robot"
-        self._description = RobotDescription.from_dict(self._wire.request("describe", {}).body)
+        try:
+            self._description = RobotDescription.from_dict(self._wire.request("describe", {}).body)
+        except BaseException:
+            self._wire.close()
+            raise
 
     def describe(self) -> RobotDescription:
         return self._description

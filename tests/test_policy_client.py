@@ -217,7 +217,14 @@ def test_prefetch_skips_steps_run_in_flight_and_drops_replies_for_an_old_subtask
     assert chunker.step(obs, slow) is None  # nothing yet: hold, never block
     time.sleep(0.5)
     first = chunker.step(obs, slow)
-    assert first is not None and first[0] == 1  # one tick passed while the request flew
+    assert first is not None and first[0] == 0  # the robot held while it flew: nothing of the chunk is skipped
+    for _ in range(2):
+        chunker.step(obs, slow)  # executes actions 1 and 2; the next request goes out now
+    time.sleep(0.1)
+    executed = [chunker.step(obs, slow)[0] for _ in range(2)]  # actions 3, 4 run while it flies
+    time.sleep(0.5)
+    fresh = chunker.step(obs, slow)
+    assert executed == [3, 4] and fresh[0] == 2  # the fresh chunk skips the two actions run meanwhile
     chunker.new_subtask()
     assert chunker.step(obs, {"subtask": "new", "delay_s": 0.3}) is None
     chunker.new_subtask()  # changed again before that reply came back
