@@ -89,14 +89,15 @@ class OpenPIPolicyClient(BasePolicy):
                 self._drop()  # the late reply would otherwise answer the next request
                 raise PolicyTimeout(f"The openpi server at {self.uri} did not answer within {timeout:.1f} s; "
                                     "the robot holds. Check the server or raise the timeout.") from None
-            except websockets.exceptions.ConnectionClosed as e:
+            except (websockets.exceptions.ConnectionClosed, OSError) as e:
                 self._drop()
                 raise PolicyUnreachable(f"The openpi server at {self.uri} closed the connection ({e}); "
                                         "it will be reconnected on the next request.") from None
             self.last_round_trip_ms = (time.perf_counter() - start) * 1e3
-        if isinstance(reply, str):
-            self._drop()
-            raise PolicyServerError(f"The openpi server at {self.uri} failed: {reply.strip().splitlines()[-1]}")
+            if isinstance(reply, str):  # openpi's way of saying the policy raised; it closes the connection
+                self._drop()
+                last_line = (reply.strip().splitlines() or ["(no message)"])[-1]
+                raise PolicyServerError(f"The openpi server at {self.uri} failed: {last_line}")
         try:
             body = msgpack_numpy.unpackb(reply)
         except Exception as e:  # anything undecodable means the peer is not an openpi server
