@@ -1,38 +1,34 @@
-"""A coaching session: one robot, one episode at a time, a control loop at a fixed rate in its own thread.
+"""A coaching session: one robot, one episode at a time, driven by a fixed-rate control loop.
 
-The loop thread alone touches the robot and the action chunker: every tick it applies pending
-commands (reset, new subtask, pause, stop), observes, publishes the camera frames for viewers,
-asks the chunker for an action (holding when there is none), acts, and hands the step to the
-recorder, which never blocks. Commands from people (any thread: the web app, tests) are checked
-at once, written to storage at once (segments, events), then queued for the loop; so the loop
-never waits on the database, the browser or the VLA.
+The loop (`coaching/control_loop.py`) alone touches the robot and the action chunker. Commands
+from people (any thread: the web app, tests) are checked at once, written to storage at once
+(segments, events), then queued for the loop; every step the loop hands back is given to the
+recorder, which never blocks. So the loop never waits on the database, the browser or the VLA.
 """
 
 from __future__ import annotations
 
 import functools
-import os
-import queue
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
 from coaching.clock import WallClock
+from coaching.control_loop import ControlLoop, Frame, LoopState
 from coaching.subgoals import SubgoalGenerator, SubgoalPreview
 from coaching.low_level import PolicyDoesNotFit, check_fits
-from policy_client import ActionChunker, BasePolicy, ChunkingConfig, PolicyError
+from policy_client import BasePolicy, ChunkingConfig, PolicyError
 from sim.robot import Observation, Robot
 from storage import Recorder, RecorderFailed, RecorderOverflow, StorageError
 
 MAX_SUBTASK_CHARS = 500
 _UNCONFIRMED_TEXT = "The control loop did not confirm within 2 s, so the robot may not be holding: use the robot's own stop."
 SPEEDS = ("slow", "normal", "fast")
-LOOP_NICE = -10
 
 
 class SessionError(Exception):
@@ -87,38 +83,6 @@ class SegmentView:
     mistake: bool = False
 
 
-@dataclass
-class Frame:
-    seq: int
-    wall_time: float  # time.time() when rendered
-    images: dict[str, np.ndarray]
-
-
-@dataclass
-class _Loop:
-    """State only the loop thread reads and writes."""
-
-    chunker: ActionChunker
-    mode: str = "ee"
-    subtask: SegmentView | None = None
-    paused: bool = False
-    prompt: dict[str, Any] = field(default_factory=dict)
-
-
-def raise_priority(nice: int) -> None:
-    """Lower the calling thread's nice value (threads it starts inherit it), if permitted.
-
-    The control loop is the one part with a deadline; pages, previews and encoding can be late,
-    and browsers may share the machine. Linux gives each thread its own nice value. (Raising
-    the whole app process instead measured worse: its web threads then crowd the loop out of
-    Python's GIL.) Without the privilege, the loop runs at normal priority.
-    """
-    try:
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), min(nice, os.getpriority(os.PRIO_PROCESS, 0)))
-    except (PermissionError, OSError, AttributeError):
-        pass
-
-
 class CoachingSession:
     def __init__(self, robot: Robot, policy: BasePolicy, recorder: Recorder,
                  subgoals: SubgoalGenerator | None = None, chunking: ChunkingConfig | None = None,
@@ -126,42 +90,25 @@ class CoachingSession:
         self.robot, self.policy, self.recorder, self.subgoals = robot, policy, recorder, subgoals
         self.description = robot.describe()
         self.clock = clock or WallClock()
-        self._chunking = chunking or ChunkingConfig(replan_after=5, prefetch=True)
-        self._commands: queue.SimpleQueue[Callable[[_Loop], None]] = queue.SimpleQueue()
         self._command_lock = threading.RLock()  # see `command`
         self._lock = threading.Lock()  # guards the fields below, shared with the people's threads
-        self._frame_ready = threading.Condition(self._lock)
-        self._frame: Frame | None = None
-        self._frame_listeners: list[Callable[[Frame], None]] = []
-        self._observation: Observation | None = None
         self._episode: EpisodeSettings | None = None
         self._episode_id: int | None = None
         self._episode_start = 0.0
         self._paused = False
         self._segments: list[SegmentView] = []
         self._errors: list[str] = []
-        self._tick_times: list[float] = []
-        self._tick_ms: list[float] = []  # how long each tick's work took: the loop's headroom
         self._preview: SubgoalPreview | None = None
         self._preview_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="subgoal-preview")
-        self._running = threading.Event()
-        self._ready = threading.Event()
-        self._startup_error: BaseException | None = None
-        self._last_tick = 0.0
-        self._idle_scene = idle_scene
-        self._rtt_ms: float | None = None  # written by the loop thread, read by viewers
-        self._vla_error: str | None = None
-        self._vla_note: str | None = None  # the VLA's own word on the subtask, e.g. why it refused
-        self._thread = threading.Thread(target=self._run, name="control-loop", daemon=True)
+        self.loop = ControlLoop(robot, policy, chunking or ChunkingConfig(replan_after=5, prefetch=True), self.clock,
+                                on_step=self._record_step, on_error=self._report, idle_scene=idle_scene)
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> "CoachingSession":
-        self._running.set()
-        self._thread.start()
-        if not self._ready.wait(60):
-            raise SessionError("The robot did not come up within 60 s; check the robot connection.")
-        if self._startup_error is not None:
-            raise SessionError(f"The robot could not start: {self._startup_error}")
+        try:
+            self.loop.start()
+        except RuntimeError as e:
+            raise SessionError(f"The robot could not start: {e}.") from None
         return self
 
     def close(self) -> None:
@@ -170,8 +117,7 @@ class CoachingSession:
             if self._episode_id is not None:
                 self.end_episode("aborted", user="system")
         finally:
-            self._running.clear()
-            self._thread.join(timeout=10)
+            self.loop.stop()
             try:
                 if self.subgoals is not None and hasattr(self.subgoals, "close"):
                     self._preview_pool.submit(self.subgoals.close).result(timeout=10)  # on the thread that built it
@@ -189,17 +135,16 @@ class CoachingSession:
         done = threading.Event()
         failure: list[BaseException] = []
 
-        def reset(loop: _Loop) -> None:
+        def reset(state: LoopState) -> None:
             try:
-                obs = self.robot.reset(settings.scene, settings.seed)
-                self._publish(obs)
+                self.loop.publish(self.robot.reset(settings.scene, settings.seed))
             except Exception as e:  # an unknown scene, a robot that refused: report, keep looping
                 failure.append(e)
-            loop.chunker.new_subtask()
-            loop.subtask, loop.paused, loop.mode = None, False, settings.control_mode
+            state.chunker.new_subtask()
+            state.subtask, state.paused, state.mode = None, False, settings.control_mode
             done.set()
 
-        self._commands.put(reset)
+        self.loop.submit(reset)
         if not done.wait(30):
             raise SessionError("The robot did not reset within 30 s; check the robot connection.")
         if failure:
@@ -251,14 +196,14 @@ class CoachingSession:
         if preview is not None:
             prompt["subgoal_images"] = preview.images
 
-        def switch(loop: _Loop) -> None:
-            loop.chunker.new_subtask()
-            loop.subtask, loop.prompt, loop.paused = view, prompt, False
+        def switch(state: LoopState) -> None:
+            state.chunker.new_subtask()
+            state.subtask, state.prompt, state.paused = view, prompt, False
 
         with self._lock:
             self._segments.append(view)
             self._paused = False
-        self._commands.put(switch)
+        self.loop.submit(switch)
         return view
 
     @command
@@ -293,12 +238,12 @@ class CoachingSession:
         self._require_episode()
         self.recorder.event("resume", self.clock.now() - self._episode_start, user=user)
 
-        def go(loop: _Loop) -> None:
-            loop.paused = False
+        def go(state: LoopState) -> None:
+            state.paused = False
 
         with self._lock:
             self._paused = False
-        self._commands.put(go)
+        self.loop.submit(go)
 
     @command
     def stop(self, user: str) -> None:
@@ -312,15 +257,15 @@ class CoachingSession:
         """Tell the loop to hold now; True once it has (False: the loop is not answering)."""
         done = threading.Event()
 
-        def hold(loop: _Loop) -> None:
-            loop.chunker.new_subtask()
+        def hold(state: LoopState) -> None:
+            state.chunker.new_subtask()
             if kind == "pause":
-                loop.paused = True
+                state.paused = True
             else:
-                loop.subtask = None
+                state.subtask = None
             done.set()
 
-        self._commands.put(hold)
+        self.loop.submit(hold)
         self.recorder.event(kind, self.clock.now() - self._episode_start, user=user)
         return done.wait(2.0)
 
@@ -349,8 +294,9 @@ class CoachingSession:
         text = self.check_subtask(text)
         if self.subgoals is None:
             raise SessionError("No subgoal generator is configured; start the app with --subgoals.")
+        obs = self.loop.observation
         with self._lock:
-            obs, settings = self._observation, self._episode
+            settings = self._episode
         if obs is None:
             raise SessionError("No camera image yet; wait for the robot to come up.")
         future: Future = self._preview_pool.submit(
@@ -371,19 +317,13 @@ class CoachingSession:
 
     # -- what viewers read ------------------------------------------------------------------
     def wait_frame(self, after_seq: int, timeout_s: float = 1.0) -> Frame | None:
-        """The newest frame, once it is newer than `after_seq` (or None after the timeout)."""
-        with self._frame_ready:
-            self._frame_ready.wait_for(lambda: self._frame is not None and self._frame.seq > after_seq, timeout_s)
-            return self._frame if self._frame is not None and self._frame.seq > after_seq else None
+        return self.loop.wait_frame(after_seq, timeout_s)
 
     def on_frame(self, listener: Callable[[Frame], None]) -> None:
-        """Call `listener(frame)` from the loop thread for every new frame; it must return at once."""
-        with self._lock:
-            self._frame_listeners.append(listener)
+        self.loop.on_frame(listener)
 
     def status(self) -> dict[str, Any]:
         with self._lock:
-            ticks = self._tick_times[-50:]
             active = self._segments[-1] if self._segments and self._segments[-1].end_s is None else None
             return {
                 "episode_id": self._episode_id,
@@ -392,96 +332,19 @@ class CoachingSession:
                 "paused": self._paused,
                 "subtask": active.text if active else None,
                 "segments": [s.__dict__.copy() for s in self._segments],
-                "loop_hz": round((len(ticks) - 1) / (ticks[-1] - ticks[0]), 1) if len(ticks) > 2 else 0.0,
-                "last_tick_age_s": round(time.monotonic() - self._last_tick, 2) if self._last_tick else None,
-                "target_hz": self.description.control_hz,
-                "tick_ms_p95": round(float(np.percentile(self._tick_ms, 95)), 1) if self._tick_ms else None,
-                "vla_rtt_ms": self._rtt_ms,
-                "vla_error": self._vla_error,
-                "vla_note": self._vla_note,
+                **self.loop.stats(),
                 "recorder": self.recorder.stats.to_dict(),
                 "errors": list(self._errors[-3:]),
             }
 
-    # -- the control loop -------------------------------------------------------------------
-    def _run(self) -> None:
-        raise_priority(LOOP_NICE)
-        loop = _Loop(ActionChunker(self.policy, self._chunking))
-        try:
-            self._publish(self.robot.reset(*self._idle_scene) if self._idle_scene else self.robot.observe())
-        except Exception as e:  # reported by start(), in the caller's thread
-            self._startup_error = e
-            self._ready.set()
+    # -- called by the loop thread --------------------------------------------------------
+    def _record_step(self, obs: Observation, action: np.ndarray | None) -> None:
+        if self._episode_id is None:
             return
-        self._ready.set()
-        period = 1.0 / self.description.control_hz
-        next_tick = self.clock.now()
         try:
-            while self._running.is_set():
-                try:
-                    self._tick(loop)
-                except Exception as e:  # a robot, VLA or recorder failure must not end the loop
-                    self._report(f"The control loop hit an error and holds the robot: {type(e).__name__}: {e}")
-                    loop.chunker.new_subtask()
-                    try:
-                        self.robot.hold()
-                    except Exception:
-                        pass
-                next_tick += period
-                if next_tick < self.clock.now() - period:  # fell far behind: do not try to catch up
-                    next_tick = self.clock.now()
-                self.clock.sleep_until(next_tick)
-        finally:
-            loop.chunker.close()
-            self.robot.close()  # here, on the thread whose GL context the renderer holds
-
-    def _tick(self, loop: _Loop) -> None:
-        started = time.monotonic()
-        while not self._commands.empty():
-            self._commands.get()(loop)
-        obs = self.robot.observe()
-        self._publish(obs)
-        action = None
-        if loop.subtask is not None and not loop.paused:
-            action = loop.chunker.step(obs.to_dict(), loop.prompt)
-            self._rtt_ms = loop.chunker.last_round_trip_ms
-            self._vla_error = str(loop.chunker.last_error) if loop.chunker.last_error else None
-            info = loop.chunker.last_info
-            self._vla_note = info.get("reason") if info.get("refused") else None
-            if action is not None and loop.subtask.first_action_wall is None:
-                loop.subtask.first_action_wall = time.time()
-        if action is not None and len(action) != self.description.action_dim(loop.mode):
-            self._report(f"The VLA sent {len(action)}-d actions; this robot takes "
-                         f"{self.description.action_dim(loop.mode)} in {loop.mode} mode. Holding.")
-            loop.chunker.new_subtask()
-            action = None
-        if action is None:
-            self.robot.hold()  # nothing to do, paused, stopped or the VLA is late: keep still
-        else:
-            self.robot.act(action, loop.mode)
-        if self._episode_id is not None:
-            try:
-                self.recorder.record_step(self.clock.now() - self._episode_start, obs.state, action, obs.images)
-            except (RecorderOverflow, RecorderFailed, StorageError, ValueError) as e:
-                self._report(str(e))
-        self._last_tick = time.monotonic()
-        with self._lock:
-            self._tick_times.append(started)
-            self._tick_ms.append((time.monotonic() - started) * 1e3)
-            del self._tick_times[:-100], self._tick_ms[:-100]
-
-    def _publish(self, obs: Observation) -> None:
-        with self._frame_ready:
-            seq = self._frame.seq + 1 if self._frame else 1
-            frame = self._frame = Frame(seq, time.time(), obs.images)
-            self._observation = obs
-            self._frame_ready.notify_all()
-            listeners = list(self._frame_listeners)
-        for listener in listeners:
-            try:
-                listener(frame)
-            except Exception:  # a viewer going away (its event loop closed) is not the loop's problem
-                pass
+            self.recorder.record_step(self.clock.now() - self._episode_start, obs.state, action, obs.images)
+        except (RecorderOverflow, RecorderFailed, StorageError, ValueError) as e:
+            self._report(str(e))
 
     def _report(self, message: str) -> None:
         with self._lock:
