@@ -189,7 +189,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("app", help="the coaching web app (sim robot + served sim policy + SQLite by default)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on; anything but loopback needs --auth")
     p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--robot", default="sim", help="sim (the embedded MuJoCo arm) or zmq://host:port (a robot bridge)")
+    p.add_argument("--robot", default=os.environ.get("COACHLAB_ROBOT", "sim"),
+                   help="sim (the embedded MuJoCo arm) or zmq://host:port (a robot bridge); default $COACHLAB_ROBOT or sim")
     p.add_argument("--vla", default=None, help="low-level policy address (default: $COACHLAB_VLA, else the sim policy)")
     p.add_argument("--db", default=None, help="database URL or SQLite file (default: $COACHLAB_DB, else the user data dir)")
     p.add_argument("--subgoals", default="sim", help="subgoal previews: sim (lookahead), none, or learned:DIR")
