@@ -118,25 +118,18 @@ def cmd_robot_server(args: argparse.Namespace) -> dict[str, Any]:
     from sim.mujoco_robot import MujocoRobot, SimRobotConfig
     from sim.robot_bridge import RobotBridgeServer
 
-    if not 0 <= args.port <= 65535:
-        raise UserError("--port must be between 0 (any free port) and 65535.")
+    _check_port(args.port)
     if not 1 <= args.hz <= 100:
         raise UserError("--hz must be between 1 and 100.")
-    server = RobotBridgeServer(MujocoRobot(SimRobotConfig(control_hz=args.hz)), f"tcp://{args.host}:{args.port}")
-    print(f"robot bridge for the sim at {server.address.replace('tcp://', 'zmq://')} (Ctrl+C stops)", file=sys.stderr, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    return {"address": server.address, "served": server.served, "errors": server.errors}
+    return _serve(RobotBridgeServer(MujocoRobot(SimRobotConfig(control_hz=args.hz)), f"tcp://{args.host}:{args.port}"),
+                  "robot bridge for the sim")
 
 
 def cmd_vla_server(args: argparse.Namespace) -> dict[str, Any]:
     from policy_client.local_server import load_factory
     from policy_client.server import PolicyServer
 
-    if not 0 <= args.port <= 65535:
-        raise UserError("--port must be between 0 (any free port) and 65535.")
+    _check_port(args.port)
     try:
         options = json.loads(args.options)
     except ValueError:
@@ -145,12 +138,18 @@ def cmd_vla_server(args: argparse.Namespace) -> dict[str, Any]:
         policy = load_factory(args.policy)(**options)
     except (ImportError, AttributeError, ValueError) as e:
         raise UserError(f"Cannot build the policy {args.policy!r}: {e}. Give --policy as module:callable.") from None
-    server = PolicyServer(policy, f"tcp://{args.host}:{args.port}")
-    print(f"serving {args.policy} at {server.address.replace('tcp://', 'zmq://')} (Ctrl+C stops)", file=sys.stderr, flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    return _serve(PolicyServer(policy, f"tcp://{args.host}:{args.port}"), f"serving {args.policy}")
+
+
+def _check_port(port: int) -> None:
+    if not 0 <= port <= 65535:
+        raise UserError("--port must be between 0 (any free port) and 65535.")
+
+
+def _serve(server: Any, what: str) -> dict[str, Any]:
+    """Announce a ZMQ server's address on stderr, serve until Ctrl+C, report what it did."""
+    print(f"{what} at {server.address.replace('tcp://', 'zmq://')} (Ctrl+C stops)", file=sys.stderr, flush=True)
+    server.serve_until_interrupted()
     return {"address": server.address, "served": server.served, "errors": server.errors}
 
 

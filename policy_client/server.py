@@ -77,7 +77,7 @@ class ZmqServer:
     # -- one request ------------------------------------------------------------------------
     def _handle(self, frames: list[zmq.Frame]) -> None:
         identity, payload = frames[0], frames[1:]
-        msg_id = protocol.peek_id(payload)  # so even a refused request's error reply finds its way back
+        request: Message | None = None
         try:
             size = sum(f.buffer.nbytes for f in payload)
             if size > self.config.max_request_bytes:
@@ -87,14 +87,27 @@ class ZmqServer:
             frames = protocol.encode(self.answer(request))
             self.served += 1
         except ProtocolError as e:
-            frames = protocol.encode(protocol.error_message(msg_id, e.code, str(e)))
+            frames = protocol.encode(protocol.error_message(self._reply_id(request, payload), e.code, str(e)))
             self.errors += 1
         except Exception as e:  # the handler raised, or answered something unsendable: say so, keep serving
+            msg_id = self._reply_id(request, payload)
             log.exception("request %s failed", msg_id)
             frames = protocol.encode(protocol.error_message(msg_id, self.failure_code,
                                                             f"{self.failure_text}: {type(e).__name__}: {e}"))
             self.errors += 1
         protocol.send(self._socket, frames, prefix=[identity])
+
+    @staticmethod
+    def _reply_id(request: Message | None, payload: list[zmq.Frame]) -> int:
+        """The id an error reply must carry; the header is parsed again only when decoding failed."""
+        return request.id if request is not None else protocol.peek_id(payload)
+
+    def serve_until_interrupted(self) -> None:
+        """Serve in the foreground until Ctrl+C (the command-line servers)."""
+        try:
+            self.serve_forever()
+        except KeyboardInterrupt:
+            pass
 
     def answer(self, request: Message) -> Message:
         """The reply to one decoded request; raise ProtocolError("unknown_kind", ...) for kinds not served."""
@@ -155,7 +168,4 @@ def serve(policy: Any, address: str = "tcp://127.0.0.1:5555", config: ServerConf
     """Serve `policy` at `address` until interrupted: the few lines a lab needs around its VLA."""
     server = PolicyServer(policy, address, config)
     log.info("serving %s at %s", type(policy).__name__, server.address)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
+    server.serve_until_interrupted()
