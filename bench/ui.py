@@ -47,7 +47,13 @@ def _camera_counters(page) -> dict[str, dict[str, Any]]:
                          "([k, v]) => [k, {frames: v.frames, ages: v.ages.slice()}]))")
 
 
-def _send(page, text: str) -> None:
+def launch_chromium(playwright):
+    """Debian's chromium, headless, as the UI bench and the browser tests drive it."""
+    return playwright.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+
+
+def send_subtask(page, text: str) -> None:
+    """Type a subtask into the Coach tab and press Enter."""
     box = page.locator("#cl-subtask input, #cl-subtask textarea").first
     box.fill(text)
     box.press("Enter")
@@ -60,13 +66,13 @@ def run(watch_s: float = 10.0, trials: int = 6) -> dict[str, Any]:
     proc, url = _start_app(db)
     try:
         with sync_playwright() as p:
-            browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+            browser = launch_chromium(p)
             page = browser.new_page(viewport={"width": 1400, "height": 1200})
             page.goto(url)
             page.wait_for_selector("#cl-start")
             page.click("#cl-start")
             page.wait_for_function("window.coachlab.status && window.coachlab.status.episode_id")
-            _send(page, SUBTASKS[0])
+            send_subtask(page, SUBTASKS[0])
 
             before, t0 = _camera_counters(page), time.monotonic()
             for _ in tqdm(range(int(watch_s)), desc="watching cameras", unit="s"):
@@ -78,7 +84,7 @@ def run(watch_s: float = 10.0, trials: int = 6) -> dict[str, Any]:
             latencies = []
             for text in tqdm(SUBTASKS[1:1 + trials], desc="enter to action", unit="trial"):
                 n = len(_status(url)["segments"])
-                _send(page, text)
+                send_subtask(page, text)
                 deadline = time.monotonic() + 10
                 while time.monotonic() < deadline:
                     segs = _status(url)["segments"]
@@ -93,7 +99,7 @@ def run(watch_s: float = 10.0, trials: int = 6) -> dict[str, Any]:
             for tab in tabs:
                 tab.goto(url)
                 tab.wait_for_function("window.coachlab && window.coachlab.cams.base && window.coachlab.cams.base.frames > 3")
-            _send(page, SUBTASKS[0])
+            send_subtask(page, SUBTASKS[0])
             rates = []
             for _ in tqdm(range(int(watch_s)), desc="loop with 5 tabs", unit="s"):
                 time.sleep(1.0)

@@ -12,17 +12,16 @@ from pathlib import Path
 
 import pytest
 
-ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync"]
+from bench.ui import launch_chromium, send_subtask
 
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        b = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
+        b = launch_chromium(p)
         yield b
         b.close()
 
@@ -72,12 +71,6 @@ def _status(page) -> dict:
     return page.evaluate("window.coachlab.status")
 
 
-def _send(page, text: str) -> None:
-    box = page.locator("#cl-subtask input, #cl-subtask textarea").first
-    box.fill(text)
-    box.press("Enter")
-
-
 def _start_episode(page) -> int:
     page.click("#cl-start")
     text = _toast(page, "started")
@@ -93,7 +86,7 @@ def test_coach_an_episode_end_to_end(page, app):
     episode_id = _start_episode(page)
     before = {c: _canvas(page, c) for c in ("base", "wrist")}
 
-    _send(page, "pick up the white cup")
+    send_subtask(page, "pick up the white cup")
     _see(page, '#cl-timeline :text("pick up the white cup")')
     assert page.input_value("#cl-subtask input, #cl-subtask textarea") == ""  # cleared after sending
     page.wait_for_function("window.coachlab.status && window.coachlab.status.subtask === 'pick up the white cup'")
@@ -147,18 +140,18 @@ def test_coach_an_episode_end_to_end(page, app):
 
 
 def test_bad_input_gets_a_clear_message_and_no_crash(page, app):
-    _send(page, "pick up the cup")
+    send_subtask(page, "pick up the cup")
     _toast(page, "No episode is running")
     _start_episode(page)
-    _send(page, "   ")
+    send_subtask(page, "   ")
     _toast(page, "Type a subtask first")
-    _send(page, "a" * 10_000)
+    send_subtask(page, "a" * 10_000)
     _toast(page, "keep it under 500")
     script = "<script>alert('x')</script><b>bold</b> pick up the cup"
-    _send(page, script)
+    send_subtask(page, script)
     _see(page, '#cl-timeline :text("<b>bold</b>")')  # shown as text, not run or rendered
     page.wait_for_function("window.coachlab.status.subtask && window.coachlab.status.subtask.includes('<script>')")
-    _send(page, "pick up the unicorn")
+    send_subtask(page, "pick up the unicorn")
     page.wait_for_selector("#cl-live-info .cl-note:has-text('unicorn')", timeout=15_000)
     _shot(page, "06-coach-bad-input")
     assert page.dialogs == []
@@ -187,7 +180,7 @@ def test_login_is_required_off_loopback_and_recorded(browser, tmp_path):
         page.wait_for_selector("#cl-start")
         page.wait_for_function("window.coachlab.cams.base && window.coachlab.cams.base.frames > 3")
         episode_id = _start_episode(page)
-        _send(page, "pick up the white cup")
+        send_subtask(page, "pick up the white cup")
         _see(page, '#cl-timeline :text("ana")')
         page.click("#cl-end")
         _toast(page, "saved")
