@@ -182,6 +182,7 @@ def save_plot(history: list[dict[str, Any]], path: Path) -> None:
 
     matplotlib.use("Agg")  # files only: training runs headless
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     epochs = [h["epoch"] for h in history]
     series_loss = {"train loss": [h.get("train_loss") for h in history], "val loss": [h.get("val_loss") for h in history]}
@@ -196,6 +197,7 @@ def save_plot(history: list[dict[str, Any]], path: Path) -> None:
                 ax.plot(*zip(*pts), marker="o", label=name)
         ax.set_title(title)
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         ax.grid(alpha=0.3)
         ax.legend()
     axes[1].set_ylim(0, 1)
