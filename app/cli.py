@@ -213,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_vla_server)
 
     p = sub.add_parser("bench", help="run a benchmark and print its JSON")
-    p.add_argument("what", choices=["sim", "grounding", "coach", "rpc", "storage", "ui", "distill"])
+    p.add_argument("what", choices=["sim", "grounding", "coach", "rpc", "storage", "ui", "distill", "subgoals"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
     return parser

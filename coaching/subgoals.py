@@ -1,8 +1,8 @@
 """The subgoal generator seam: `(observation, subtask) -> {camera: image}` of what the subtask should achieve.
 
 Implementations: the sim's lookahead (`sim.lookahead.SimLookahead`, runs the subtask in a copy of
-the simulation) and, later, a model learned from the logs by `distill/` (the only kind a real
-robot can use). `make_subgoal_generator` picks one from the app's `--subgoals` option.
+the simulation) and a model learned from the logs (`distill.learned_subgoals.LearnedSubgoals`,
+trained by `coachlab distill-subgoals`; the only kind a real robot can use). `make_subgoal_generator` picks one from the app's `--subgoals` option.
 """
 
 from __future__ import annotations
@@ -33,7 +33,9 @@ class SubgoalPreview:
 
 
 def make_subgoal_generator(spec: str, policy: Any) -> SubgoalGenerator | None:
-    """`sim` (lookahead with the same low-level policy), `none`, or `learned:DIR` (not trained yet)."""
+    """`sim` (lookahead with the same low-level policy), `none`, or `learned:DIR` (a subgoal model checkpoint).
+
+    A bad checkpoint directory raises `distill.dataset.DistillError` with one sentence."""
     if spec == "none":
         return None
     if spec == "sim":
@@ -41,5 +43,11 @@ def make_subgoal_generator(spec: str, policy: Any) -> SubgoalGenerator | None:
 
         return SimLookahead(policy)
     if spec.startswith("learned:"):
-        raise ValueError("Learned subgoal models are not available yet; start with --subgoals sim or none.")
+        from distill.learned_subgoals import LearnedSubgoals
+
+        directory = spec[len("learned:"):].strip()
+        if not directory:
+            raise ValueError("--subgoals learned: needs a directory, e.g. learned:runs/subgoals (the --out of "
+                             "coachlab distill-subgoals).")
+        return LearnedSubgoals.load(directory)
     raise ValueError(f"--subgoals {spec!r} is not understood; use sim, none or learned:DIR.")

@@ -1,7 +1,8 @@
-"""Saving and loading a distilled high-level policy checkpoint (a directory).
+"""Saving and loading a distilled model checkpoint (a directory): the high-level policy's, and with
+`load_model` any other (the subgoal image model's).
 
-Layout: `model.safetensors` (the weights), `config.json` (the model config, the candidate bank
-included), `training.json` (the dataset config, the ids of the episodes it learned from, the
+Layout: `model.safetensors` (the weights), `config.json` (the model config tagged with its format,
+for the policy the candidate bank included), `training.json` (the dataset config, the ids of the episodes it learned from, the
 metrics and, once registered, the storage id of the policy). Every way a checkpoint can be wrong
 (missing directory or file, corrupt weights or JSON, weights that do not fit the config) is a
 `DistillError` with one sentence.
@@ -13,7 +14,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from distill.dataset import DistillError
 
@@ -25,8 +26,8 @@ FORMAT = "coachlab-high-level-v1"
 
 @dataclass
 class Checkpoint:
-    model: Any  # SubtaskScorer
-    config: Any  # ModelConfig
+    model: Any  # SubtaskScorer, SubgoalUNet
+    config: Any  # its config dataclass
     training: dict[str, Any]
     directory: str
 
@@ -45,8 +46,8 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(directory: str | os.PathLike, model: Any, training: dict[str, Any]) -> Path:
-    """Write the weights, the model config and the training record into `directory` (created)."""
+def save_checkpoint(directory: str | os.PathLike, model: Any, training: dict[str, Any], fmt: str = FORMAT) -> Path:
+    """Write the weights, the model config (tagged with `fmt`) and the training record into `directory` (created)."""
     from safetensors.torch import save_file
 
     out = Path(directory)
@@ -54,9 +55,9 @@ def save_checkpoint(directory: str | os.PathLike, model: Any, training: dict[str
         out.mkdir(parents=True, exist_ok=True)
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         tmp = out / f"{WEIGHTS}.{os.getpid()}.tmp"
-        save_file(state, str(tmp), metadata={"format": FORMAT})
+        save_file(state, str(tmp), metadata={"format": fmt})
         os.replace(tmp, out / WEIGHTS)
-        _write_json(out / CONFIG, {"format": FORMAT, **model.cfg.to_dict()})
+        _write_json(out / CONFIG, {"format": fmt, **model.cfg.to_dict()})
         _write_json(out / TRAINING, training)
     except OSError as err:
         raise DistillError(f"Cannot write the checkpoint to {out}: {err.strerror or err}; choose a writable --out "
@@ -72,49 +73,53 @@ def update_training(directory: str | os.PathLike, **fields: Any) -> None:
     _write_json(path, data)
 
 
-def _read_json(path: Path, directory: Path) -> dict[str, Any]:
+def _read_json(path: Path, directory: Path, command: str = "coachlab distill") -> dict[str, Any]:
     if not path.is_file():
-        raise DistillError(f"The checkpoint {directory} has no {path.name}: point --policy at a directory written "
-                           "by `coachlab distill`.")
+        raise DistillError(f"The checkpoint {directory} has no {path.name}: point at a directory written "
+                           f"by `{command}`.")
     try:
         data = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError):
-        raise DistillError(f"The checkpoint file {path} is corrupt (not valid JSON): distill the policy again.") from None
+        raise DistillError(f"The checkpoint file {path} is corrupt (not valid JSON): run `{command}` again.") from None
     if not isinstance(data, dict):
-        raise DistillError(f"The checkpoint file {path} is corrupt (not a JSON object): distill the policy again.")
+        raise DistillError(f"The checkpoint file {path} is corrupt (not a JSON object): run `{command}` again.")
     return data
 
 
 def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
-    """The model (eval mode) with its config and training record, or a one-sentence DistillError."""
+    """The high-level policy (eval mode) with its config and training record, or a one-sentence DistillError."""
+    from distill.model import ModelConfig, SubtaskScorer
+
+    return load_model(directory, FORMAT, lambda raw: SubtaskScorer(ModelConfig.from_dict(raw)), "coachlab distill")
+
+
+def load_model(directory: str | os.PathLike, fmt: str, build: Callable[[dict[str, Any]], Any], command: str) -> Checkpoint:
+    """A model of format `fmt` built by `build(config)` and loaded from `directory` (eval mode); every way
+    the directory can be wrong is a DistillError naming `command`, the command that writes such checkpoints."""
     import torch
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from distill.model import ModelConfig, SubtaskScorer
-
     d = Path(directory)
     if not d.is_dir():
-        raise DistillError(f"There is no checkpoint directory at {d}: give the --out directory of a "
-                           "`coachlab distill` run.")
-    raw = _read_json(d / CONFIG, d)
-    if raw.pop("format", None) != FORMAT:
-        raise DistillError(f"The checkpoint at {d} is not a coachlab high-level policy ({FORMAT}): distill it again "
-                           "with this version of coachlab.")
+        raise DistillError(f"There is no checkpoint directory at {d}: give the --out directory of a `{command}` run.")
+    raw = _read_json(d / CONFIG, d, command)
+    if raw.pop("format", None) != fmt:
+        raise DistillError(f"The checkpoint at {d} is not a {fmt} checkpoint: point at the output of `{command}` "
+                           "run with this version of coachlab.")
     try:
-        cfg = ModelConfig.from_dict(raw)
-        model = SubtaskScorer(cfg)
+        model = build(raw)
     except (TypeError, ValueError, RuntimeError) as err:
         raise DistillError(f"The checkpoint config {d / CONFIG} does not describe a model this version can build "
-                           f"({str(err).splitlines()[0]}): distill the policy again.") from None
-    training = _read_json(d / TRAINING, d) if (d / TRAINING).exists() else {}
+                           f"({str(err).splitlines()[0]}): run `{command}` again.") from None
+    training = _read_json(d / TRAINING, d, command) if (d / TRAINING).exists() else {}
     weights = d / WEIGHTS
     if not weights.is_file():
-        raise DistillError(f"The checkpoint at {d} has no {WEIGHTS}: the training run did not finish, distill again.")
+        raise DistillError(f"The checkpoint at {d} has no {WEIGHTS}: the training run did not finish, run `{command}` again.")
     try:
         state = load_file(str(weights))
     except (SafetensorError, OSError, ValueError, RuntimeError):
-        raise DistillError(f"The weights file {weights} is corrupt: distill the policy again.") from None
+        raise DistillError(f"The weights file {weights} is corrupt: run `{command}` again.") from None
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as err:
@@ -123,6 +128,6 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
         raise DistillError(f"The weights in {weights} do not match the model in {CONFIG} ({detail[:160]}): "
                            "use the config and weights of the same run.") from None
     if any(not torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
-        raise DistillError(f"The weights file {weights} holds NaN or infinite values: distill the policy again.")
+        raise DistillError(f"The weights file {weights} holds NaN or infinite values: run `{command}` again.")
     model.eval()
-    return Checkpoint(model=model, config=cfg, training=training, directory=str(d))
+    return Checkpoint(model=model, config=model.cfg, training=training, directory=str(d))

@@ -1,0 +1,120 @@
+"""Training pairs for the subgoal image model, built from coaching logs through storage's query API.
+
+One pair is (every camera's frame at a moment of a segment, the segment's subtask text) -> every
+camera's frame at the segment's last step: what the subtask achieved. Current frames are taken at
+the segment's first step (the moment a coach previews) and, for more data, at `sample_hz` through
+the first `early_fraction` of the segment, while little has happened yet. Segments marked as
+mistakes and failed segments are left out: their end frame is not what the text asks for.
+Episodes are split into train and validation by episode, with the same rules as the high-level
+policy's dataset (`distill/dataset.py`), whose frame cache this reuses.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from distill.dataset import (DistillError, FrameCache, _db_key, normalize_subtask, select_episodes,
+                             split_episodes)
+
+
+@dataclass
+class SubgoalDataConfig:
+    tasks: list[str] | None = None  # task families or parts of task texts; None = all
+    status: tuple[str, ...] = ("success", "failure", "interrupted")  # segments carry their own outcome
+    min_quality: int | None = None
+    image_size: int = 96
+    sample_hz: float = 2.0
+    early_fraction: float = 0.5
+    min_steps: int = 3  # shorter segments show no change worth learning
+    val_fraction: float = 0.2
+    seed: int = 0
+    cache_dir: str | None = None
+    episode_ids: list[int] | None = None
+
+
+@dataclass
+class SubgoalPair:
+    episode_id: int
+    text: str  # normalized subtask
+    task: str
+    current: dict[str, np.ndarray]  # camera -> (S, S, 3) uint8
+    end: dict[str, np.ndarray]
+    at_start: bool  # taken at the segment's first step (the preview moment)
+
+
+@dataclass
+class SubgoalDataInfo:
+    train_episode_ids: list[int]
+    val_episode_ids: list[int]
+    cameras: list[str]
+    num_train: int
+    num_val: int
+    skipped: dict[str, int] = field(default_factory=dict)
+
+
+def episode_pairs(episode: Any, cfg: SubgoalDataConfig, cache: FrameCache, skipped: dict[str, int]) -> list[SubgoalPair]:
+    steps = episode.steps()
+    if len(steps) < 2:
+        return []
+    cameras = sorted(c for c, k in episode.cameras().items() if k > 0)
+    dt = float(np.median(np.diff(steps.t))) if np.all(np.isfinite(steps.t)) else 0.1
+    stride = max(1, int(round(1.0 / (cfg.sample_hz * max(dt, 1e-3)))))
+    have = set(int(i) for i in steps.index)
+    planned: list[tuple[str, int, int]] = []  # (text, current step, end step); the first is the segment's start
+    for seg in sorted(episode.segments, key=lambda g: g.ordinal):
+        why = None
+        if seg.mistake:
+            why = "mistake"
+        elif seg.outcome == "failure":
+            why = "failed"
+        elif seg.first_step is None or seg.last_step is None or seg.last_step - seg.first_step + 1 < cfg.min_steps:
+            why = "too_short"
+        elif not normalize_subtask(seg.text):
+            why = "empty_text"
+        elif seg.first_step not in have or seg.last_step not in have:
+            why = "steps_missing"
+        if why:
+            skipped[why] = skipped.get(why, 0) + 1
+            continue
+        early_end = seg.first_step + int((seg.last_step - seg.first_step) * cfg.early_fraction)
+        for step in range(seg.first_step, early_end + 1, stride):
+            if step in have:
+                planned.append((normalize_subtask(seg.text), step, seg.last_step))
+    if not planned:
+        return []
+    needed = sorted({s for _, a, b in planned for s in (a, b)})
+    frames = cache.images(episode, cameras, needed, cfg.image_size)
+    starts = {seg.first_step for seg in episode.segments}
+    return [SubgoalPair(episode.id, text, episode.summary.task, frames[a], frames[b], a in starts)
+            for text, a, b in planned]
+
+
+def build_pairs(db: Any, cfg: SubgoalDataConfig, progress: bool = True) -> tuple[list[SubgoalPair], list[SubgoalPair], SubgoalDataInfo]:
+    """(train, val, info) of the selected episodes, split by episode; a one-sentence DistillError when unusable."""
+    from tqdm import tqdm
+
+    from distill.dataset import DatasetConfig
+    from storage import load_episode
+
+    selection = DatasetConfig(tasks=cfg.tasks, status=cfg.status, min_quality=cfg.min_quality,
+                              episode_ids=cfg.episode_ids)
+    ids = select_episodes(db, selection)
+    train_ids, val_ids = split_episodes(ids, cfg.val_fraction, cfg.seed)
+    cache = FrameCache(cfg.cache_dir, _db_key(db))
+    skipped: dict[str, int] = {}
+    per_episode = {eid: episode_pairs(load_episode(db, eid), cfg, cache, skipped)
+                   for eid in tqdm(ids, desc="decoding episodes", unit="episode", disable=not progress)}
+    train = [p for e in train_ids for p in per_episode[e]]
+    val = [p for e in val_ids for p in per_episode[e]]
+    if not train:
+        raise DistillError(f"The {len(train_ids)} selected training episodes hold no usable segments "
+                           f"(skipped: {skipped or 'nothing'}): coach episodes whose subtasks succeed.")
+    cameras = sorted(train[0].current)
+    if any(sorted(p.current) != cameras for p in train + val):
+        raise DistillError(f"The selected episodes do not all have the cameras {', '.join(cameras)}: "
+                           "train on episodes recorded with the same robot.")
+    info = SubgoalDataInfo(train_ids, val_ids, cameras, len(train), len(val), skipped)
+    return train, val, info
