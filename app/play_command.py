@@ -41,7 +41,7 @@ def _summary(reports: list[Any], interventions: bool) -> dict[str, Any]:
     return out
 
 
-def _policy_id_in(db: Any, checkpoint_dir: str) -> int:
+def policy_id_in(db: Any, checkpoint_dir: str) -> int:
     """The checkpoint's id in the database the episodes go to, registering it there if it is new."""
     from pathlib import Path
 
@@ -84,7 +84,7 @@ def cmd_play(args: argparse.Namespace) -> dict[str, Any]:
 
             db = open_database(args.db)
             recorder = Recorder(db)
-            policy.checkpoint_id = _policy_id_in(db, args.policy)
+            policy.checkpoint_id = policy_id_in(db, args.policy)
         with low_level_policy(args.vla, {"noise": args.noise, "seed": args.seed}) as low_level:
             played = [play_episode(robot, low_level, policy, family.name, s, config, recorder)
                       for s in tqdm(seeds, desc="playing", unit="episode")]

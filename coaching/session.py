@@ -4,6 +4,10 @@ The loop (`coaching/control_loop.py`) alone touches the robot and the action chu
 from people (any thread: the web app, tests) are checked at once, written to storage at once
 (segments, events), then queued for the loop; every step the loop hands back is given to the
 recorder, which never blocks. So the loop never waits on the database, the browser or the VLA.
+
+An episode is coached, or autonomous (a high-level policy sends the subtasks, with source
+`policy`, see `coaching/autonomous_runner.py`) until a person takes over: from then on it is
+`mixed` and every subtask a person sends is logged as a correction.
 """
 
 from __future__ import annotations
@@ -81,6 +85,7 @@ class SegmentView:
     end_s: float | None = None
     outcome: str | None = None
     mistake: bool = False
+    confidence: float | None = None  # a policy's probability for its subtask
 
 
 class CoachingSession:
@@ -94,6 +99,7 @@ class CoachingSession:
         self._lock = threading.Lock()  # guards the fields below, shared with the people's threads
         self._episode: EpisodeSettings | None = None
         self._episode_id: int | None = None
+        self._mode = "coached"  # of the running episode: coached | autonomous | mixed
         self._episode_start = 0.0
         self._paused = False
         self._segments: list[SegmentView] = []
@@ -127,8 +133,13 @@ class CoachingSession:
 
     # -- episode ----------------------------------------------------------------------------
     @command
-    def start_episode(self, settings: EpisodeSettings, user: str) -> int:
+    def start_episode(self, settings: EpisodeSettings, user: str, mode: str = "coached",
+                      policy_checkpoint_id: int | None = None) -> int:
+        """Reset the robot into `settings.scene` and start logging; `mode` autonomous when a
+        high-level policy will send the subtasks (its checkpoint id, if registered, is logged)."""
         settings = self._check_settings(settings)
+        if mode not in ("coached", "autonomous"):
+            raise SessionError("An episode starts coached or autonomous.")
         if self._episode_id is not None:
             raise SessionError("An episode is running; end it before starting a new one.")
         check_fits(self.policy.metadata, self.description, settings.control_mode)
@@ -151,10 +162,11 @@ class CoachingSession:
             raise SessionError(f"Cannot start the episode: {failure[0]}")
         self.policy.reset()
         episode_id = self.recorder.start_episode(
-            settings.task, self.description.to_dict(), mode="coached", user=user, seed=settings.seed,
-            metadata=settings.metadata(), family=settings.scene, vla_hello=self.policy.metadata)
+            settings.task, self.description.to_dict(), mode=mode, user=user, seed=settings.seed,
+            metadata=settings.metadata(), family=settings.scene, vla_hello=self.policy.metadata,
+            policy_checkpoint_id=policy_checkpoint_id)
         with self._lock:
-            self._episode, self._episode_id = settings, episode_id
+            self._episode, self._episode_id, self._mode = settings, episode_id, mode
             self._episode_start, self._paused, self._segments, self._errors = self.clock.now(), False, [], []
             self._preview = None
         return episode_id
@@ -170,16 +182,23 @@ class CoachingSession:
         self._close_segment(None)
         updates = {k: v for k, v in {"quality": quality, "notes": notes}.items() if v is not None}
         try:
-            return self.recorder.end_episode(outcome, updates)
+            return self.recorder.end_episode(outcome, updates, mode=self._mode)
         finally:  # ended or not, the recorder holds no open episode of ours any more
             with self._lock:
                 self._episode_id = None
 
     # -- subtasks ---------------------------------------------------------------------------
     @command
-    def send_subtask(self, text: str, user: str, source: str = "coach", with_subgoals: bool = False) -> SegmentView:
+    def send_subtask(self, text: str, user: str, source: str = "coach", with_subgoals: bool = False,
+                     confidence: float | None = None) -> SegmentView:
         text = self.check_subtask(text)
         self._require_episode()
+        if source == "policy" and self._mode != "autonomous":
+            raise SessionError("A person has taken over this episode: the policy sends no more subtasks.")
+        if source != "policy" and self._mode == "autonomous":
+            self._take_over(user)  # a person typing during an autonomous run takes over
+        if source == "coach" and self._mode == "mixed":
+            source = "correction"
         preview = self._preview if with_subgoals and self._preview and self._preview.text == text else None
         if with_subgoals and preview is None:
             raise SessionError("Preview this subtask first, or send it without subgoal images.")
@@ -188,9 +207,10 @@ class CoachingSession:
         now = self.clock.now()
         seg_id = self.recorder.start_segment(
             text, source, now - self._episode_start, user=user,
-            subgoal_images=stored.images if stored else None, subgoal_sent=preview is not None)
+            subgoal_images=stored.images if stored else None, subgoal_sent=preview is not None,
+            info={"confidence": round(confidence, 4)} if confidence is not None else None)
         view = SegmentView(seg_id, text, source, round(now - self._episode_start, 2), user,
-                           with_subgoals=preview is not None, issued_wall=time.time())
+                           with_subgoals=preview is not None, issued_wall=time.time(), confidence=confidence)
         prompt = {"task": self._episode.task, "subtask": text, "control_mode": self._episode.control_mode,
                   "metadata": self._episode.metadata(), "episode": self._episode_id, "segment": seg_id}
         if preview is not None:
@@ -214,6 +234,22 @@ class CoachingSession:
         if last is None:
             raise SessionError("There is no subtask to try again yet; type one first.")
         return self.send_subtask(last.text, user, source="correction")
+
+    @command
+    def take_over(self, user: str) -> None:
+        """A person takes an autonomous episode over: the robot holds, the policy's subtask ends,
+        the episode becomes mixed and the person's subtasks from now on are corrections."""
+        self._require_episode()
+        if self._mode != "autonomous":
+            raise SessionError("Only a running autonomous episode can be taken over.")
+        self._take_over(user)
+
+    def _take_over(self, user: str) -> None:
+        with self._lock:
+            self._mode = "mixed"
+        if not self._halt("takeover", user):
+            raise SessionError(_UNCONFIRMED_TEXT)
+        self._close_segment("taken over")
 
     def check_subtask(self, text: str) -> str:
         text = " ".join(str(text or "").split())
@@ -319,6 +355,10 @@ class CoachingSession:
     def wait_frame(self, after_seq: int, timeout_s: float = 1.0) -> Frame | None:
         return self.loop.wait_frame(after_seq, timeout_s)
 
+    def latest_observation(self) -> Observation | None:
+        """What the robot saw last (cameras, state, task progress): what a high-level policy decides from."""
+        return self.loop.observation
+
     def on_frame(self, listener: Callable[[Frame], None]) -> None:
         self.loop.on_frame(listener)
 
@@ -328,6 +368,9 @@ class CoachingSession:
             return {
                 "episode_id": self._episode_id,
                 "task": self._episode.task if self._episode else None,
+                "mode": self._mode if self._episode_id else None,
+                "confidence": active.confidence if active else None,
+                "source": active.source if active else None,
                 "elapsed_s": round(self.clock.now() - self._episode_start, 1) if self._episode_id else 0.0,
                 "paused": self._paused,
                 "subtask": active.text if active else None,

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from coaching.clock import SimClock
-from distill.high_level import HighLevelPolicy
+from distill.high_level import HighLevelPolicy, Hysteresis
 from policy_client import ActionChunker, BasePolicy, ChunkingConfig
 from sim import tasks
 from sim.coach import CoachConfig, ScriptedCoach
@@ -93,7 +93,7 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
     intervener = ScriptedIntervener(family, seed) if config.intervene == "scripted" else None
     segments: list[PlayedSegment] = []
     seg_ids: list[int] = []
-    candidate, streak, next_decision = None, 0, 0.0
+    hysteresis, next_decision = Hysteresis(config.hysteresis), 0.0
     correcting = False
     initial_left = left = len(family.remaining_steps(obs.env_state))
     last_progress = 0.0
@@ -121,7 +121,8 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
             if remaining < left:
                 left, last_progress = remaining, now
             if correcting and intervener.finished(env, now, config.stall_s):
-                correcting, candidate, streak = False, None, 0
+                correcting = False
+                hysteresis.reset()
             stalled = segments and now - last_progress > config.stall_s
             if intervener is not None and not correcting and (stalled or (segments and segments[-1].text == "done")):
                 text = intervener.take_over(env, now)
@@ -133,21 +134,14 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
                 next_decision = now + 1.0 / config.decide_hz
                 history = [s.text for s in segments]
                 decision = policy.decide(obs.images, obs.state, task_text, history, metadata)
-                current = segments[-1].text if segments else None
-                if decision.subtask == current:
-                    candidate, streak = None, 0
-                else:
-                    streak = streak + 1 if decision.subtask == candidate else 1
-                    candidate = decision.subtask
-                    if streak >= config.hysteresis or not segments:
-                        if decision.done:
-                            if intervener is None or family.success(env):
-                                done = True
-                                break
-                            segments.append(PlayedSegment("done", "policy", round(now, 2), decision.confidence))
-                        else:
-                            switch(decision.subtask, "policy", decision.confidence)
-                        candidate, streak = None, 0
+                if hysteresis.switch(decision, segments[-1].text if segments else None):
+                    if decision.done:
+                        if intervener is None or family.success(env):
+                            done = True
+                            break
+                        segments.append(PlayedSegment("done", "policy", round(now, 2), decision.confidence))
+                    else:
+                        switch(decision.subtask, "policy", decision.confidence)
             action = None
             active = segments[-1].text if segments else None
             if active and active != "done":

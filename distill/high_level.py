@@ -1,7 +1,8 @@
 """The high-level policy seam: `(observation, task, subtask history, metadata) -> next subtask | done`.
 
 The autonomous driver (`distill/autonomous.py`) asks a `HighLevelPolicy` what to do next about
-once a second and re-prompts the low-level VLA when the answer changes. Implementations: the
+once a second and re-prompts the low-level VLA when a new answer has won a few decisions in a row
+(`Hysteresis`); so does the app's runner (`coaching/autonomous_runner.py`). Implementations: the
 learned policy distilled from coaching logs (`distill/model.py`); anything else a lab trains
 can plug in by implementing `decide`.
 """
@@ -26,6 +27,31 @@ class Decision:
     @property
     def done(self) -> bool:
         return self.subtask == DONE
+
+
+@dataclass
+class Hysteresis:
+    """Whether a decision should replace the active subtask: a different subtask must win `needed`
+    decisions in a row (the first subtask of an episode is taken at once). Shared by `coachlab play`
+    (`distill/autonomous.py`) and the app's runner (`coaching/autonomous_runner.py`), so both switch alike."""
+
+    needed: int = 2
+    candidate: str | None = None
+    streak: int = 0
+
+    def switch(self, decision: Decision, active: str | None) -> bool:
+        if decision.subtask == active:
+            self.reset()
+            return False
+        self.streak = self.streak + 1 if decision.subtask == self.candidate else 1
+        self.candidate = decision.subtask
+        if self.streak >= self.needed or active is None:
+            self.reset()
+            return True
+        return False
+
+    def reset(self) -> None:
+        self.candidate, self.streak = None, 0
 
 
 class HighLevelPolicy(abc.ABC):

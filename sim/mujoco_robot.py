@@ -72,8 +72,10 @@ class MujocoRobot(Robot):
         for cam in self.config.cameras:
             self._renderer.update_scene(self.data, camera=cam)
             images[cam] = self._renderer.render().copy()
-        return Observation(images=images, state=self.proprio(), timestamp=float(self.data.time),
-                           env_state=self.env_state())
+        env = self.env_state()
+        progress = {"success": self.family.success(env), "steps_left": len(self.family.remaining_steps(env))}
+        return Observation(images=images, state=self.proprio(), timestamp=float(self.data.time), env_state=env,
+                           task_progress=progress)
 
     def act(self, action: np.ndarray, mode: str = "ee") -> None:
         action = np.asarray(action, dtype=float)

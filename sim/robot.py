@@ -21,12 +21,18 @@ class Observation:
 
     `env_state` is privileged ground truth that only a simulator has; only the sim skill policy
     and the sim's success checks may read it (a real robot leaves it None).
+
+    `task_progress` is what the robot itself can tell about the current task, as
+    `{"success": bool, "steps_left": int}`: the sim from its success checks, a real robot from a
+    success detector if it has one, else None. Whatever drives episodes (the autonomous runner)
+    reads success from here, so it never needs to know which robot it drives.
     """
 
     images: dict[str, np.ndarray]  # camera name -> HxWx3 uint8
     state: np.ndarray  # proprioception, see RobotDescription.state_names
     timestamp: float  # seconds on the robot's clock
     env_state: dict[str, Any] | None = None
+    task_progress: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {"images": self.images, "state": self.state, "timestamp": self.timestamp, "env_state": self.env_state}

@@ -85,10 +85,12 @@ class BridgeRobot(Robot):
 
 
 def _observation_body(obs: Observation) -> dict[str, Any]:
-    return {"images": obs.images, "state": obs.state, "timestamp": obs.timestamp, "env_state": obs.env_state}
+    return {"images": obs.images, "state": obs.state, "timestamp": obs.timestamp, "env_state": obs.env_state,
+            "task_progress": obs.task_progress}
 
 
 def _observation(body: dict[str, Any]) -> Observation:
     # Received arrays are read-only views of the message; the loop and recorder may keep them.
     return Observation(images=dict(body["images"]), state=np.asarray(body["state"], dtype=np.float32),
-                       timestamp=float(body["timestamp"]), env_state=body.get("env_state"))
+                       timestamp=float(body["timestamp"]), env_state=body.get("env_state"),
+                       task_progress=body.get("task_progress"))

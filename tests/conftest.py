@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -50,3 +53,19 @@ def db_url(request, tmp_path):
     from storage.local_postgres import shared_server
 
     return shared_server().create_database()
+
+
+@pytest.fixture(scope="session")
+def tiny_policy(tmp_path_factory) -> tuple[str, str]:
+    """(database URL, checkpoint folder): 3 expert-coached sort_blocks episodes and a high-level policy
+    distilled from them in 2 epochs; small, but real from end to end."""
+    from distill.train import TrainConfig, train
+
+    folder = tmp_path_factory.mktemp("tiny_policy")
+    url = f"sqlite:///{folder / 'coach.db'}"
+    r = subprocess.run([sys.executable, "-m", "app.cli", "coach", "--task", "sort_blocks", "--episodes", "3",
+                        "--seed", "0", "--noise", "0", "--db", url, "--json"],
+                       cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    train(url, str(folder / "policy"), TrainConfig(epochs=2, progress=False))
+    return url, str(folder / "policy")
