@@ -1,7 +1,8 @@
 """The page's own JavaScript and CSS: live camera canvases, the status strip, keyboard shortcuts.
 
 All `<canvas data-camera=NAME>` are fed by one stream, `/live/stream` (see `app/live_api.py`); `/live/status` is polled twice a second for the active subtask, the
-elapsed time and the status lights. `window.coachlab` keeps per-camera counters (frames drawn,
+elapsed time and the status lights; the Autonomous tab's copy of the panel (`data-view="autonomous"`)
+shows who drives (the policy, or a person after Take over) and the policy's confidence instead. `window.coachlab` keeps per-camera counters (frames drawn,
 frame ages) that the UI benchmark reads. Escape presses Stop; F8 toggles Pause / Resume.
 """
 
@@ -71,16 +72,22 @@ PAGE_JS = r"""
         const r = await fetch('/live/status', {cache: 'no-store'});
         if (r.ok) {
           const s = cl.status = await r.json();
-          const info = document.getElementById('cl-live-info');
-          if (info) {
-            const sub = s.subtask ? esc(s.subtask) : (s.episode_id ? '<i>waiting for a subtask</i>' : '<i>no episode running</i>');
-            info.innerHTML = `<div class="cl-subtask">${s.paused ? '⏸ ' : ''}${sub}</div>` +
-              `<div class="cl-elapsed">${s.episode_id ? 'episode ' + s.episode_id + ' · ' + s.elapsed_s.toFixed(1) + ' s' : ''}</div>` +
-              (s.vla_note ? `<div class="cl-note">The VLA says: ${esc(s.vla_note)}</div>` : '');
+          const sub = s.subtask ? esc(s.subtask) : (s.episode_id ? '<i>waiting for a subtask</i>' : '<i>no episode running</i>');
+          const elapsed = `<div class="cl-elapsed">${s.episode_id ? 'episode ' + s.episode_id + ' · ' + s.elapsed_s.toFixed(1) + ' s' : ''}</div>`;
+          const note = s.vla_note ? `<div class="cl-note">The VLA says: ${esc(s.vla_note)}</div>` : '';
+          for (const info of document.querySelectorAll('.cl-live-info')) {
+            if (info.dataset.view === 'autonomous') {
+              const who = !s.episode_id ? '' : s.mode === 'autonomous' ? 'the policy drives' : s.mode === 'mixed' ? 'a person took over' : 'coached episode';
+              const pct = s.confidence == null ? null : Math.round(100 * s.confidence);
+              const conf = pct == null ? '' : `<div class="cl-conf"><div class="cl-conf-bar" style="width:${pct}%"></div></div>` +
+                `<div class="cl-conf-text">${pct}% confident</div>`;
+              info.innerHTML = `<div class="cl-who">${who}</div><div class="cl-subtask">${s.paused ? '⏸ ' : ''}${sub}</div>` + conf + elapsed + note;
+            } else {
+              info.innerHTML = `<div class="cl-subtask">${s.paused ? '⏸ ' : ''}${sub}</div>` + elapsed + note;
+            }
           }
-          const lights = document.getElementById('cl-lights');
-          if (lights) {
-            const h = s.health, rtt = s.vla_rtt_ms == null ? 'idle' : s.vla_rtt_ms.toFixed(1) + ' ms';
+          const h = s.health, rtt = s.vla_rtt_ms == null ? 'idle' : s.vla_rtt_ms.toFixed(1) + ' ms';
+          for (const lights of document.querySelectorAll('.cl-lights')) {
             lights.innerHTML = light('robot', h.robot_ok, `${s.loop_hz} / ${s.target_hz} Hz`) +
               light('VLA', !s.vla_error, s.vla_error || rtt) +
               light('database', h.database_ok && !s.errors.length, s.errors.length ? s.errors[s.errors.length - 1] : h.database);
@@ -116,10 +123,14 @@ PAGE_CSS = """
 .cl-cam { display: flex; flex-direction: column; align-items: center; }
 .cl-cam canvas { width: 448px; height: 448px; background: #111; border-radius: 6px; image-rendering: auto; }
 .cl-cam-name { font-size: 0.85em; opacity: 0.7; }
-#cl-live-info .cl-subtask { font-size: 1.4em; font-weight: 600; }
-#cl-live-info { max-width: 420px; }
-#cl-live-info .cl-elapsed { font-size: 1.0em; opacity: 0.75; }
-#cl-live-info .cl-note { color: #cf222e; margin-top: 8px; }
+.cl-live-info .cl-subtask { font-size: 1.4em; font-weight: 600; }
+.cl-live-info { max-width: 420px; }
+.cl-live-info .cl-elapsed { font-size: 1.0em; opacity: 0.75; }
+.cl-live-info .cl-note { color: #cf222e; margin-top: 8px; }
+.cl-live-info .cl-who { font-size: 0.9em; text-transform: uppercase; letter-spacing: 0.05em; opacity: 0.7; }
+.cl-live-info .cl-conf { width: 240px; height: 10px; background: #ddd; border-radius: 5px; margin-top: 8px; overflow: hidden; }
+.cl-live-info .cl-conf-bar { height: 100%; background: #2f81f7; }
+.cl-live-info .cl-conf-text { font-size: 0.9em; opacity: 0.8; margin-bottom: 6px; }
 .cl-light { margin-right: 14px; font-size: 0.9em; }
 .cl-light.ok { color: #1a7f37; }
 .cl-light.bad { color: #cf222e; }
@@ -127,8 +138,12 @@ PAGE_CSS = """
 """
 
 
-def camera_html(cameras: tuple[str, ...], size: tuple[int, int]) -> str:
+def camera_html(cameras: tuple[str, ...], size: tuple[int, int], view: str = "coach") -> str:
+    """The live panel of one tab: a canvas per camera, the info beside them, the status lights.
+    `view` is coach (ids cl-live-info / cl-lights) or autonomous (au-live-info / au-lights)."""
     h, w = size
+    prefix = "au" if view == "autonomous" else "cl"
     cams = "".join(f'<div class="cl-cam"><canvas data-camera="{c}" width="{w}" height="{h}"></canvas>'
                    f'<div class="cl-cam-name">{c}</div></div>' for c in cameras)
-    return f'<div class="cl-cams">{cams}<div id="cl-live-info"></div></div><div id="cl-lights"></div>'
+    return (f'<div class="cl-cams">{cams}<div id="{prefix}-live-info" class="cl-live-info" data-view="{view}"></div></div>'
+            f'<div id="{prefix}-lights" class="cl-lights"></div>')

@@ -1,5 +1,6 @@
 """The Gradio page: a Coach tab (live cameras, subtasks, previews, pause/stop, timeline, episode
-start and end) and an Episodes tab (filter, replay with a scrubber, edit tags).
+start and end), an Episodes tab (filter, replay with a scrubber, edit tags), and the Autonomous
+and Distill tabs (`app/autonomous_tab.py`, `app/distill_tab.py`).
 
 Handlers only translate between widgets and `CoachingSession` / storage queries; a person's
 mistake comes back as one sentence in a toast (`gr.Error`), and the robot holds meanwhile.
@@ -13,6 +14,8 @@ from typing import Any
 
 import gradio as gr
 
+from app.autonomous_tab import autonomous_tab
+from app.distill_tab import distill_tab
 from app.page_assets import camera_html
 from coaching.session import SPEEDS, CoachingSession, EpisodeSettings, SessionError
 from storage import Database, StorageError, edit_annotations, list_episodes, load_episode
@@ -46,6 +49,10 @@ def build_page(session: CoachingSession, db: Database, scenes: dict[str, str]) -
             _coach_tab(session, cams, scenes)
         with gr.Tab("Episodes"):
             _episodes_tab(db, cams)
+        with gr.Tab("Autonomous") as autonomous:
+            autonomous_tab(session, db, scenes, autonomous, _user, _fail)
+        with gr.Tab("Distill") as distill:
+            distill_tab(db, scenes, distill, _fail)
     return page
 
 

@@ -55,6 +55,19 @@ def db_url(request, tmp_path):
     return shared_server().create_database()
 
 
+@pytest.fixture(scope="module")
+def browser():
+    """Debian's chromium, headless, launched as the UI bench launches it (for the browser tests)."""
+    from playwright.sync_api import sync_playwright
+
+    from bench.ui import launch_chromium
+
+    with sync_playwright() as p:
+        b = launch_chromium(p)
+        yield b
+        b.close()
+
+
 @pytest.fixture(scope="session")
 def tiny_policy(tmp_path_factory) -> tuple[str, str]:
     """(database URL, checkpoint folder): 3 expert-coached sort_blocks episodes and a high-level policy

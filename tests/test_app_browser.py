@@ -12,19 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.ui import launch_chromium, send_subtask
+from bench.ui import send_subtask
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
-
-@pytest.fixture(scope="module")
-def browser():
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        b = launch_chromium(p)
-        yield b
-        b.close()
-
 
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):

@@ -1,0 +1,254 @@
+"""The Autonomous tab, for demo staff: pick a distilled policy and a task, run it once or in a loop
+with a new seed each run, watch the live cameras with the policy's subtask and confidence, Stop,
+or Take over (the same episode goes on as coaching; the person's subtasks are corrections).
+
+The tab owns the widgets and one `Autonomy` (the runner of the moment and the success counter);
+driving the robot is `coaching/autonomous_runner.py`'s job. A person's mistake is one sentence
+in a toast.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import gradio as gr
+
+from app.page_assets import camera_html
+from coaching.autonomous_runner import AutonomousRunner, RunnerConfig
+from coaching.session import CoachingSession, SessionError
+from storage import Database, StorageError, list_policies
+
+LOOP, ONCE = "in a loop (new seed each run)", "once"
+
+
+class Autonomy:
+    """The runner of the moment and the success counter over the runs of one policy and scene."""
+
+    def __init__(self, session: CoachingSession, db: Database):
+        self.session, self.db = session, db
+        self.runner: AutonomousRunner | None = None
+        self._lock = threading.Lock()  # one Run / Stop / Take over at a time, from any tab
+        self._key: tuple[str, str] | None = None  # (policy folder, scene) the counter is about
+        self._earlier = (0, 0)  # successes, runs of finished runners for that key
+
+    def run(self, policy_dir: str, scene: str, task: str, seed: int, loop: bool, user: str) -> int:
+        """Start the policy on a new episode; returns its id once the robot has reset."""
+        with self._lock:
+            if self.runner is not None and self.runner.running:
+                raise SessionError("The policy is already running: Stop it first.")
+            if self.session.status()["episode_id"] is not None:
+                raise SessionError("An episode is running (Coach tab, or one taken over): end it first.")
+            policy = load_policy(policy_dir, task, self.db)
+            self._count_in((policy_dir, scene))
+            config = RunnerConfig(scene=scene, task=task, first_seed=seed, episodes=None if loop else 1)
+            self.runner = AutonomousRunner(self.session, policy, config, user=user).start()
+        return self._first_episode(self.runner)
+
+    def stop(self, user: str) -> str:
+        with self._lock:
+            if self.runner is not None and self.runner.running:
+                was = self._episode()
+                self.runner.stop(user)  # ends its episode as aborted
+                if self._episode() is None:
+                    return f"Stopped: episode {was} saved as aborted." if was else "Stopped."
+            if self._episode() is not None:  # a taken-over episode: hold, the person goes on
+                self.session.stop(user)
+                return "Stopped: the robot holds; send a subtask or end the episode."
+            return "Nothing is running."
+
+    def take_over(self, user: str) -> int:
+        with self._lock:
+            if self.runner is None or not self.runner.running:
+                raise SessionError("The policy is not running: press Run first.")
+            return self.runner.take_over(user)
+
+    def counter(self) -> tuple[int, int]:
+        s, r = self._earlier
+        if self.runner is not None:
+            st = self.runner.status()
+            s, r = s + st["successes"], r + st["runs"]
+        return s, r
+
+    def _count_in(self, key: tuple[str, str]) -> None:
+        """Fold the finished runner into the counter, or start afresh for another policy or scene."""
+        if key != self._key:
+            self._key, self._earlier = key, (0, 0)
+        elif self.runner is not None:
+            st = self.runner.status()
+            self._earlier = (self._earlier[0] + st["successes"], self._earlier[1] + st["runs"])
+        self.runner = None
+
+    def _episode(self) -> int | None:
+        return self.session.status()["episode_id"]
+
+    @staticmethod
+    def _first_episode(runner: AutonomousRunner, timeout_s: float = 60.0) -> int:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            st = runner.status()
+            if st["error"]:
+                raise SessionError(st["error"])
+            if st["episode_id"] is not None:
+                return st["episode_id"]
+            time.sleep(0.05)
+        raise SessionError("The robot did not start the episode within a minute; check the robot connection.")
+
+
+def load_policy(policy_dir: str, task: str, db: Database):
+    """The distilled policy in `policy_dir`, checked against `task`, with its id in this database."""
+    from app.play_command import policy_id_in
+    from distill.dataset import DistillError
+    from distill.model import LearnedHighLevelPolicy
+
+    try:
+        policy = LearnedHighLevelPolicy.load(policy_dir)
+        policy.check_task(task)
+        policy.checkpoint_id = policy_id_in(db, policy_dir)
+    except (DistillError, StorageError) as e:
+        raise SessionError(str(e)) from None
+    return policy
+
+
+def policy_choices(db: Database) -> list[tuple[str, str]]:
+    """(label, folder) of every registered high-level policy, newest first."""
+    out = []
+    for p in list_policies(db, kind="high_level"):
+        acc = (p.metrics or {}).get("val_accuracy")
+        when = p.created_at.strftime("%Y-%m-%d %H:%M") if p.created_at else ""
+        label = f"#{p.id} {Path(p.checkpoint_path).name} · {len(p.training_episode_ids)} episodes" \
+                f"{f' · val acc {acc:.2f}' if isinstance(acc, (int, float)) else ''} · {when}"
+        out.append((label, p.checkpoint_path))
+    return out
+
+
+def learned_scene(policy_dir: str | None, scenes: dict[str, str]) -> str | None:
+    """The first of this robot's scenes whose task the policy learned (None if unknown or unreadable)."""
+    import json
+
+    try:
+        learned = json.loads((Path(policy_dir or "") / "training.json").read_text()).get("tasks", [])
+    except (OSError, ValueError, AttributeError):
+        return None
+    return next((name for name, text in scenes.items() if text in learned), None)
+
+
+def _counter_md(autonomy: Autonomy) -> str:
+    s, r = autonomy.counter()
+    st = autonomy.runner.status() if autonomy.runner is not None else {}
+    decision = st.get("decision")
+    lines = [f"## Successes: {s} / {r} runs" + (f" ({100 * s / r:.0f}%)" if r else "")]
+    if st.get("running"):
+        lines.append(f"**Running** episode {st['episode_id']} (seed {st['seed']})")
+    if decision:
+        alts = ", ".join(f"{html.escape(t)} {p:.0%}" for t, p in decision["alternatives"][:2])
+        lines.append(f"Policy thinks: **{html.escape(decision['subtask'])}** {decision['confidence']:.0%}"
+                     + (f" (then {alts})" if alts else ""))
+    if st.get("last_result"):
+        lines.append(f"Last: {html.escape(st['last_result'])}")
+    if st.get("error"):
+        lines.append(f"**Stopped by an error:** {html.escape(st['error'])}")
+    return "\n\n".join(lines)
+
+
+def autonomous_tab(session: CoachingSession, db: Database, scenes: dict[str, str], tab: gr.Tab,
+                   user_of: Any, fail: Any) -> None:
+    """Build the tab's widgets and events; `user_of(request)` names the person, `fail(err)` makes the toast."""
+    autonomy = Autonomy(session, db)
+    gr.HTML(camera_html(tuple(html.escape(c) for c in session.description.cameras), session.description.image_size,
+                        view="autonomous"), elem_id="au-live")
+    with gr.Row():
+        run = gr.Button("Run", variant="primary", elem_id="au-run")
+        stop = gr.Button("Stop", variant="stop", elem_id="au-stop")
+        take = gr.Button("Take over", elem_id="au-take-over")
+    counter = gr.Markdown(_counter_md(autonomy), elem_id="au-counter")
+    with gr.Row(visible=False, elem_id="au-coach-row") as coach_row:
+        subtask = gr.Textbox(label="Your subtask (logged as a correction; Enter sends)", max_lines=1, scale=4,
+                             elem_id="au-subtask", max_length=20_000)
+        send = gr.Button("Send", scale=1, elem_id="au-send")
+        outcome = gr.Radio(["success", "failure"], value="success", label="Outcome", scale=2)
+        end = gr.Button("End episode", scale=1, elem_id="au-end")
+    with gr.Accordion("Policy and task", open=True):
+        with gr.Row():
+            chosen = gr.Dropdown([], label="Distilled policy (registered)", elem_id="au-policy", scale=3)
+            folder = gr.Textbox(label="…or its checkpoint folder", placeholder="runs/hl1", elem_id="au-folder", scale=3)
+            refresh = gr.Button("Refresh list", scale=1, elem_id="au-refresh")
+        with gr.Row():
+            scene = gr.Dropdown(list(scenes), value=next(iter(scenes)), label="Task (scene)", elem_id="au-scene")
+            task = gr.Textbox(value=next(iter(scenes.values())), label="Task text", interactive=False, scale=3)
+            seed = gr.Number(value=1000, precision=0, minimum=0, label="First seed", elem_id="au-seed")
+            runs = gr.Radio([ONCE, LOOP], value=ONCE, label="Run", elem_id="au-runs")
+    timer = gr.Timer(1.0)
+
+    def refresh_policies(current: str | None):
+        try:
+            choices = policy_choices(db)
+        except StorageError as e:
+            raise fail(e)
+        paths = [p for _, p in choices]
+        return gr.Dropdown(choices=choices, value=current if current in paths else (paths[0] if paths else None))
+
+    refresh.click(refresh_policies, [chosen], [chosen])
+    tab.select(refresh_policies, [chosen], [chosen], show_progress="hidden")
+    scene.change(lambda s: scenes.get(s, ""), [scene], [task], show_progress="hidden")
+    # A policy knows only the tasks it learned: offer the first of them.
+    chosen.change(lambda p: learned_scene(p, scenes) or gr.skip(), [chosen], [scene], show_progress="hidden")
+
+    def do_run(chosen_dir, typed_dir, scene_name, seed_value, how, request: gr.Request):
+        policy_dir = (typed_dir or "").strip() or (chosen_dir or "")
+        if not policy_dir:
+            raise gr.Error("Choose a distilled policy from the list, or type its checkpoint folder.", duration=8)
+        if scene_name not in scenes:
+            raise gr.Error(f"Choose a task from the list; this robot has {', '.join(scenes)}.", duration=8)
+        try:
+            episode_id = autonomy.run(policy_dir, scene_name, scenes[scene_name], int(seed_value or 0), how == LOOP,
+                                      user_of(request))
+        except SessionError as e:
+            raise fail(e)
+        gr.Info(f"Episode {episode_id} started: the policy is driving.")
+        return _counter_md(autonomy), gr.Row(visible=False)
+
+    run.click(do_run, [chosen, folder, scene, seed, runs], [counter, coach_row])
+
+    def do_stop(request: gr.Request):
+        try:
+            gr.Info(autonomy.stop(user_of(request)))
+        except SessionError as e:
+            raise fail(e)
+        return _counter_md(autonomy)
+
+    stop.click(do_stop, None, [counter])
+
+    def do_take_over(request: gr.Request):
+        try:
+            episode_id = autonomy.take_over(user_of(request))
+        except SessionError as e:
+            raise fail(e)
+        gr.Info(f"You have episode {episode_id}: type the next subtask (it is logged as a correction).")
+        return _counter_md(autonomy), gr.Row(visible=True)
+
+    take.click(do_take_over, None, [counter, coach_row])
+
+    def do_send(text: str, request: gr.Request):
+        try:
+            session.send_subtask(text, user_of(request))
+        except SessionError as e:
+            raise fail(e)
+        return ""
+
+    subtask.submit(do_send, [subtask], [subtask], show_progress="hidden")
+    send.click(do_send, [subtask], [subtask], show_progress="hidden")
+
+    def do_end(outcome_value: str, request: gr.Request):
+        try:
+            episode_id = session.end_episode(outcome_value, user_of(request))
+        except SessionError as e:
+            raise fail(e)
+        gr.Info(f"Episode {episode_id} saved as {outcome_value}.")
+        return _counter_md(autonomy), gr.Row(visible=False)
+
+    end.click(do_end, [outcome], [counter, coach_row])
+    timer.tick(lambda: _counter_md(autonomy), None, [counter], show_progress="hidden", concurrency_limit=None)
