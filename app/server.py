@@ -92,6 +92,8 @@ class CoachingApp:
         policy = self._stack.enter_context(low_level_policy(c.vla, {"noise": c.sim_noise, "control_hz": description.control_hz}))
         check_fits(policy.metadata, description, description.control_modes[0])
         subgoals = make_subgoal_generator(c.subgoals, policy)
+        if hasattr(subgoals, "check_cameras"):  # a learned model must know this robot's cameras
+            subgoals.check_cameras(description.cameras)
         scenes = description.extra.get("scenes") or {"default": ""}
         idle = (c.scene if c.scene in scenes else next(iter(scenes)), 0)
         self.session = CoachingSession(robot, policy, self.recorder, subgoals=subgoals, idle_scene=idle).start()
