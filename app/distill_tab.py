@@ -23,7 +23,7 @@ from storage import Database, StorageError
 from storage.vocab import FINAL_STATUSES
 
 PLOT = "training.png"  # what distill.train redraws after every epoch
-RESULT_COLUMNS = ["task", "policy success", "scripted coach success", "policy mean subtasks", "episodes"]
+RESULT_COLUMNS = ["task", "policy", "scripted coach", "subtasks done", "episodes"]  # success rates, policy's mean
 
 
 def selection_config(tasks: list[str], status: list[str], min_quality: float):
@@ -143,13 +143,17 @@ def results_figure(rows: list[list[Any]]):
 
     fig, ax = plt.subplots(figsize=(7, 3.2))
     x = np.arange(len(rows))
-    ax.bar(x - 0.2, [r[1] or 0 for r in rows], 0.4, label="distilled policy", color="#2f81f7")
-    ax.bar(x + 0.2, [r[2] or 0 for r in rows], 0.4, label="scripted coach", color="#9a9a9a")
+    for offset, col, label, colour in ((-0.2, 1, "distilled policy", "#2f81f7"), (0.2, 2, "scripted coach", "#9a9a9a")):
+        values = [r[col] or 0 for r in rows]
+        bars = ax.bar(x + offset, values, 0.38, label=label, color=colour)
+        ax.bar_label(bars, [f"{v:.0%}" for v in values], padding=2)  # a 0% bar is otherwise invisible
     ax.set_xticks(x, [r[0] for r in rows])
-    ax.set_ylim(0, 1.05)
+    ax.set_xlim(-0.75, len(rows) - 0.25)
+    ax.set_ylim(0, 1.25)
+    ax.set_yticks([0, 0.25, 0.5, 0.75, 1.0])
     ax.set_ylabel("success rate")
     ax.set_title("Success on unseen seeds")
-    ax.legend(loc="upper right")
+    ax.legend(loc="upper left", ncol=2, frameon=False)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     plt.close(fig)

@@ -155,6 +155,8 @@ class AutonomousRunner:
                 with self._lock:
                     self.decision = {"subtask": decision.subtask, "confidence": round(decision.confidence, 3),
                                      "alternatives": [(t, round(p, 3)) for t, p in decision.alternatives]}
+                if decision.subtask == active:
+                    self.session.note_confidence(decision.confidence)
                 if hysteresis.switch(decision, active):
                     if decision.done:
                         return verdict(obs.task_progress)

@@ -251,6 +251,13 @@ class CoachingSession:
             raise SessionError(_UNCONFIRMED_TEXT)
         self._close_segment("taken over")
 
+    def note_confidence(self, confidence: float) -> None:
+        """A policy's latest confidence in the subtask it is running (shown live, not logged)."""
+        with self._lock:
+            active = self._segments[-1] if self._segments and self._segments[-1].end_s is None else None
+            if active is not None and active.source == "policy":
+                active.confidence = float(confidence)
+
     def check_subtask(self, text: str) -> str:
         text = " ".join(str(text or "").split())
         if not text:

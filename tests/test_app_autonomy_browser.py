@@ -37,6 +37,13 @@ def _live_canvas(page, camera: str) -> str:
     return page.evaluate(f"document.querySelector('{LIVE} canvas[data-camera=\"{camera}\"]').toDataURL('image/png')")
 
 
+def _shot_without_toasts(page, name: str) -> None:
+    """A screenshot with the toasts hidden, so it shows what they cover (the live panel's right side)."""
+    page.evaluate("document.querySelectorAll('.toast-wrap').forEach(t => t.style.visibility = 'hidden')")
+    _shot(page, name)
+    page.evaluate("document.querySelectorAll('.toast-wrap').forEach(t => t.style.visibility = '')")
+
+
 def _fill(page, elem_id: str, text: str) -> None:
     box = page.locator(f"#{elem_id} input, #{elem_id} textarea").first
     box.fill(text)
@@ -68,14 +75,14 @@ def test_run_a_policy_take_over_and_coach(page, app, tiny_policy):
     assert policy_subtask and "no episode" not in policy_subtask
     assert "the policy drives" in page.inner_text("#au-live-info .cl-who").lower()
     page.wait_for_selector("#au-counter :text('Policy thinks')")
-    _shot(page, "07-autonomous-running")
+    _shot_without_toasts(page, "07-autonomous-running")
 
     page.click("#au-take-over")
     _toast(page, f"You have episode {episode_id}")
     page.wait_for_selector("#au-live-info .cl-who:has-text('a person took over')")
     _fill(page, "au-subtask", "pick up the green block")
     page.wait_for_selector("#au-live-info .cl-subtask:has-text('pick up the green block')")
-    _shot(page, "08-autonomous-taken-over")
+    _shot_without_toasts(page, "08-autonomous-taken-over")
     page.click("#au-end")
     _toast(page, f"Episode {episode_id} saved as success")
 
@@ -86,7 +93,7 @@ def test_run_a_policy_take_over_and_coach(page, app, tiny_policy):
     assert "takeover" in {e.kind for e in record.events}
 
 
-def test_distill_tab_trains_with_a_live_loss_plot(page, app, tmp_path):
+def test_distill_tab_trains_with_a_live_loss_plot_and_evaluates(page, app, tmp_path):
     from distill.dataset import DatasetConfig, select_episodes
 
     n = len(select_episodes(app.db, DatasetConfig()))  # the coached ones, and any run before that succeeded
@@ -107,4 +114,15 @@ def test_distill_tab_trains_with_a_live_loss_plot(page, app, tmp_path):
     page.wait_for_selector("#dl-progress :text('Trained')", timeout=120_000)
     assert (tmp_path / "hl" / "model.safetensors").is_file()
     page.wait_for_function("document.querySelector('#dl-eval-policy textarea, #dl-eval-policy input').value.endsWith('hl')")
-    _shot(page, "09-distill-trained")
+    _shot_without_toasts(page, "09-distill-trained")
+
+    # Evaluate in a child process on its own sim robot: one unseen seed, a short time limit.
+    page.locator("#dl-eval-episodes input").first.fill("1")
+    page.locator("#dl-eval-limit input").first.fill("10")
+    page.click("#dl-evaluate")
+    _toast(page, "Evaluating on sort_blocks")
+    page.wait_for_selector("#dl-results [data-testid='cell-0-0']:has-text('sort_blocks') >> visible=true",
+                           timeout=120_000)
+    page.wait_for_selector("#dl-results-plot >> visible=true")
+    assert page.inner_text("#dl-results [data-testid='cell-0-4'] >> visible=true").strip() == "1"  # episodes
+    _shot_without_toasts(page, "10-distill-evaluated")

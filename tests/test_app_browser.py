@@ -70,7 +70,7 @@ def _start_episode(page) -> int:
 def test_coach_an_episode_end_to_end(page, app):
     from storage import load_episode
 
-    page.wait_for_function("window.coachlab.cams.base && window.coachlab.cams.base.frames > 5 "
+    page.wait_for_function("window.coachlab && window.coachlab.cams.base && window.coachlab.cams.base.frames > 5 "
                            "&& window.coachlab.cams.wrist.frames > 5")
     _shot(page, "01-coach-idle")
     episode_id = _start_episode(page)
@@ -168,7 +168,7 @@ def test_login_is_required_off_loopback_and_recorded(browser, tmp_path):
         page.fill('input[type="password"]', "s3cret")
         page.click('button:has-text("Login")')
         page.wait_for_selector("#cl-start")
-        page.wait_for_function("window.coachlab.cams.base && window.coachlab.cams.base.frames > 3")
+        page.wait_for_function("window.coachlab && window.coachlab.cams.base && window.coachlab.cams.base.frames > 3")
         episode_id = _start_episode(page)
         send_subtask(page, "pick up the white cup")
         _see(page, '#cl-timeline :text("ana")')
