@@ -143,7 +143,7 @@ def _counter_md(autonomy: Autonomy) -> str:
     lines = [f"## Successes: {s} / {r} runs" + (f" ({100 * s / r:.0f}%)" if r else "")]
     if st.get("running"):
         lines.append(f"**Running** episode {st['episode_id']} (seed {st['seed']})")
-    if decision:
+    if decision and st.get("running"):  # a stopped or taken-over policy thinks nothing any more
         alts = ", ".join(f"{html.escape(t)} {p:.0%}" for t, p in decision["alternatives"][:2])
         lines.append(f"Policy thinks: **{html.escape(decision['subtask'])}** {decision['confidence']:.0%}"
                      + (f" (then {alts})" if alts else ""))
