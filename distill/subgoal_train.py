@@ -3,7 +3,8 @@
 Pairs come from `distill/subgoal_data.py`; the model is `distill/subgoal_model.py`. The loss is an
 L1 distance to the real end frame in which the pixels that change count `changed_weight` times
 more: most of a frame stays as it is, and an unweighted loss is content to copy it. Training runs
-for `epochs` or until `minutes` have passed, whichever comes first, with a cosine learning rate.
+for `epochs` or until `minutes` have passed, whichever comes first, with a cosine learning rate
+that decays over whichever of the two runs out first.
 Each epoch the held-out episodes are scored against the copy baseline at the preview moment (a
 segment's first step); a loss and PSNR-gain plot and per-camera sample grids (current | generated
 | real end) are written as PNGs next to the checkpoint, which is registered in storage.
@@ -222,7 +223,9 @@ def train(db_url: str | None, out_dir: str, config: SubgoalTrainConfig | None = 
             model.train()
             loss_sum, seen = 0.0, 0
             for idx in torch.randperm(len(tr), generator=gen).split(config.batch_size):
-                lr = config.lr * min(1.0, (it + 1) / 50) * 0.5 * (1 + math.cos(math.pi * it / total))
+                # cosine over whichever runs out first, the epochs or the time budget
+                progress = min(1.0, max(it / total, (time.monotonic() - t0) / (60 * config.minutes)))
+                lr = config.lr * min(1.0, (it + 1) / 50) * 0.5 * (1 + math.cos(math.pi * progress))
                 for group in opt.param_groups:
                     group["lr"] = lr
                 current, end, text, camera = tr.batch(idx)
