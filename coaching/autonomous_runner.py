@@ -2,7 +2,8 @@
 
 It owns one thread. Every `1 / decide_hz` seconds it reads the session's latest observation, asks
 the policy (`distill.high_level.HighLevelPolicy`) for the next subtask, switches with the same
-hysteresis as `coachlab play` (`distill.high_level.Hysteresis`) and sends the winner through the
+hysteresis as `coachlab play` (`distill.high_level.Hysteresis`; a subtask the VLA refuses is
+replaced by the policy's next choice at once) and sends the winner through the
 session as a `policy` subtask, so the control loop, the recorder and the live view are the
 coaching ones. An episode ends when the policy says `done` (a success if the robot reports the
 task done in `Observation.task_progress`, a failure if it reports otherwise, the policy's word if
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coaching.session import CoachingSession, EpisodeSettings, SessionError
-from distill.high_level import HighLevelPolicy, Hysteresis
+from distill.high_level import HighLevelPolicy, Hysteresis, without_refused
 
 RUNNER_USER = "autonomous"
 
@@ -141,6 +142,9 @@ class AutonomousRunner:
         """Decide and send subtasks until done or the time limit; None if stopped or taken over."""
         c, clock = self.config, self.session.clock
         hysteresis, active = Hysteresis(c.hysteresis), None
+        refused: set[str] = set()  # subtasks the low-level policy refused since one last ran
+        never_ran: set[int] = set()  # ids of segments refused at once
+        sent_at = 0.0
         start = next_decision = clock.now()
         while not self._stop.is_set():
             status = self.session.status()
@@ -150,14 +154,22 @@ class AutonomousRunner:
                 return "failure", f"time limit of {c.max_episode_s:.0f} s reached"
             obs = self.session.latest_observation()
             if obs is not None:
-                history = [s["text"] for s in status["segments"]]
-                decision = self.policy.decide(obs.images, obs.state, c.task, history, c.metadata)
+                running = active is not None and status["subtask"] == active
+                if running and status.get("vla_note") and active not in refused:
+                    refused.add(active)  # the VLA cannot do it now: take the policy's next choice at once
+                    if clock.now() - sent_at < 1.0 and status["segments"]:
+                        never_ran.add(status["segments"][-1]["id"])  # refused at once: not history
+                elif running and not status.get("vla_note") and clock.now() - sent_at > 1.0:
+                    refused.clear()  # it runs; refusals depend on the moment, so they end here
+                history = [s["text"] for s in status["segments"] if s["id"] not in never_ran]
+                decision = without_refused(self.policy.decide(obs.images, obs.state, c.task, history, c.metadata),
+                                           refused, self.policy)
                 with self._lock:
                     self.decision = {"subtask": decision.subtask, "confidence": round(decision.confidence, 3),
-                                     "alternatives": [(t, round(p, 3)) for t, p in decision.alternatives]}
+                                     "alternatives": [(t, round(p, 3)) for t, p in decision.alternatives[:3]]}
                 if decision.subtask == active:
                     self.session.note_confidence(decision.confidence)
-                if hysteresis.switch(decision, active):
+                if (active in refused and not decision.done) or hysteresis.switch(decision, active):
                     if decision.done:
                         return verdict(obs.task_progress)
                     try:
@@ -167,7 +179,7 @@ class AutonomousRunner:
                         if self._own_episode() is None:
                             return None  # a person took over between the decision and the send
                         raise
-                    active = decision.subtask
+                    active, sent_at = decision.subtask, clock.now()
             next_decision += 1.0 / c.decide_hz
             self._stop.wait(max(0.0, next_decision - clock.now()))
         return None

@@ -2,7 +2,8 @@
 
 Every `1 / decide_hz` seconds the policy looks at the cameras, the task and the subtasks so far
 and names the next subtask; the VLA is re-prompted only when a *different* subtask has won
-`hysteresis` decisions in a row, so a policy torn between two answers does not flap. It stops on
+`hysteresis` decisions in a row, so a policy torn between two answers does not flap; a subtask the
+VLA refuses (`info["refused"]`) is replaced by the policy's next choice at once. It stops on
 `done` or at the time limit. With an intervener (`--intervene scripted`), a person stand-in takes
 over when the policy stalls or says done too early: its subtasks are logged as corrections, so the
 next distillation learns from them (YAY Robot's loop), and control returns to the policy after.
@@ -14,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from coaching.clock import SimClock
-from distill.high_level import HighLevelPolicy, Hysteresis
+from distill.high_level import HighLevelPolicy, Hysteresis, without_refused
 from policy_client import ActionChunker, BasePolicy, ChunkingConfig
 from sim import tasks
 from sim.coach import CoachConfig, ScriptedCoach
@@ -94,6 +95,9 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
     segments: list[PlayedSegment] = []
     seg_ids: list[int] = []
     hysteresis, next_decision = Hysteresis(config.hysteresis), 0.0
+    segment_ran = False
+    refused: set[str] = set()  # subtasks the low-level policy refused since one last ran
+    never_ran: set[int] = set()  # segments refused on their first reply: not part of the history
     correcting = False
     initial_left = left = len(family.remaining_steps(obs.env_state))
     last_progress = 0.0
@@ -104,7 +108,9 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
 
     def switch(text: str, source: str, confidence: float | None) -> None:
         now = clock.now()
+        nonlocal segment_ran
         segments.append(PlayedSegment(text, source, round(now, 2), confidence))
+        segment_ran = False
         chunker.new_subtask()
         if recorder is not None:
             if seg_ids:
@@ -132,9 +138,11 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
                 correcting, last_progress = True, now
             if not correcting and now >= next_decision:
                 next_decision = now + 1.0 / config.decide_hz
-                history = [s.text for s in segments]
-                decision = policy.decide(obs.images, obs.state, task_text, history, metadata)
-                if hysteresis.switch(decision, segments[-1].text if segments else None):
+                history = [s.text for i, s in enumerate(segments) if i not in never_ran]
+                decision = without_refused(policy.decide(obs.images, obs.state, task_text, history, metadata),
+                                           refused, policy)
+                active = segments[-1].text if segments else None
+                if (active in refused and not decision.done) or hysteresis.switch(decision, active):
                     if decision.done:
                         if intervener is None or family.success(env):
                             done = True
@@ -150,6 +158,17 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
                 action = chunker.step(obs.to_dict(), prompt)
                 if chunker.last_error is not None:
                     raise chunker.last_error
+                if chunker.last_info.get("refused"):
+                    if active not in refused:
+                        refused.add(active)
+                        next_decision = now  # choose again at once instead of holding
+                        if not segment_ran:
+                            never_ran.add(len(segments) - 1)
+                elif chunker.last_info:
+                    # It runs. Refusals depend on the moment ("nothing is held" once a place is done),
+                    # so they end here; a subtask that ran stays in the history even if refused later.
+                    segment_ran = True
+                    refused.clear()
             robot.hold() if action is None else robot.act(action, mode)
             if recorder is not None:
                 recorder.record_step(now, obs.state, action, obs.images, wait_s=60.0)

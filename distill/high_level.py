@@ -54,8 +54,27 @@ class Hysteresis:
         self.candidate, self.streak = None, 0
 
 
+def without_refused(decision: Decision, refused: set[str], policy: "HighLevelPolicy | None" = None) -> Decision:
+    """The decision, or else its best runner-up that is no phrasing of a subtask the low-level policy
+    just refused (since a subtask last ran: a refusal such as "not holding anything" may not last).
+
+    A VLA that reports a refusal (`info["refused"]`, e.g. the object named is not in the scene)
+    tells the driver more than the cameras at 64 pixels do; the high-level policy's next choice is
+    tried instead of holding on to an instruction that will never run."""
+    same = policy.same_subtask if policy is not None else (lambda a, b: a == b)
+    ranked = [(decision.subtask, decision.confidence), *decision.alternatives]
+    allowed = [(t, p) for t, p in ranked if not any(same(t, r) for r in refused)]
+    if not allowed or allowed[0][0] == decision.subtask:
+        return decision
+    return Decision(allowed[0][0], allowed[0][1], allowed[1:])
+
+
 class HighLevelPolicy(abc.ABC):
     checkpoint_id: int | None = None  # the storage id of the checkpoint, where it is registered
+
+    def same_subtask(self, a: str, b: str) -> bool:
+        """Whether two phrasings name the same subtask to this policy (by default: the same text)."""
+        return a == b
 
     @abc.abstractmethod
     def decide(self, images: dict[str, np.ndarray], state: np.ndarray, task: str, history: list[str],

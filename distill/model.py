@@ -201,6 +201,7 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
             self._cand = self.model.candidates(emb)
         self._cand_emb = emb
         self._bank = bank
+        self._group = same_subtask_groups(self._cand, bank)
 
     def add_candidates(self, texts: Sequence[str]) -> None:
         self.set_candidates(self._bank + list(texts))
@@ -233,10 +234,50 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
             probs = torch.softmax(self.model.scores(q, hist, self._cand, self._cand_emb), dim=-1)[0]
         return probs.numpy()
 
+    def same_subtask(self, a: str, b: str) -> bool:
+        a, b = normalize_subtask(a), normalize_subtask(b)
+        if a == b:
+            return True
+        if a not in self._bank or b not in self._bank:
+            return False
+        return bool(self._group[self._bank.index(a)] == self._group[self._bank.index(b)])
+
     def decide(self, images: dict[str, np.ndarray], state: np.ndarray, task: str, history: list[str],
                metadata: dict[str, Any] | None = None) -> Decision:
+        """The most probable *subtask*, its phrasings pooled (see `same_subtask_groups`): a subtask said
+        ten ways must not lose to a wrong one said one way. When it is the active one, the active
+        phrasing is returned, so the driver keeps going instead of re-prompting a paraphrase."""
         probs = self.scores(images, state, task, history, metadata)
-        order = np.argsort(-probs)
+        pooled = np.minimum(np.bincount(self._group, weights=probs), 1.0)  # float sums may pass 1 by 1e-8
+        order = np.argsort(-pooled)
+        active = normalize_subtask(history[-1]) if history else None
+
+        def phrasing(g: int) -> str:
+            members = np.flatnonzero(self._group == g)
+            if active is not None and active in self._bank and self._group[self._bank.index(active)] == g:
+                return active
+            return self._bank[int(members[np.argmax(probs[members])])]
+
         best = int(order[0])
-        return Decision(subtask=self._bank[best], confidence=float(probs[best]),
-                        alternatives=[(self._bank[int(i)], float(probs[int(i)])) for i in order[1:4]])
+        return Decision(subtask=phrasing(best), confidence=float(pooled[best]),
+                        alternatives=[(phrasing(int(g)), float(pooled[int(g)])) for g in order[1:]])
+
+
+SAME_SUBTASK = 0.9  # cosine of learned candidate vectors above which two phrasings are one subtask
+
+
+def same_subtask_groups(cand: torch.Tensor, bank: Sequence[str], threshold: float = SAME_SUBTASK) -> np.ndarray:
+    """A group id per candidate: phrasings the trained policy cannot tell apart are one subtask to it.
+
+    Training pulls the learned vectors of strings used in the same situations together ("grab the
+    red cube", "lift the red block") and keeps those of different situations apart, which raw
+    sentence embeddings do not ("open the drawer" and "close the drawer" are 0.9 alike in MiniLM).
+    Groups are the connected components of `cosine >= threshold`; `done` is always its own group.
+    """
+    from scipy.sparse.csgraph import connected_components
+
+    linked = (cand @ cand.T).numpy() >= threshold
+    done = [i for i, text in enumerate(bank) if text == DONE]
+    linked[done, :] = linked[:, done] = False
+    np.fill_diagonal(linked, True)
+    return connected_components(linked, directed=False)[1]

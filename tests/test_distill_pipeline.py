@@ -53,7 +53,7 @@ def test_dataset_labels_and_split(coached_db):
     assert s.state.dtype == np.float32 and s.metadata["quality"] in (2, 5)
     samples = train + val
     assert all(t.target == normalize_subtask(t.target) and not t.target.startswith("try again") for t in samples)
-    assert all(len(t.history) <= 3 for t in samples)
+    assert all(len(t.history) <= 12 for t in samples)
     # Every successful episode ends in `done`.
     done_eps = {t.episode_id for t in samples if t.target == DONE}
     assert done_eps == set(info.train_episode_ids) | set(info.val_episode_ids)
