@@ -282,18 +282,16 @@ def train(db_url: str | None, out_dir: str, config: SubgoalTrainConfig | None = 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `coachlab distill-subgoals`."""
-    p.add_argument("--db", default=None, help="database URL or SQLite file (default: $COACHLAB_DB, else the user "
-                                              "data dir)")
-    p.add_argument("--out", required=True, help="the checkpoint directory to write")
-    p.add_argument("--tasks", default=None, help="comma list of task families (or parts of task texts); default all")
+    from distill.train import add_run_arguments, add_source_arguments
+
+    add_source_arguments(p)
+    p.add_argument("--min-quality", type=int, default=None, dest="min_quality")
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--minutes", type=float, default=15.0, help="stop after the epoch that passes this budget")
     p.add_argument("--image-size", type=int, default=96, dest="image_size", help="a multiple of 16, at least 96")
     p.add_argument("--batch-size", type=int, default=16, dest="batch_size")
     p.add_argument("--lr", type=float, default=2e-3)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true", dest="no_progress")
-    p.add_argument("--json", action="store_true")
+    add_run_arguments(p)
 
 
 def config_from_args(args: argparse.Namespace) -> SubgoalTrainConfig:
@@ -302,7 +300,7 @@ def config_from_args(args: argparse.Namespace) -> SubgoalTrainConfig:
     if args.image_size < 96 or args.image_size % 16:
         raise DistillError(f"--image-size must be a multiple of 16 and at least 96, not {args.image_size}.")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
-    data = SubgoalDataConfig(tasks=tasks, image_size=args.image_size, seed=args.seed)
+    data = SubgoalDataConfig(tasks=tasks, min_quality=args.min_quality, image_size=args.image_size, seed=args.seed)
     return SubgoalTrainConfig(data=data, epochs=args.epochs, minutes=args.minutes, batch_size=args.batch_size,
                               lr=args.lr, seed=args.seed, progress=not args.no_progress)
 

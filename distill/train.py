@@ -339,21 +339,30 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None) -
             dist.destroy_process_group()
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    """The options of `coachlab distill` and `python -m distill.train`."""
+def add_source_arguments(p: argparse.ArgumentParser) -> None:
+    """Where the logs come from and where the checkpoint goes: shared by every training command."""
     p.add_argument("--db", default=None, help="database URL or SQLite file (default: $COACHLAB_DB, else the user "
                                               "data dir)")
     p.add_argument("--out", required=True, help="the checkpoint directory to write")
     p.add_argument("--tasks", default=None, help="comma list of task families (or parts of task texts); default all")
+
+
+def add_run_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", dest="no_progress")
+    p.add_argument("--json", action="store_true")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `coachlab distill` and `python -m distill.train`."""
+    add_source_arguments(p)
     p.add_argument("--status", default="success", help="comma list of episode statuses to learn from")
     p.add_argument("--min-quality", type=int, default=None, dest="min_quality")
     p.add_argument("--epochs", type=int, default=10)
     p.add_argument("--batch-size", type=int, default=32, dest="batch_size")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--sample-hz", type=float, default=2.0, dest="sample_hz")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true", dest="no_progress")
-    p.add_argument("--json", action="store_true")
+    add_run_arguments(p)
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
