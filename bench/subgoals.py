@@ -45,7 +45,7 @@ def _preview_ms(directory: str, trials: int = 30) -> float:
     return round(float(np.median(samples)), 1)
 
 
-def run(episodes: int = 20, families: tuple[str, ...] = FAMILIES, minutes: float = 15.0, epochs: int = 40) -> dict[str, Any]:
+def run(episodes: int = 20, families: tuple[str, ...] = FAMILIES, minutes: float = 15.0, epochs: int = 12) -> dict[str, Any]:
     from bench.distill import TRAIN_SEEDS, _coach
     from distill.subgoal_data import SubgoalDataConfig
     from distill.subgoal_train import SubgoalTrainConfig, train
