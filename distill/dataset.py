@@ -22,7 +22,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -268,8 +268,10 @@ def episode_samples(episode: Any, config: DatasetConfig, cache: FrameCache, skip
     return out
 
 
-def build_samples(db: Any, config: DatasetConfig, progress: bool = True) -> tuple[list[Sample], list[Sample], DatasetInfo]:
-    """(train, val, info): the samples of the selected episodes, split by episode."""
+def collect_split(db: Any, config: DatasetConfig, make: Callable[[Any, FrameCache, dict[str, int]], list],
+                  progress: bool = True) -> tuple[list, list, list[int], list[int], dict[str, int]]:
+    """(train items, val items, train ids, val ids, skipped): `make(episode, cache, skipped)` over the
+    selected episodes, split by episode. Shared by the high-level policy's and the subgoal model's data."""
     from tqdm import tqdm
 
     from storage import load_episode
@@ -278,19 +280,30 @@ def build_samples(db: Any, config: DatasetConfig, progress: bool = True) -> tupl
     train_ids, val_ids = split_episodes(ids, config.val_fraction, config.seed)
     cache = FrameCache(config.cache_dir, _db_key(db))
     skipped: dict[str, int] = {}
-    per_episode: dict[int, list[Sample]] = {}
-    for eid in tqdm(ids, desc="decoding episodes", unit="episode", disable=not progress):
-        per_episode[eid] = episode_samples(load_episode(db, eid), config, cache, skipped)
-    train = [s for e in train_ids for s in per_episode[e]]
-    val = [s for e in val_ids for s in per_episode[e]]
+    per_episode = {eid: make(load_episode(db, eid), cache, skipped)
+                   for eid in tqdm(ids, desc="decoding episodes", unit="episode", disable=not progress)}
+    train = [item for e in train_ids for item in per_episode[e]]
+    val = [item for e in val_ids for item in per_episode[e]]
+    return train, val, train_ids, val_ids, skipped
+
+
+def require_same_cameras(camera_sets: Sequence[Sequence[str]], what: str) -> list[str]:
+    """The cameras every item has, sorted; a one-sentence DistillError when they differ (`what` to do instead)."""
+    cams = sorted(camera_sets[0])
+    if any(sorted(c) != cams for c in camera_sets):
+        raise DistillError(f"The selected episodes do not all have the cameras {', '.join(cams)}: "
+                           f"{what} episodes recorded with the same robot.")
+    return cams
+
+
+def build_samples(db: Any, config: DatasetConfig, progress: bool = True) -> tuple[list[Sample], list[Sample], DatasetInfo]:
+    """(train, val, info): the samples of the selected episodes, split by episode."""
+    train, val, train_ids, val_ids, skipped = collect_split(
+        db, config, lambda episode, cache, skipped: episode_samples(episode, config, cache, skipped), progress)
     if not train:
         raise DistillError(f"The {len(train_ids)} selected training episodes give no usable samples "
                            f"(skipped: {skipped or 'nothing'}): select episodes with subtasks that are not all mistakes.")
-    cams = sorted(train[0].images)
-    cameras_ok = [s for s in train + val if sorted(s.images) == cams]
-    if len(cameras_ok) != len(train) + len(val):
-        raise DistillError(f"The selected episodes do not all have the cameras {', '.join(cams)}: "
-                           "distill episodes recorded with the same robot.")
+    cams = require_same_cameras([s.images for s in train + val], "distill")
     dims = {s.state.shape for s in train + val}
     if len(dims) != 1:
         raise DistillError(f"The selected episodes have proprio states of different sizes {sorted(dims)}: "

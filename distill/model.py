@@ -251,11 +251,12 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
         pooled = np.minimum(np.bincount(self._group, weights=probs), 1.0)  # float sums may pass 1 by 1e-8
         order = np.argsort(-pooled)
         active = normalize_subtask(history[-1]) if history else None
+        active_group = self._group[self._bank.index(active)] if active in self._bank else None
 
         def phrasing(g: int) -> str:
-            members = np.flatnonzero(self._group == g)
-            if active is not None and active in self._bank and self._group[self._bank.index(active)] == g:
+            if g == active_group:
                 return active
+            members = np.flatnonzero(self._group == g)
             return self._bank[int(members[np.argmax(probs[members])])]
 
         best = int(order[0])

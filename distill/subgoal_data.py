@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from distill.dataset import (DistillError, FrameCache, _db_key, normalize_subtask, select_episodes,
-                             split_episodes)
+from distill.dataset import (DatasetConfig, DistillError, FrameCache, collect_split, normalize_subtask,
+                             require_same_cameras)
 
 
 @dataclass
@@ -94,27 +94,14 @@ def episode_pairs(episode: Any, cfg: SubgoalDataConfig, cache: FrameCache, skipp
 
 def build_pairs(db: Any, cfg: SubgoalDataConfig, progress: bool = True) -> tuple[list[SubgoalPair], list[SubgoalPair], SubgoalDataInfo]:
     """(train, val, info) of the selected episodes, split by episode; a one-sentence DistillError when unusable."""
-    from tqdm import tqdm
-
-    from distill.dataset import DatasetConfig
-    from storage import load_episode
-
     selection = DatasetConfig(tasks=cfg.tasks, status=cfg.status, min_quality=cfg.min_quality,
-                              episode_ids=cfg.episode_ids)
-    ids = select_episodes(db, selection)
-    train_ids, val_ids = split_episodes(ids, cfg.val_fraction, cfg.seed)
-    cache = FrameCache(cfg.cache_dir, _db_key(db))
-    skipped: dict[str, int] = {}
-    per_episode = {eid: episode_pairs(load_episode(db, eid), cfg, cache, skipped)
-                   for eid in tqdm(ids, desc="decoding episodes", unit="episode", disable=not progress)}
-    train = [p for e in train_ids for p in per_episode[e]]
-    val = [p for e in val_ids for p in per_episode[e]]
+                              episode_ids=cfg.episode_ids, val_fraction=cfg.val_fraction, seed=cfg.seed,
+                              cache_dir=cfg.cache_dir)
+    train, val, train_ids, val_ids, skipped = collect_split(
+        db, selection, lambda episode, cache, skipped: episode_pairs(episode, cfg, cache, skipped), progress)
     if not train:
         raise DistillError(f"The {len(train_ids)} selected training episodes hold no usable segments "
                            f"(skipped: {skipped or 'nothing'}): coach episodes whose subtasks succeed.")
-    cameras = sorted(train[0].current)
-    if any(sorted(p.current) != cameras for p in train + val):
-        raise DistillError(f"The selected episodes do not all have the cameras {', '.join(cameras)}: "
-                           "train on episodes recorded with the same robot.")
+    cameras = require_same_cameras([p.current for p in train + val], "train on")
     info = SubgoalDataInfo(train_ids, val_ids, cameras, len(train), len(val), skipped)
     return train, val, info

@@ -13,10 +13,7 @@ segment's first step); a loss and PSNR-gain plot and per-camera sample grids (cu
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -303,27 +300,3 @@ def config_from_args(args: argparse.Namespace) -> SubgoalTrainConfig:
     data = SubgoalDataConfig(tasks=tasks, min_quality=args.min_quality, image_size=args.image_size, seed=args.seed)
     return SubgoalTrainConfig(data=data, epochs=args.epochs, minutes=args.minutes, batch_size=args.batch_size,
                               lr=args.lr, seed=args.seed, progress=not args.no_progress)
-
-
-def main(argv: list[str] | None = None) -> int:
-    from storage.errors import StorageError
-
-    p = argparse.ArgumentParser(prog="coachlab distill-subgoals",
-                                description="Train the subgoal image model from coaching logs.")
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        metrics = train(args.db or os.environ.get("COACHLAB_DB"), args.out, config_from_args(args))
-    except (DistillError, StorageError) as err:
-        print(f"distill-subgoals: {err}", file=sys.stderr)
-        return 2
-    if args.json:
-        print(json.dumps({k: v for k, v in metrics.items() if k != "history"}, indent=2))
-    else:
-        print(f"PSNR gain over copying on changed pixels (dB): {metrics['psnr_gain_changed_db']}; "
-              f"checkpoint {metrics['checkpoint']}, plot {metrics['plot']}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

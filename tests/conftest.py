@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -82,3 +83,35 @@ def tiny_policy(tmp_path_factory) -> tuple[str, str]:
     assert r.returncode == 0, r.stderr[-2000:]
     train(url, str(folder / "policy"), TrainConfig(epochs=2, progress=False))
     return url, str(folder / "policy")
+
+
+@contextmanager
+def _coaching_session(db_path, subgoals: str = "none"):
+    """A started `CoachingSession`: the sim robot at 20 Hz, the sim policy (no noise) served by a child
+    process, a SQLite log at `db_path`, previews from `subgoals` (sim, none or learned:DIR)."""
+    from coaching.low_level import low_level_policy
+    from coaching.session import CoachingSession
+    from coaching.subgoals import make_subgoal_generator
+    from sim.mujoco_robot import MujocoRobot, SimRobotConfig
+    from storage import Recorder, open_database
+
+    db = open_database(str(db_path))
+    recorder = Recorder(db)
+    try:
+        with low_level_policy(sim_options={"noise": 0.0, "control_hz": 20}) as vla:
+            session = CoachingSession(MujocoRobot(SimRobotConfig(control_hz=20)), vla, recorder,
+                                      subgoals=make_subgoal_generator(subgoals, vla),
+                                      idle_scene=("sort_blocks", 0)).start()
+            try:
+                yield session
+            finally:
+                session.close()
+    finally:
+        recorder.close()
+        db.close()
+
+
+@pytest.fixture(scope="session")
+def coaching_session():
+    """`with coaching_session(db_path, subgoals) as session:` (see `_coaching_session`)."""
+    return _coaching_session

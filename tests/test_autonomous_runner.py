@@ -18,21 +18,9 @@ TASK = get_family("sort_blocks").description
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    from coaching.low_level import low_level_policy
-    from coaching.session import CoachingSession
-    from sim.mujoco_robot import MujocoRobot, SimRobotConfig
-    from storage import Recorder, open_database
-
-    db = open_database(str(tmp_path_factory.mktemp("db") / "runner.db"))
-    recorder = Recorder(db)
-    with low_level_policy(sim_options={"noise": 0.0, "control_hz": 20}) as vla:
-        s = CoachingSession(MujocoRobot(SimRobotConfig(control_hz=20)), vla, recorder,
-                            idle_scene=("sort_blocks", 0)).start()
+def session(tmp_path_factory, coaching_session):
+    with coaching_session(tmp_path_factory.mktemp("db") / "runner.db") as s:
         yield s
-        s.close()
-    recorder.close()
-    db.close()
 
 
 @pytest.fixture(scope="module")

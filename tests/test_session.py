@@ -7,26 +7,13 @@ import time
 import numpy as np
 import pytest
 
-from coaching.session import CoachingSession, EpisodeSettings, SessionError
+from coaching.session import EpisodeSettings, SessionError
 
 
 @pytest.fixture(scope="module")
-def session(tmp_path_factory):
-    from coaching.low_level import low_level_policy
-    from coaching.subgoals import make_subgoal_generator
-    from sim.mujoco_robot import MujocoRobot, SimRobotConfig
-    from storage import Recorder, open_database
-
-    db = open_database(str(tmp_path_factory.mktemp("db") / "session.db"))
-    recorder = Recorder(db)
-    robot = MujocoRobot(SimRobotConfig(control_hz=20))
-    with low_level_policy(sim_options={"noise": 0.0, "control_hz": 20}) as policy:
-        s = CoachingSession(robot, policy, recorder, subgoals=make_subgoal_generator("sim", policy),
-                            idle_scene=("sort_blocks", 0)).start()
+def session(tmp_path_factory, coaching_session):
+    with coaching_session(tmp_path_factory.mktemp("db") / "session.db", subgoals="sim") as s:
         yield s
-        s.close()
-    recorder.close()
-    db.close()
 
 
 def _wait(predicate, timeout_s: float = 20.0) -> bool:

@@ -71,44 +71,29 @@ def test_training_writes_a_registered_checkpoint_that_learned(trained, coached_d
     assert record.checkpoint_path == str(Path(out).resolve()) and record.id == metrics["policy_id"]
 
 
-def test_learned_previews_drive_a_coached_episode(trained, tmp_path):
+def test_learned_previews_drive_a_coached_episode(trained, tmp_path, coaching_session):
     """The app's seam with `learned:DIR`: preview on the live sim, send with subgoals, all logged."""
-    from coaching.low_level import low_level_policy
-    from coaching.session import CoachingSession, EpisodeSettings
-    from coaching.subgoals import make_subgoal_generator
-    from sim.mujoco_robot import MujocoRobot, SimRobotConfig
-    from storage import Recorder, load_episode, open_database
+    from coaching.session import EpisodeSettings
+    from storage import load_episode
 
     out, _ = trained
-    db = open_database(str(tmp_path / "app.db"))
-    recorder = Recorder(db)
-    try:
-        with low_level_policy(sim_options={"noise": 0.0, "control_hz": 20}) as policy:
-            generator = make_subgoal_generator(f"learned:{out}", policy)
-            session = CoachingSession(MujocoRobot(SimRobotConfig(control_hz=20)), policy, recorder,
-                                      subgoals=generator, idle_scene=("sort_blocks", 0)).start()
-            try:
-                episode_id = session.start_episode(EpisodeSettings(task="Sort the blocks.", scene="sort_blocks", seed=3),
-                                                   user="ana")
-                frame = session.wait_frame(0)
-                preview = session.preview("pick up the red block")
-                assert set(preview.images) == {"base", "wrist"}
-                assert preview.images["base"].shape == frame.images["base"].shape
-                assert preview.images["base"].dtype == np.uint8
-                # a prediction, not a copy of the live frame, and still a picture of the scene
-                diff = np.abs(preview.images["base"].astype(int) - frame.images["base"]).mean()
-                assert 0.5 < diff < 60
-                seg = session.send_subtask("pick up the red block", user="ana", with_subgoals=True)
-                assert seg.with_subgoals
-                session.end_episode("failure", user="ana")
-            finally:
-                session.close()
-        record = load_episode(db, episode_id)
+    with coaching_session(tmp_path / "app.db", subgoals=f"learned:{out}") as session:
+        episode_id = session.start_episode(EpisodeSettings(task="Sort the blocks.", scene="sort_blocks", seed=3),
+                                           user="ana")
+        frame = session.wait_frame(0)
+        preview = session.preview("pick up the red block")
+        assert set(preview.images) == {"base", "wrist"}
+        assert preview.images["base"].shape == frame.images["base"].shape
+        assert preview.images["base"].dtype == np.uint8
+        # a prediction, not a copy of the live frame, and still a picture of the scene
+        diff = np.abs(preview.images["base"].astype(int) - frame.images["base"]).mean()
+        assert 0.5 < diff < 60
+        seg = session.send_subtask("pick up the red block", user="ana", with_subgoals=True)
+        assert seg.with_subgoals
+        session.end_episode("failure", user="ana")
+        record = load_episode(session.recorder.db, episode_id)
         assert record.segments[0].subgoal_sent and record.segments[0].subgoal_cameras == ["base", "wrist"]
         assert record.subgoal_image(record.segments[0].id, "base").shape == frame.images["base"].shape
-    finally:
-        recorder.close()
-        db.close()
 
 
 def test_bad_checkpoints_and_selections_get_one_sentence(trained, tmp_path, coached_db):
