@@ -3,7 +3,8 @@
 It owns one thread. Every `1 / decide_hz` seconds it reads the session's latest observation, asks
 the policy (`distill.high_level.HighLevelPolicy`) for the next subtask, switches with the same
 hysteresis as `coachlab play` (`distill.high_level.Hysteresis`; a subtask the VLA refuses is
-replaced by the policy's next choice at once) and sends the winner through the
+replaced by the policy's next choice at once, and so is one still active after `subtask_timeout_s`)
+and sends the winner through the
 session as a `policy` subtask, so the control loop, the recorder and the live view are the
 coaching ones. An episode ends when the policy says `done` (a success if the robot reports the
 task done in `Observation.task_progress`, a failure if it reports otherwise, the policy's word if
@@ -19,7 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coaching.session import CoachingSession, EpisodeSettings, SessionError
-from distill.high_level import HighLevelPolicy, Hysteresis, without_refused
+from distill.high_level import SUBTASK_TIMEOUT_S, HighLevelPolicy, Hysteresis, without_refused
 
 RUNNER_USER = "autonomous"
 
@@ -33,6 +34,7 @@ class RunnerConfig:
     decide_hz: float = 1.0
     hysteresis: int = 2
     max_episode_s: float = 300.0
+    subtask_timeout_s: float = SUBTASK_TIMEOUT_S  # one subtask active this long counts as refused
     control_mode: str = "ee"
     metadata: dict[str, Any] | None = None  # the prompt's metadata, None to leave it out
 
@@ -159,6 +161,8 @@ class AutonomousRunner:
                     refused.add(active)  # the VLA cannot do it now: take the policy's next choice at once
                     if clock.now() - sent_at < 1.0 and status["segments"]:
                         never_ran.add(status["segments"][-1]["id"])  # refused at once: not history
+                elif running and active not in refused and clock.now() - sent_at > c.subtask_timeout_s:
+                    refused.add(active)  # stuck on it: let the policy's next choice run
                 elif running and not status.get("vla_note") and clock.now() - sent_at > 1.0:
                     refused.clear()  # it runs; refusals depend on the moment, so they end here
                 history = [s["text"] for s in status["segments"] if s["id"] not in never_ran]

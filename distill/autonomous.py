@@ -3,7 +3,8 @@
 Every `1 / decide_hz` seconds the policy looks at the cameras, the task and the subtasks so far
 and names the next subtask; the VLA is re-prompted only when a *different* subtask has won
 `hysteresis` decisions in a row, so a policy torn between two answers does not flap; a subtask the
-VLA refuses (`info["refused"]`) is replaced by the policy's next choice at once. It stops on
+VLA refuses (`info["refused"]`), or that is still active after `subtask_timeout_s` (the VLA is stuck
+on it), is replaced by the policy's next choice at once. It stops on
 `done` or at the time limit. With an intervener (`--intervene scripted`), a person stand-in takes
 over when the policy stalls or says done too early: its subtasks are logged as corrections, so the
 next distillation learns from them (YAY Robot's loop), and control returns to the policy after.
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from coaching.clock import SimClock
-from distill.high_level import HighLevelPolicy, Hysteresis, without_refused
+from distill.high_level import SUBTASK_TIMEOUT_S, HighLevelPolicy, Hysteresis, without_refused
 from policy_client import ActionChunker, BasePolicy, ChunkingConfig
 from sim import tasks
 from sim.coach import CoachConfig, ScriptedCoach
@@ -33,7 +34,8 @@ class PlayConfig:
     hysteresis: int = 2  # decisions in a row a new subtask must win before the VLA is re-prompted
     max_episode_s: float = 300.0
     intervene: str | None = None  # "scripted": the scripted coach corrects stalls and early `done`s
-    stall_s: float = 12.0  # no task progress for this long counts as stalled
+    stall_s: float = 12.0  # no task progress for this long counts as stalled (the intervener's test)
+    subtask_timeout_s: float = SUBTASK_TIMEOUT_S  # the policy's own: one subtask active this long is dropped
     chunking: ChunkingConfig = field(default_factory=lambda: ChunkingConfig(replan_after=5))
 
 
@@ -136,12 +138,15 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
                     break
                 switch(text, "correction", None)
                 correcting, last_progress = True, now
+            active = segments[-1].text if segments else None
+            if not correcting and active and active not in refused and now - segments[-1].start_s > config.subtask_timeout_s:
+                refused.add(active)  # stuck on it: let the policy's next choice run
+                next_decision = now
             if not correcting and now >= next_decision:
                 next_decision = now + 1.0 / config.decide_hz
                 history = [s.text for i, s in enumerate(segments) if i not in never_ran]
                 decision = without_refused(policy.decide(obs.images, obs.state, task_text, history, metadata),
                                            refused, policy)
-                active = segments[-1].text if segments else None
                 if (active in refused and not decision.done) or hysteresis.switch(decision, active):
                     if decision.done:
                         if intervener is None or family.success(env):

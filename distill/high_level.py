@@ -16,6 +16,10 @@ from typing import Any
 import numpy as np
 
 DONE = "done"
+# A subtask still active after this long counts as refused: the VLA is stuck on it (an item it
+# cannot reach, one already put away), so the policy's next choice runs instead. Coached segments
+# last 2.5 s at the median and under 5 s in nine cases out of ten.
+SUBTASK_TIMEOUT_S = 20.0
 
 
 @dataclass

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from distill.high_level import DONE, Decision, Hysteresis, without_refused
+from distill.high_level import DONE, Decision, HighLevelPolicy, Hysteresis, without_refused
 from distill.model import same_subtask_groups
 
 
@@ -43,3 +44,27 @@ def test_hysteresis_switches_after_two_wins_in_a_row():
     assert not h.switch(Decision("a", 0.9), "a")  # the active one won again: the streak resets
     assert not h.switch(Decision("b", 0.9), "a")
     assert h.switch(Decision("b", 0.9), "a")
+
+
+class AlwaysRed(HighLevelPolicy):
+    """Ranks the same two subtasks whatever it sees: it never notices that the first one is finished."""
+
+    def decide(self, images, state, task, history, metadata=None) -> Decision:
+        return Decision("pick up the red block", 0.9, [("pick up the blue block", 0.1)])
+
+
+@pytest.mark.parametrize("timeout_s", [4.0, 300.0])
+def test_a_subtask_active_past_the_timeout_gives_way_to_the_next_choice(timeout_s):
+    from coaching.low_level import low_level_policy
+    from distill.autonomous import PlayConfig, play_episode
+    from sim.mujoco_robot import MujocoRobot
+
+    with low_level_policy(sim_options={"seed": 3}) as vla:
+        report = play_episode(MujocoRobot(), vla, AlwaysRed(), "sort_blocks", 3,
+                              PlayConfig(max_episode_s=7.0, subtask_timeout_s=timeout_s))
+    texts = [(s.text, s.start_s) for s in report.segments]
+    assert texts[0] == ("pick up the red block", 0.0)
+    if timeout_s < 7.0:  # the red block is held long before; the policy would ask for it forever
+        assert texts[1][0] == "pick up the blue block" and timeout_s <= texts[1][1] <= timeout_s + 1.5, texts
+    else:
+        assert len(texts) == 1, texts
