@@ -1,6 +1,6 @@
 """Training the high-level policy from coaching logs: one readable loop, nanoGPT style.
 
-    python -m distill.train --db coach.db --out runs/hl --epochs 10
+    python -m distill.train --db coach.db --out runs/hl --epochs 5
     torchrun --nproc_per_node 2 -m distill.train --db coach.db --out runs/hl   # DDP (gloo on CPU, nccl on GPUs)
 
 Under torchrun (WORLD_SIZE > 1) every process builds the same samples, trains on its shard of
@@ -30,6 +30,7 @@ import numpy as np
 
 from distill.dataset import DatasetConfig, DistillError, Sample, build_samples, metadata_prompt, select_episodes
 from distill.high_level import DONE
+from distill.recolour import augment
 
 if TYPE_CHECKING:  # torch loads inside the functions, so building the command line stays light
     import torch
@@ -42,7 +43,7 @@ PLOT = "training.png"
 @dataclass
 class TrainConfig:
     data: DatasetConfig = field(default_factory=DatasetConfig)
-    epochs: int = 10
+    epochs: int = 5  # each sees every sample 1 + recolour_copies times
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -51,6 +52,7 @@ class TrainConfig:
     semantic_threshold: float = 0.9
     metadata_dropout: float = 0.3
     temperature: float = 0.05
+    recolour_copies: int = 2  # colour-swapped copies of each training sample (distill/recolour.py)
     progress: bool = True
     register: bool = True  # register the checkpoint in the database
 
@@ -250,6 +252,7 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None) -
             train_s, val_s, info = build_samples(db, data_cfg, progress=False)
         torch.manual_seed(config.seed)
         np.random.seed(config.seed)
+        train_s = augment(train_s, config.recolour_copies, config.seed)
         table = TextTable()
         bank = sorted({s.target for s in train_s} - {DONE}) + [DONE]
         states = np.stack([s.state for s in train_s])
@@ -358,7 +361,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_source_arguments(p)
     p.add_argument("--status", default="success", help="comma list of episode statuses to learn from")
     p.add_argument("--min-quality", type=int, default=None, dest="min_quality")
-    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--epochs", type=int, default=5)
+    p.add_argument("--recolour-copies", type=int, default=2, dest="recolour_copies",
+                   help="colour-swapped copies of each training sample (0 to turn the augmentation off)")
     p.add_argument("--batch-size", type=int, default=32, dest="batch_size")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--sample-hz", type=float, default=2.0, dest="sample_hz")
@@ -368,12 +373,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
     if args.epochs < 1:
         raise DistillError(f"--epochs must be at least 1, not {args.epochs}.")
+    if args.recolour_copies < 0:
+        raise DistillError(f"--recolour-copies must be 0 or more, not {args.recolour_copies}.")
     tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
     status = tuple(s.strip() for s in (args.status or "").split(",") if s.strip()) or ("success",)
     data = DatasetConfig(tasks=tasks, status=status, min_quality=args.min_quality, sample_hz=args.sample_hz,
                          seed=args.seed)
     return TrainConfig(data=data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                       progress=not args.no_progress)
+                       recolour_copies=args.recolour_copies, progress=not args.no_progress)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,6 +13,7 @@ from coaching.autonomous_runner import AutonomousRunner, RunnerConfig, verdict
 from coaching.session import EpisodeSettings, SessionError
 from distill.high_level import Decision, HighLevelPolicy
 from sim.tasks import get_family
+from support import wait_until
 
 TASK = get_family("sort_blocks").description
 
@@ -42,15 +43,6 @@ class SaysDone(HighLevelPolicy):
         return Decision("done", 0.9)
 
 
-def _wait(predicate, timeout_s: float = 30.0) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
-
-
 def _policy_subtask(session) -> bool:
     st = session.status()
     return st["subtask"] is not None and st["source"] == "policy"
@@ -61,8 +53,8 @@ def test_the_policy_drives_an_episode_to_its_time_limit(session, policy):
 
     runner = AutonomousRunner(session, policy, RunnerConfig("sort_blocks", TASK, first_seed=500, decide_hz=2,
                                                             max_episode_s=6)).start()
-    assert _wait(lambda: session.status()["mode"] == "autonomous")
-    assert _wait(lambda: _policy_subtask(session))
+    assert wait_until(lambda: session.status()["mode"] == "autonomous")
+    assert wait_until(lambda: _policy_subtask(session))
     assert 0 < session.status()["confidence"] <= 1
     assert runner.wait(60)
     st = runner.status()
@@ -81,7 +73,7 @@ def test_take_over_turns_the_same_episode_into_coaching(session, policy):
 
     runner = AutonomousRunner(session, policy, RunnerConfig("sort_blocks", TASK, first_seed=501, episodes=None,
                                                             max_episode_s=120)).start()
-    assert _wait(lambda: _policy_subtask(session))
+    assert wait_until(lambda: _policy_subtask(session))
     episode_id = runner.take_over("ana")
     assert not runner.running and runner.status()["taken_over"]
     st = session.status()
@@ -102,7 +94,7 @@ def test_take_over_turns_the_same_episode_into_coaching(session, policy):
 def test_a_person_typing_during_a_run_takes_over(session, policy):
     runner = AutonomousRunner(session, policy, RunnerConfig("sort_blocks", TASK, first_seed=502,
                                                             max_episode_s=120)).start()
-    assert _wait(lambda: _policy_subtask(session))
+    assert wait_until(lambda: _policy_subtask(session))
     assert session.send_subtask("pick up the blue block", "ben").source == "correction"
     assert runner.wait(10), "the runner steps aside by itself"
     assert session.status()["mode"] == "mixed"
@@ -114,7 +106,7 @@ def test_stop_ends_the_run_as_aborted(session, policy):
 
     runner = AutonomousRunner(session, policy, RunnerConfig("sort_blocks", TASK, first_seed=503, episodes=None,
                                                             max_episode_s=120)).start()
-    assert _wait(lambda: _policy_subtask(session))
+    assert wait_until(lambda: _policy_subtask(session))
     episode_id = session.status()["episode_id"]
     runner.stop("ana")
     assert not runner.running and session.status()["episode_id"] is None

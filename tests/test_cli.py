@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from contextlib import contextmanager
 from typing import Iterator
+
+from support import free_port
 
 
 def coachlab(*args: str) -> subprocess.CompletedProcess:
@@ -32,16 +33,10 @@ def test_coach_reports_per_task_figures():
     assert fig["mean_subtasks_completed"] >= 6
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @contextmanager
 def _vla_server(*args: str) -> Iterator[int]:
     """`coachlab vla-server` in a subprocess on a free port, up and serving."""
-    port = _free_port()
+    port = free_port()
     server = subprocess.Popen([sys.executable, "-m", "app.cli", "vla-server", "--port", str(port), *args],
                               stderr=subprocess.PIPE, text=True)
     try:
@@ -71,7 +66,7 @@ def test_coach_refuses_a_vla_for_another_robot():
 
 
 def test_bad_input_gets_one_sentence():
-    dead_port = _free_port()
+    dead_port = free_port()
     for args, needle in ((["coach", "--task", "nosuch"], "Unknown task 'nosuch'"),
                          (["coach", "--task", "bussing", "--seed", "-1"], "--seed"),
                          (["coach", "--task", "bussing", "--episodes", "0"], "--episodes"),

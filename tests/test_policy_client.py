@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import threading
 import time
 
@@ -17,14 +16,9 @@ from policy_client.echo_policy import EchoPolicy
 from policy_client.local_server import LocalPolicyServer
 from policy_client.protocol import Message
 from policy_client.zmq_client import ZmqPolicyClient
+from support import free_port
 
 ECHO = "policy_client.echo_policy:from_options"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _observation(seed: int = 0) -> dict:
@@ -143,7 +137,7 @@ def test_protocol_version_mismatch_is_a_clear_error(echo_server):
 def test_unreachable_server_is_reported_within_the_timeout():
     start = time.perf_counter()
     with pytest.raises(PolicyUnreachable, match="coachlab vla-server"):
-        ZmqPolicyClient(f"tcp://127.0.0.1:{_free_port()}", timeout_s=0.5)
+        ZmqPolicyClient(f"tcp://127.0.0.1:{free_port()}", timeout_s=0.5)
     assert time.perf_counter() - start < 2.0
 
 
@@ -160,7 +154,7 @@ def test_stale_reply_of_a_timed_out_request_is_discarded(echo_server):
 
 
 def test_client_survives_a_server_restart_on_the_same_port():
-    address = f"tcp://127.0.0.1:{_free_port()}"
+    address = f"tcp://127.0.0.1:{free_port()}"
     server = LocalPolicyServer(ECHO, address=address)
     client = ZmqPolicyClient(address, timeout_s=1.0)
     assert client.infer(_observation(), {"subtask": "before"})["info"]["subtask"] == "before"

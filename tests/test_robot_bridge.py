@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 import time
@@ -11,17 +10,12 @@ import numpy as np
 import pytest
 
 from policy_client import PolicyServerError, PolicyUnreachable
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from support import free_port
 
 
 @pytest.fixture(scope="module")
 def bridge_address():
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "app.cli", "robot-server", "--port", str(port)],
                             stderr=subprocess.PIPE, text=True)
     assert "robot bridge for the sim" in proc.stderr.readline()
@@ -59,7 +53,7 @@ def test_unreachable_bridge_is_one_sentence():
 
     start = time.monotonic()
     with pytest.raises(PolicyUnreachable, match="No robot bridge answers .*coachlab robot-server"):
-        BridgeRobot(f"tcp://127.0.0.1:{_free_port()}", timeout_s=0.5)
+        BridgeRobot(f"tcp://127.0.0.1:{free_port()}", timeout_s=0.5)
     assert time.monotonic() - start < 3
 
 

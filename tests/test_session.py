@@ -8,21 +8,13 @@ import numpy as np
 import pytest
 
 from coaching.session import EpisodeSettings, SessionError
+from support import wait_until
 
 
 @pytest.fixture(scope="module")
 def session(tmp_path_factory, coaching_session):
     with coaching_session(tmp_path_factory.mktemp("db") / "session.db", subgoals="sim") as s:
         yield s
-
-
-def _wait(predicate, timeout_s: float = 20.0) -> bool:
-    end = time.monotonic() + timeout_s
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def test_a_coached_episode_is_driven_and_logged(session):
@@ -45,8 +37,8 @@ def test_a_coached_episode_is_driven_and_logged(session):
     assert np.abs(preview.images["wrist"].astype(int) - start_frame.images["wrist"]).mean() > 2
     seg = session.send_subtask("pick up the red block", user="ana", with_subgoals=True)
     assert seg.with_subgoals
-    assert _wait(lambda: seg.first_action_wall is not None), session.status()
-    assert _wait(lambda: session.status()["loop_hz"] > 15)
+    assert wait_until(lambda: seg.first_action_wall is not None), session.status()
+    assert wait_until(lambda: session.status()["loop_hz"] > 15)
     time.sleep(3.0)
     moved = session.wait_frame(0)
     assert np.abs(moved.images["wrist"].astype(int) - start_frame.images["wrist"]).mean() > 2  # the hand moved
