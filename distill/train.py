@@ -178,9 +178,8 @@ def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: to
 
 # ----------------------------------------------------------------------------- plot
 
-def save_plot(history: list[dict[str, Any]], path: Path, kept_epoch: int | None = None) -> None:
-    """Loss (train, val) and validation accuracy (exact, semantic, switch) per epoch, as a PNG; a
-    dotted line marks the epoch whose weights the checkpoint keeps."""
+def save_plot(history: list[dict[str, Any]], path: Path) -> None:
+    """Loss (train, val) and validation accuracy (exact, semantic, switch) per epoch, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: training runs headless
@@ -198,8 +197,6 @@ def save_plot(history: list[dict[str, Any]], path: Path, kept_epoch: int | None 
             pts = [(e, y) for e, y in zip(epochs, ys) if y is not None]
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=name)
-        if kept_epoch is not None:
-            ax.axvline(kept_epoch, color="grey", linestyle=":", label="kept")
         ax.set_title(title)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
@@ -278,10 +275,6 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None) -
         history: list[dict[str, Any]] = []
         bar = tqdm(total=total, desc="distilling", unit="step", disable=rank != 0 or not config.progress)
         it = 0
-        # The checkpoint keeps the epoch with the lowest validation loss: with tens of episodes the
-        # policy starts to memorise the training scenes after an epoch or two (training.png shows it).
-        best: dict[str, Any] | None = None
-        best_state: dict[str, torch.Tensor] | None = None
         for epoch in range(1, config.epochs + 1):
             if world > 1:
                 sampler.set_epoch(epoch)
@@ -313,25 +306,21 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None) -
             row.update({f"val_{k}": v for k, v in evaluate(model, va, bank, bank_emb, table, train_targets,
                                                            config.semantic_threshold).items()})
             history.append(row)
-            if row.get("val_loss") is not None and (best is None or row["val_loss"] < best["val_loss"]):
-                best, best_state = row, {k: v.detach().clone() for k, v in model.state_dict().items()}
             bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.3f}", val_acc=row.get("val_accuracy"))
             out.mkdir(parents=True, exist_ok=True)
-            save_plot(history, out / PLOT, best["epoch"] if best else None)
+            save_plot(history, out / PLOT)
         bar.close()
         if world > 1:
             dist.barrier()
         if rank != 0:
             return {"rank": rank, "world_size": world}
-        if best_state is not None:
-            model.load_state_dict(best_state)
-        kept = best or (history[-1] if history else {})  # no validation episodes: the last epoch
+        last = history[-1] if history else {}
         metrics: dict[str, Any] = {
             "episodes": len(info.train_episode_ids) + len(info.val_episode_ids),
             "train_episodes": len(info.train_episode_ids), "val_episodes": len(info.val_episode_ids),
             "train_samples": len(tr), "val_samples": len(va), "bank_size": len(bank),
-            "chance": round(1.0 / len(bank), 4), "epochs": config.epochs, "kept_epoch": kept.get("epoch"),
-            "world_size": world, **{k: v for k, v in kept.items() if k != "epoch"},
+            "chance": round(1.0 / len(bank), 4), "epochs": config.epochs, "world_size": world,
+            **{k: v for k, v in last.items() if k != "epoch"},
             "semantic_threshold": config.semantic_threshold,
             "train_seconds": round(time.monotonic() - t0, 1), "history": history}
         training = {"tasks": sorted({s.task for s in train_s}), "episode_ids": info.train_episode_ids,

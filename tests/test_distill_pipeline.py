@@ -89,8 +89,6 @@ def test_training_beats_chance_and_registers(trained, coached_db):
     out, m = trained
     print(json.dumps({k: v for k, v in m.items() if k != "history"}, indent=1))
     assert len(m["history"]) == 8
-    lowest = min(m["history"], key=lambda h: h["val_loss"])  # the checkpoint keeps the best epoch's weights
-    assert m["kept_epoch"] == lowest["epoch"] and m["val_loss"] == lowest["val_loss"], m
     assert m["val_accuracy"] > 4 * m["chance"], m
     assert m["val_semantic_accuracy"] >= m["val_accuracy"]
     for name in ("model.safetensors", "config.json", "training.json", "training.png"):
