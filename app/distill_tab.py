@@ -172,7 +172,7 @@ def distill_tab(db: Database, scenes: dict[str, str], tab: gr.Tab, fail: Any) ->
     count = gr.Markdown(count_selected(db, [], ["success"], 1), elem_id="dl-count")
     gr.Markdown("### 2 · Train")
     with gr.Row():
-        epochs = gr.Number(value=5, precision=0, minimum=1, label="Epochs", elem_id="dl-epochs")
+        epochs = gr.Number(value=10, precision=0, minimum=1, label="Epochs", elem_id="dl-epochs")
         out = gr.Textbox(label="Checkpoint folder", placeholder="blank: a new folder under the data dir's policies/",
                          elem_id="dl-out", scale=3)
         train = gr.Button("Train", variant="primary", elem_id="dl-train")

@@ -131,7 +131,7 @@ def _correction_loop(work: Path, seed_episodes: int, correction_episodes: int, e
 
 
 def run(episodes: int = 20, eval_episodes: int = 20, seed_episodes: int = 5, correction_episodes: int = 20,
-        correction_eval_episodes: int = 10, epochs: int = 5, families: tuple[str, ...] = FAMILIES) -> dict[str, Any]:
+        correction_eval_episodes: int = 10, epochs: int = 10, families: tuple[str, ...] = FAMILIES) -> dict[str, Any]:
     """Both parts at once, the correction loop in a second process: on 2 cores the bench takes about
     1.5 hours instead of 2.5 (training is timed while the other part runs, so its figure is an upper bound)."""
     import multiprocessing as mp

@@ -1,6 +1,6 @@
 """Training the high-level policy from coaching logs: one readable loop, nanoGPT style.
 
-    python -m distill.train --db coach.db --out runs/hl --epochs 5
+    python -m distill.train --db coach.db --out runs/hl --epochs 10
     torchrun --nproc_per_node 2 -m distill.train --db coach.db --out runs/hl   # DDP (gloo on CPU, nccl on GPUs)
 
 Under torchrun (WORLD_SIZE > 1) every process builds the same samples, trains on its shard of
@@ -43,7 +43,7 @@ PLOT = "training.png"
 @dataclass
 class TrainConfig:
     data: DatasetConfig = field(default_factory=DatasetConfig)
-    epochs: int = 5  # each sees every sample 1 + recolour_copies times
+    epochs: int = 10
     batch_size: int = 32
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -52,7 +52,7 @@ class TrainConfig:
     semantic_threshold: float = 0.9
     metadata_dropout: float = 0.3
     temperature: float = 0.05
-    recolour_copies: int = 2  # colour-swapped copies of each training sample (distill/recolour.py)
+    recolour_copies: int = 0  # colour-swapped copies of each training sample (distill/recolour.py); off, see docs
     progress: bool = True
     register: bool = True  # register the checkpoint in the database
 
@@ -361,9 +361,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_source_arguments(p)
     p.add_argument("--status", default="success", help="comma list of episode statuses to learn from")
     p.add_argument("--min-quality", type=int, default=None, dest="min_quality")
-    p.add_argument("--epochs", type=int, default=5)
-    p.add_argument("--recolour-copies", type=int, default=2, dest="recolour_copies",
-                   help="colour-swapped copies of each training sample (0 to turn the augmentation off)")
+    p.add_argument("--epochs", type=int, default=10)
+    p.add_argument("--recolour-copies", type=int, default=0, dest="recolour_copies",
+                   help="colour-swapped copies of each training sample (off by default, see docs/distill.md)")
     p.add_argument("--batch-size", type=int, default=32, dest="batch_size")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--sample-hz", type=float, default=2.0, dest="sample_hz")
