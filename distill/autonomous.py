@@ -139,7 +139,8 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
                 switch(text, "correction", None)
                 correcting, last_progress = True, now
             active = segments[-1].text if segments else None
-            if not correcting and active and active not in refused and now - segments[-1].start_s > config.subtask_timeout_s:
+            stuck = active and now - segments[-1].start_s > config.subtask_timeout_s
+            if not correcting and stuck and active not in refused:
                 refused.add(active)  # stuck on it: let the policy's next choice run
                 next_decision = now
             if not correcting and now >= next_decision:
