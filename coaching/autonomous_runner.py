@@ -3,8 +3,9 @@
 It owns one thread. Every `1 / decide_hz` seconds it reads the session's latest observation, asks
 the policy (`distill.high_level.HighLevelPolicy`) for the next subtask, switches with the same
 hysteresis as `coachlab play` (`distill.high_level.Hysteresis`; a subtask the VLA refuses is
-replaced by the policy's next choice at once, and so is one still active after `subtask_timeout_s`)
-and sends the winner through the
+replaced by the policy's next choice at once, and so is one still active after `subtask_timeout_s`,
+both kept out of the choices as `distill.high_level.Exclusions` says; `done` must be
+`done_confidence` sure) and sends the winner through the
 session as a `policy` subtask, so the control loop, the recorder and the live view are the
 coaching ones. An episode ends when the policy says `done` (a success if the robot reports the
 task done in `Observation.task_progress`, a failure if it reports otherwise, the policy's word if
@@ -20,7 +21,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from coaching.session import CoachingSession, EpisodeSettings, SessionError
-from distill.high_level import SUBTASK_TIMEOUT_S, HighLevelPolicy, Hysteresis, without_refused
+from distill.high_level import (DONE_CONFIDENCE, EXCLUSION_S, STILL_S, SUBTASK_TIMEOUT_S, Exclusions, HighLevelPolicy,
+                                Hysteresis, Stillness, without_refused)
 
 RUNNER_USER = "autonomous"
 
@@ -35,6 +37,9 @@ class RunnerConfig:
     hysteresis: int = 2
     max_episode_s: float = 300.0
     subtask_timeout_s: float = SUBTASK_TIMEOUT_S  # one subtask active this long counts as refused
+    still_s: float = STILL_S  # the robot held still this long on an active subtask: dropped as stuck
+    exclusion_s: float = EXCLUSION_S  # how long a subtask refused at once, or stuck on, stays out of the choices
+    done_confidence: float = DONE_CONFIDENCE  # `done` below this is passed over for the runner-up
     control_mode: str = "ee"
     metadata: dict[str, Any] | None = None  # the prompt's metadata, None to leave it out
 
@@ -144,7 +149,8 @@ class AutonomousRunner:
         """Decide and send subtasks until done or the time limit; None if stopped or taken over."""
         c, clock = self.config, self.session.clock
         hysteresis, active = Hysteresis(c.hysteresis), None
-        refused: set[str] = set()  # subtasks the low-level policy refused since one last ran
+        exclusions = Exclusions(c.exclusion_s)  # what the VLA refused or got stuck on
+        stillness = Stillness()
         never_ran: set[int] = set()  # ids of segments refused at once
         sent_at = 0.0
         start = next_decision = clock.now()
@@ -156,18 +162,23 @@ class AutonomousRunner:
                 return "failure", f"time limit of {c.max_episode_s:.0f} s reached"
             obs = self.session.latest_observation()
             if obs is not None:
+                now = clock.now()
                 running = active is not None and status["subtask"] == active
-                if running and status.get("vla_note") and active not in refused:
-                    refused.add(active)  # the VLA cannot do it now: take the policy's next choice at once
-                    if clock.now() - sent_at < 1.0 and status["segments"]:
+                still_s = min(stillness.update(obs.state, now), now - sent_at)
+                if running and status.get("vla_note") and active not in exclusions.current(now):
+                    at_once = now - sent_at < 1.0  # the VLA cannot do it now: take the policy's next choice
+                    exclusions.refused(active, now, ran=not at_once)
+                    if at_once and status["segments"]:
                         never_ran.add(status["segments"][-1]["id"])  # refused at once: not history
-                elif running and active not in refused and clock.now() - sent_at > c.subtask_timeout_s:
-                    refused.add(active)  # stuck on it: let the policy's next choice run
-                elif running and not status.get("vla_note") and clock.now() - sent_at > 1.0:
-                    refused.clear()  # it runs; refusals depend on the moment, so they end here
+                elif running and active not in exclusions.current(now) and (
+                        now - sent_at > c.subtask_timeout_s or still_s > c.still_s):
+                    exclusions.stuck(active, now)  # let the policy's next choice run
+                elif running and not status.get("vla_note") and now - sent_at > 1.0:
+                    exclusions.running()
                 history = [s["text"] for s in status["segments"] if s["id"] not in never_ran]
+                refused = exclusions.current(now)
                 decision = without_refused(self.policy.decide(obs.images, obs.state, c.task, history, c.metadata),
-                                           refused, self.policy)
+                                           refused, self.policy, c.done_confidence)
                 with self._lock:
                     self.decision = {"subtask": decision.subtask, "confidence": round(decision.confidence, 3),
                                      "alternatives": [(t, round(p, 3)) for t, p in decision.alternatives[:3]]}

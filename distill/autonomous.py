@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from coaching.clock import SimClock
-from distill.high_level import SUBTASK_TIMEOUT_S, HighLevelPolicy, Hysteresis, without_refused
+from distill.high_level import (DONE_CONFIDENCE, EXCLUSION_S, STILL_S, SUBTASK_TIMEOUT_S, Exclusions, HighLevelPolicy,
+                                Hysteresis, Stillness, without_refused)
 from policy_client import ActionChunker, BasePolicy, ChunkingConfig
 from sim import tasks
 from sim.coach import CoachConfig, ScriptedCoach
@@ -36,6 +37,9 @@ class PlayConfig:
     intervene: str | None = None  # "scripted": the scripted coach corrects stalls and early `done`s
     stall_s: float = 12.0  # no task progress for this long counts as stalled (the intervener's test)
     subtask_timeout_s: float = SUBTASK_TIMEOUT_S  # the policy's own: one subtask active this long is dropped
+    still_s: float = STILL_S  # the robot held still this long on an active subtask: dropped as stuck
+    exclusion_s: float = EXCLUSION_S  # how long a subtask refused at once, or stuck on, stays out of the choices
+    done_confidence: float = DONE_CONFIDENCE  # `done` below this is passed over for the runner-up
     chunking: ChunkingConfig = field(default_factory=lambda: ChunkingConfig(replan_after=5))
 
 
@@ -98,7 +102,8 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
     seg_ids: list[int] = []
     hysteresis, next_decision = Hysteresis(config.hysteresis), 0.0
     segment_ran = False
-    refused: set[str] = set()  # subtasks the low-level policy refused since one last ran
+    exclusions = Exclusions(config.exclusion_s)  # what the VLA refused or got stuck on
+    stillness = Stillness()
     never_ran: set[int] = set()  # segments refused on their first reply: not part of the history
     correcting = False
     initial_left = left = len(family.remaining_steps(obs.env_state))
@@ -139,16 +144,18 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
                 switch(text, "correction", None)
                 correcting, last_progress = True, now
             active = segments[-1].text if segments else None
-            stuck = active and now - segments[-1].start_s > config.subtask_timeout_s
-            if not correcting and stuck and active not in refused:
-                refused.add(active)  # stuck on it: let the policy's next choice run
+            still_s = min(stillness.update(obs.state, now), now - segments[-1].start_s) if segments else 0.0
+            stuck = active and (now - segments[-1].start_s > config.subtask_timeout_s or still_s > config.still_s)
+            if not correcting and stuck and active not in exclusions.current(now):
+                exclusions.stuck(active, now)  # let the policy's next choice run
                 next_decision = now
             if not correcting and now >= next_decision:
                 next_decision = now + 1.0 / config.decide_hz
                 history = [s.text for i, s in enumerate(segments) if i not in never_ran]
+                excluded = exclusions.current(now)
                 decision = without_refused(policy.decide(obs.images, obs.state, task_text, history, metadata),
-                                           refused, policy)
-                if (active in refused and not decision.done) or hysteresis.switch(decision, active):
+                                           excluded, policy, config.done_confidence)
+                if (active in excluded and not decision.done) or hysteresis.switch(decision, active):
                     if decision.done:
                         if intervener is None or family.success(env):
                             done = True
@@ -165,16 +172,15 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
                 if chunker.last_error is not None:
                     raise chunker.last_error
                 if chunker.last_info.get("refused"):
-                    if active not in refused:
-                        refused.add(active)
+                    if active not in exclusions.current(now):
+                        exclusions.refused(active, now, ran=segment_ran)
                         next_decision = now  # choose again at once instead of holding
                         if not segment_ran:
                             never_ran.add(len(segments) - 1)
                 elif chunker.last_info:
-                    # It runs. Refusals depend on the moment ("nothing is held" once a place is done),
-                    # so they end here; a subtask that ran stays in the history even if refused later.
+                    # It runs; a subtask that ran stays in the history even if refused later.
                     segment_ran = True
-                    refused.clear()
+                    exclusions.running()
             robot.hold() if action is None else robot.act(action, mode)
             if recorder is not None:
                 recorder.record_step(now, obs.state, action, obs.images, wait_s=60.0)

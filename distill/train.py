@@ -68,6 +68,7 @@ class Tensors:
     hist_mask: torch.Tensor  # (N, H)
     meta: torch.Tensor  # (N, E)
     target: torch.Tensor  # (N,) index into the bank, -1 when the target is not in it
+    finished: torch.Tensor  # (N,) 1.0 where the newest history item is done (a switch, `done`, or no history)
     targets: list[str]
     views: list[str]
 
@@ -95,7 +96,22 @@ def to_tensors(samples: list[Sample], cameras: list[str], bank: list[str], histo
     meta = torch.stack([emb[metadata_prompt(s.metadata)] for s in samples]) if n else torch.zeros(0, TEXT_DIM)
     hist, mask = history_tensor([s.history for s in samples], history, table)
     target = torch.tensor([index.get(s.target, -1) for s in samples], dtype=torch.long)
-    return Tensors(images, state, task, hist, mask, meta, target, [s.target for s in samples], [s.view for s in samples])
+    finished = torch.tensor([float(s.view == "previous" or s.target == DONE or not s.history) for s in samples])
+    return Tensors(images, state, task, hist, mask, meta, target, finished, [s.target for s in samples],
+                   [s.view for s in samples])
+
+
+def policy_loss(next_logits: torch.Tensor, finished_logit: torch.Tensor, target: torch.Tensor,
+                finished: torch.Tensor) -> torch.Tensor:
+    """Is the active subtask done (binary cross-entropy, every sample), and if so what comes next
+    (cross-entropy, on the samples where it is)."""
+    import torch.nn.functional as F
+
+    loss = F.binary_cross_entropy_with_logits(finished_logit, finished)
+    switch = finished > 0
+    if switch.any():
+        loss = loss + F.cross_entropy(next_logits[switch], target[switch]) * switch.float().mean()
+    return loss
 
 
 def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
@@ -140,7 +156,7 @@ def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: to
     for start in range(0, len(data), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(data)))
         batch = data.batch(idx)
-        logits = model.scores(model.query(*batch), batch[3], cand, ext_emb)
+        logits = model.scores(model.query(*batch), batch[3], batch[4], cand, ext_emb)
         preds.append(logits[:, :len(bank)].argmax(dim=1))
         ext_preds.append(logits.argmax(dim=1))
         t = data.target[idx]
@@ -225,7 +241,6 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None) -
     """Distill a high-level policy from the logged episodes at `db_url` into `out_dir`; returns the metrics."""
     import torch
     import torch.distributed as dist
-    import torch.nn.functional as F
     from tqdm import tqdm
 
     from distill.checkpoint import save_checkpoint, update_training
@@ -286,9 +301,9 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None) -
                     group["lr"] = lr
                 images, state, task, hist, mask, meta = tr.batch(idx)
                 images = {c: random_shift(v, config.shift) for c, v in images.items()}
-                logits = ddp(images, state, task, hist, mask, meta, bank_emb)
+                logits, next_logits, finished_logit = ddp(images, state, task, hist, mask, meta, bank_emb)
                 target = tr.target[idx]
-                loss = F.cross_entropy(logits, target)
+                loss = policy_loss(next_logits, finished_logit, target, tr.finished[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from distill.high_level import DONE, Decision, HighLevelPolicy, Hysteresis, without_refused
+from distill.high_level import DONE, Decision, Exclusions, HighLevelPolicy, Hysteresis, Stillness, without_refused
 from distill.model import same_subtask_groups
 
 
@@ -35,6 +35,38 @@ def test_a_refused_subtask_gives_way_to_the_next_choice_that_is_not_a_phrasing_o
     assert (chosen.subtask, chosen.confidence) == ("lift the green block", 0.15)
     everything = {"grab the red cube", "lift the green block", DONE}
     assert without_refused(decision, everything, Paraphrases()) is decision  # nothing left: keep the best
+
+
+def test_an_unsure_done_gives_way_to_the_runner_up():
+    unsure = Decision(DONE, 0.49, [("pick up the black can", 0.06), ("take the white packet", 0.05)])
+    assert without_refused(unsure, set(), done_confidence=0.7).subtask == "pick up the black can"
+    assert without_refused(unsure, {"pick up the black can"}, done_confidence=0.7).subtask == "take the white packet"
+    assert without_refused(unsure, set()) is unsure  # no bar: done stands
+    sure = Decision(DONE, 0.9, [("pick up the black can", 0.06)])
+    assert without_refused(sure, set(), done_confidence=0.7) is sure
+
+
+def test_a_subtask_refused_at_once_stays_out_while_others_run_but_one_refused_after_running_does_not():
+    ex = Exclusions(memory_s=30.0)
+    ex.refused("grab the red bowl", now=1.0, ran=False)  # not in the scene
+    ex.refused("put it in the tub", now=1.0, ran=True)  # the hand is empty now
+    ex.stuck("get the white plate", now=2.0)
+    assert ex.current(2.0) == {"grab the red bowl", "put it in the tub", "get the white plate"}
+    ex.running()  # another subtask runs
+    assert ex.current(3.0) == {"grab the red bowl", "get the white plate"}
+    assert ex.current(31.5) == {"get the white plate"}
+    assert ex.current(32.5) == set()
+
+
+def test_stillness_counts_from_the_last_move_and_ignores_jitter():
+    still = Stillness(tolerance=2e-3)
+    assert still.update([0.0, 0.5, 0.04], now=0.0) == 0.0
+    assert still.update([0.001, 0.5, 0.04], now=1.0) == 1.0  # jitter below the tolerance
+    assert still.update([0.001, 0.5, 0.04], now=3.0) == 3.0
+    assert still.update([0.001, 0.5, 0.01], now=3.1) == 0.0  # the gripper closed: it moved
+    for k in range(1, 30):  # a slow drift adds up to a move
+        seconds = still.update([0.001 + 1e-4 * k, 0.5, 0.01], now=3.1 + 0.1 * k)
+    assert seconds < 2.0
 
 
 def test_hysteresis_switches_after_two_wins_in_a_row():
