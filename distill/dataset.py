@@ -82,7 +82,7 @@ class DatasetConfig:
     min_quality: int | None = None
     sample_hz: float = 2.0
     image_size: int = 64
-    history: int = 12  # long enough to hold a whole episode's subtasks: what was done says what is left
+    history: int = 20  # a whole episode: bussing 8 items is 16 subtasks, and what was done says what is left
     val_fraction: float = 0.2
     seed: int = 0
     done_s: float = 1.0  # the last this-many seconds of a successful episode are labelled `done`

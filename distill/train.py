@@ -152,11 +152,14 @@ def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: to
     ext_bank = bank + unseen_texts
     ext_emb = torch.cat([bank_emb, table.embed(unseen_texts)]) if unseen_texts else bank_emb
     cand = model.candidates(ext_emb)
-    preds, ext_preds, losses = [], [], []
+    preds, ext_preds, losses, finished = [], [], [], []
     for start in range(0, len(data), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(data)))
         batch = data.batch(idx)
-        logits = model.scores(model.query(*batch), batch[3], batch[4], cand, ext_emb)
+        query = model.query(*batch)
+        logits = model.scores(query, batch[3], batch[4], cand, ext_emb)
+        has_history = batch[4][:, -1] > 0  # without one, "finished" is given, not predicted
+        finished.append(((query[2] > 0).float() == data.finished[idx])[has_history])
         preds.append(logits[:, :len(bank)].argmax(dim=1))
         ext_preds.append(logits.argmax(dim=1))
         t = data.target[idx]
@@ -186,6 +189,7 @@ def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: to
     return {"loss": round(float(torch.stack(losses).sum()) / max(n_known, 1), 4) if losses else None,
             "accuracy": mean(exact), "semantic_accuracy": mean(semantic),
             "switch_accuracy": mean(exact, switch), "continue_accuracy": mean(exact, ~switch),
+            "finished_accuracy": mean(torch.cat(finished).numpy()),
             "done_accuracy": mean(exact, done),
             "unseen_samples": int(unseen.sum()), "unseen_texts": len(unseen_texts),
             "unseen_semantic_accuracy": mean(semantic, unseen),
@@ -206,7 +210,8 @@ def save_plot(history: list[dict[str, Any]], path: Path) -> None:
     series_loss = {"train loss": [h.get("train_loss") for h in history], "val loss": [h.get("val_loss") for h in history]}
     series_acc = {"val accuracy": [h.get("val_accuracy") for h in history],
                   "val semantic": [h.get("val_semantic_accuracy") for h in history],
-                  "val switch": [h.get("val_switch_accuracy") for h in history]}
+                  "val switch": [h.get("val_switch_accuracy") for h in history],
+                  "val finished": [h.get("val_finished_accuracy") for h in history]}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, series, title in ((axes[0], series_loss, "loss"), (axes[1], series_acc, "validation accuracy")):
         for name, ys in series.items():

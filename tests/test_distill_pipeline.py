@@ -91,6 +91,7 @@ def test_training_beats_chance_and_registers(trained, coached_db):
     assert len(m["history"]) == 8
     assert m["val_accuracy"] > 4 * m["chance"], m
     assert m["val_semantic_accuracy"] >= m["val_accuracy"]
+    assert m["val_finished_accuracy"] > 0.75, m  # is the active subtask done: half and half by construction
     for name in ("model.safetensors", "config.json", "training.json", "training.png"):
         assert (Path(out) / name).is_file()
     assert (Path(out) / "training.png").read_bytes()[:4] == b"\x89PNG"
@@ -132,6 +133,9 @@ def test_checkpoint_round_trip_same_decisions(trained, coached_db):
         a.check_task("Open the drawer, put the items on the table in it, then close the drawer.")
     a.add_candidates(["Pick up the purple block"])
     assert "pick up the purple block" in a.candidates
+    # a person typed a subtask the policy never saw, then handed back: keeping it is among the choices
+    typed = a.decide(val[0].images, val[0].state, val[0].task, val[0].history + ["nudge the red block a bit"])
+    assert "nudge the red block a bit" in a.candidates and 0 < typed.confidence <= 1
 
 
 def test_ddp_two_gloo_processes(coached_db, tmp_path):
