@@ -3,11 +3,13 @@
 Every `1 / decide_hz` seconds the policy looks at the cameras, the task and the subtasks so far
 and names the next subtask; the VLA is re-prompted only when a *different* subtask has won
 `hysteresis` decisions in a row, so a policy torn between two answers does not flap; a subtask the
-VLA refuses (`info["refused"]`), or that is still active after `subtask_timeout_s` (the VLA is stuck
-on it), is replaced by the policy's next choice at once. It stops on
-`done` or at the time limit. With an intervener (`--intervene scripted`), a person stand-in takes
-over when the policy stalls or says done too early: its subtasks are logged as corrections, so the
-next distillation learns from them (YAY Robot's loop), and control returns to the policy after.
+VLA refuses (`info["refused"]`), or is stuck on (still active after `subtask_timeout_s`, or the
+robot still for `still_s`), is replaced by the policy's next choice at once and kept out of the
+choices as `distill.high_level.Exclusions` says. It stops on a `done` the policy is at least
+`done_confidence` sure of, or at the time limit. With an intervener (`--intervene scripted`), a
+person stand-in takes over when the policy stalls or says done too early: its subtasks are logged
+as corrections, so the next distillation learns from them (YAY Robot's loop), and control returns
+to the policy after.
 """
 
 from __future__ import annotations

@@ -2,9 +2,10 @@
 
 The autonomous driver (`distill/autonomous.py`) asks a `HighLevelPolicy` what to do next about
 once a second and re-prompts the low-level VLA when a new answer has won a few decisions in a row
-(`Hysteresis`); so does the app's runner (`coaching/autonomous_runner.py`). Implementations: the
-learned policy distilled from coaching logs (`distill/model.py`); anything else a lab trains
-can plug in by implementing `decide`.
+(`Hysteresis`); so does the app's runner (`coaching/autonomous_runner.py`). Both keep what the VLA
+refused or got stuck on out of the choices (`Exclusions`, `Stillness`, `without_refused`), so the
+two drive alike. Implementations: the learned policy distilled from coaching logs
+(`distill/model.py`); anything else a lab trains can plug in by implementing `decide`.
 """
 
 from __future__ import annotations

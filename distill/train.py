@@ -142,7 +142,6 @@ def evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: tor
 def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: torch.Tensor, table: TextTable,
               train_targets: set[str], threshold: float, batch_size: int) -> dict[str, Any]:
     import torch
-    import torch.nn.functional as F
 
     if len(data) == 0:
         return {}
@@ -164,8 +163,10 @@ def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: to
         ext_preds.append(logits.argmax(dim=1))
         t = data.target[idx]
         known = t >= 0
-        if known.any():
-            losses.append(F.cross_entropy(logits[known, :len(bank)], t[known], reduction="sum"))
+        if known.any():  # the training loss, so the two curves of the plot compare
+            next_logits = model.next_logits(query, batch[3], cand[:len(bank)], bank_emb)
+            losses.append(policy_loss(next_logits[known], query[2][known], t[known], data.finished[idx][known])
+                          * int(known.sum()))
     pred = torch.cat(preds)
     ext_pred = torch.cat(ext_preds)
     pred_text = [bank[int(i)] for i in pred]
