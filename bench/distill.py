@@ -8,7 +8,7 @@
    per family with the scripted coach intervening (logged), re-distil, and compare autonomy before/after.
 5. One decision's median time on one core.
 
-Steps 1-3 and step 4 run side by side in two processes. The full run took 32 minutes on 2 cores;
+Steps 1-3 and step 4 run side by side in two processes. The full run took 32-42 minutes on 2 cores;
 the counts are arguments of `run` for a smaller try.
 """
 
@@ -132,7 +132,7 @@ def _correction_loop(work: Path, seed_episodes: int, correction_episodes: int, e
 
 def run(episodes: int = 20, eval_episodes: int = 20, seed_episodes: int = 5, correction_episodes: int = 20,
         correction_eval_episodes: int = 10, epochs: int = 10, families: tuple[str, ...] = FAMILIES) -> dict[str, Any]:
-    """Both parts at once, the correction loop in a second process: on 2 cores the bench took 32 minutes
+    """Both parts at once, the correction loop in a second process: on 2 cores the bench took 32-42 minutes
     rather than about an hour (training is timed while the other part runs, so its figure is an upper bound)."""
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor

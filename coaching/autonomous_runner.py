@@ -22,7 +22,7 @@ from typing import Any
 
 from coaching.session import CoachingSession, EpisodeSettings, SessionError
 from distill.high_level import (DONE_CONFIDENCE, EXCLUSION_S, STILL_S, SUBTASK_TIMEOUT_S, Exclusions, HighLevelPolicy,
-                                Hysteresis, Stillness, without_refused)
+                                Hysteresis, StuckWatch, without_refused)
 
 RUNNER_USER = "autonomous"
 
@@ -36,7 +36,7 @@ class RunnerConfig:
     decide_hz: float = 1.0
     hysteresis: int = 2
     max_episode_s: float = 300.0
-    subtask_timeout_s: float = SUBTASK_TIMEOUT_S  # one subtask active this long counts as refused
+    subtask_timeout_s: float = SUBTASK_TIMEOUT_S  # one subtask active this long counts as stuck
     still_s: float = STILL_S  # the robot held still this long on an active subtask: dropped as stuck
     exclusion_s: float = EXCLUSION_S  # how long a subtask refused at once, or stuck on, stays out of the choices
     done_confidence: float = DONE_CONFIDENCE  # `done` below this is passed over for the runner-up
@@ -150,7 +150,7 @@ class AutonomousRunner:
         c, clock = self.config, self.session.clock
         hysteresis, active = Hysteresis(c.hysteresis), None
         exclusions = Exclusions(c.exclusion_s)  # what the VLA refused or got stuck on
-        stillness = Stillness()
+        stuck_watch = StuckWatch(c.subtask_timeout_s, c.still_s)
         never_ran: set[int] = set()  # ids of segments refused at once
         sent_at = 0.0
         start = next_decision = clock.now()
@@ -164,14 +164,13 @@ class AutonomousRunner:
             if obs is not None:
                 now = clock.now()
                 running = active is not None and status["subtask"] == active
-                still_s = min(stillness.update(obs.state, now), now - sent_at)
+                stuck = stuck_watch.stuck(obs.state, now, sent_at)
                 if running and status.get("vla_note") and active not in exclusions.current(now):
                     at_once = now - sent_at < 1.0  # the VLA cannot do it now: take the policy's next choice
                     exclusions.refused(active, now, ran=not at_once)
                     if at_once and status["segments"]:
                         never_ran.add(status["segments"][-1]["id"])  # refused at once: not history
-                elif running and active not in exclusions.current(now) and (
-                        now - sent_at > c.subtask_timeout_s or still_s > c.still_s):
+                elif running and active not in exclusions.current(now) and stuck:
                     exclusions.stuck(active, now)  # let the policy's next choice run
                 elif running and not status.get("vla_note") and now - sent_at > 1.0:
                     exclusions.running()

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from coaching.clock import SimClock
 from distill.high_level import (DONE_CONFIDENCE, EXCLUSION_S, STILL_S, SUBTASK_TIMEOUT_S, Exclusions, HighLevelPolicy,
-                                Hysteresis, Stillness, without_refused)
+                                Hysteresis, StuckWatch, without_refused)
 from policy_client import ActionChunker, BasePolicy, ChunkingConfig
 from sim import tasks
 from sim.coach import CoachConfig, ScriptedCoach
@@ -105,7 +105,7 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
     hysteresis, next_decision = Hysteresis(config.hysteresis), 0.0
     segment_ran = False
     exclusions = Exclusions(config.exclusion_s)  # what the VLA refused or got stuck on
-    stillness = Stillness()
+    stuck_watch = StuckWatch(config.subtask_timeout_s, config.still_s)
     never_ran: set[int] = set()  # segments refused on their first reply: not part of the history
     correcting = False
     initial_left = left = len(family.remaining_steps(obs.env_state))
@@ -146,8 +146,7 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
                 switch(text, "correction", None)
                 correcting, last_progress = True, now
             active = segments[-1].text if segments else None
-            still_s = min(stillness.update(obs.state, now), now - segments[-1].start_s) if segments else 0.0
-            stuck = active and (now - segments[-1].start_s > config.subtask_timeout_s or still_s > config.still_s)
+            stuck = active and stuck_watch.stuck(obs.state, now, segments[-1].start_s)
             if not correcting and stuck and active not in exclusions.current(now):
                 exclusions.stuck(active, now)  # let the policy's next choice run
                 next_decision = now

@@ -104,6 +104,19 @@ class Stillness:
         return now - self._since
 
 
+class StuckWatch:
+    """Whether the active subtask is stuck: still active after `timeout_s`, or the robot still
+    (`Stillness`) for `still_s` since it began. Shared by `coachlab play` and the app's runner."""
+
+    def __init__(self, timeout_s: float = SUBTASK_TIMEOUT_S, still_s: float = STILL_S):
+        self.timeout_s, self.still_s = timeout_s, still_s
+        self._stillness = Stillness()
+
+    def stuck(self, state: np.ndarray, now: float, started_at: float) -> bool:
+        active_s = now - started_at
+        return active_s > self.timeout_s or min(self._stillness.update(state, now), active_s) > self.still_s
+
+
 class Exclusions:
     """The subtasks the policy may not choose now, from what the low-level VLA did with them.
 
@@ -111,7 +124,7 @@ class Exclusions:
       meanwhile, so the policy goes down its list instead of circling back to it;
     - refused after it ran (a place, once the hand is empty): out until another subtask runs, since
       such refusals depend on the moment;
-    - still active after the subtask timeout (the VLA is stuck on it): out for `memory_s`.
+    - stuck on (`StuckWatch`: active past the subtask timeout, or the robot still): out for `memory_s`.
     Shared by `coachlab play` and the app's runner, so both choose alike."""
 
     def __init__(self, memory_s: float = EXCLUSION_S):
