@@ -126,7 +126,8 @@ def load_model(directory: str | os.PathLike, fmt: str, build: Callable[[dict[str
         first = str(err).splitlines()
         detail = (first[1] if len(first) > 1 else first[0]).strip()
         raise DistillError(f"The weights in {weights} do not match the model in {CONFIG} ({detail[:160]}): "
-                           "use the config and weights of the same run.") from None
+                           f"use the config and weights of the same run, or run `{command}` again if the checkpoint "
+                           "comes from an older coachlab.") from None
     if any(not torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
         raise DistillError(f"The weights file {weights} holds NaN or infinite values: run `{command}` again.")
     model.eval()
