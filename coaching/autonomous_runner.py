@@ -17,10 +17,11 @@ looks at which robot it drives. No Gradio here.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from coaching.session import CoachingSession, EpisodeSettings, SessionError
+from distill.affordance import AffordanceConfig, ask_vla
 from distill.high_level import (DONE_CONFIDENCE, EXCLUSION_S, STILL_S, SUBTASK_TIMEOUT_S, Exclusions, HighLevelPolicy,
                                 Hysteresis, StuckWatch, without_refused)
 
@@ -41,6 +42,7 @@ class RunnerConfig:
     exclusion_s: float = EXCLUSION_S  # how long a subtask refused at once, or stuck on, stays out of the choices
     done_confidence: float = DONE_CONFIDENCE  # `done` below this is passed over for the runner-up
     control_mode: str = "ee"
+    affordance: AffordanceConfig | None = field(default_factory=AffordanceConfig)  # None: never probe the VLA
     metadata: dict[str, Any] | None = None  # the prompt's metadata, None to leave it out
 
 
@@ -178,6 +180,9 @@ class AutonomousRunner:
                 refused = exclusions.current(now)
                 decision = without_refused(self.policy.decide(obs.images, obs.state, c.task, history, c.metadata),
                                            refused, self.policy, c.done_confidence)
+                decision = ask_vla(decision, active, history, self.session.policy, obs.to_dict(),
+                                   {"task": c.task, "control_mode": c.control_mode, "episode": f"runner-{episode_id}"},
+                                   c.affordance, self.policy.same_subtask, exclusions, now)
                 with self._lock:
                     self.decision = {"subtask": decision.subtask, "confidence": round(decision.confidence, 3),
                                      "alternatives": [(t, round(p, 3)) for t, p in decision.alternatives[:3]]}

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from coaching.clock import SimClock
+from distill.affordance import AffordanceConfig, ask_vla
 from distill.high_level import (DONE_CONFIDENCE, EXCLUSION_S, STILL_S, SUBTASK_TIMEOUT_S, Exclusions, HighLevelPolicy,
                                 Hysteresis, StuckWatch, without_refused)
 from policy_client import ActionChunker, BasePolicy, ChunkingConfig
@@ -42,6 +43,7 @@ class PlayConfig:
     still_s: float = STILL_S  # the robot held still this long on an active subtask: dropped as stuck
     exclusion_s: float = EXCLUSION_S  # how long a subtask refused at once, or stuck on, stays out of the choices
     done_confidence: float = DONE_CONFIDENCE  # `done` below this is passed over for the runner-up
+    affordance: AffordanceConfig | None = field(default_factory=AffordanceConfig)  # None: never probe the VLA
     chunking: ChunkingConfig = field(default_factory=lambda: ChunkingConfig(replan_after=5))
 
 
@@ -156,6 +158,9 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
                 excluded = exclusions.current(now)
                 decision = without_refused(policy.decide(obs.images, obs.state, task_text, history, metadata),
                                            excluded, policy, config.done_confidence)
+                decision = ask_vla(decision, active, history, low_level, obs.to_dict(),
+                                   {"task": task_text, "control_mode": mode, "episode": f"play-{seed}"},
+                                   config.affordance, policy.same_subtask, exclusions, now)
                 if (active in excluded and not decision.done) or hysteresis.switch(decision, active):
                     if decision.done:
                         if intervener is None or family.success(env):
