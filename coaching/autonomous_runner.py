@@ -22,8 +22,8 @@ from typing import Any
 
 from coaching.session import CoachingSession, EpisodeSettings, SessionError
 from distill.affordance import AffordanceConfig, ask_vla
-from distill.high_level import (DONE_CONFIDENCE, EXCLUSION_S, STILL_S, SUBTASK_TIMEOUT_S, Exclusions, HighLevelPolicy,
-                                Hysteresis, StuckWatch, without_refused)
+from distill.high_level import (DONE_CONFIDENCE, DONE_MAX_TO_GO, EXCLUSION_S, STILL_S, SUBTASK_TIMEOUT_S,
+                                Exclusions, HighLevelPolicy, Hysteresis, StuckWatch, without_refused)
 
 RUNNER_USER = "autonomous"
 
@@ -41,6 +41,7 @@ class RunnerConfig:
     still_s: float = STILL_S  # the robot held still this long on an active subtask: dropped as stuck
     exclusion_s: float = EXCLUSION_S  # how long a subtask refused at once, or stuck on, stays out of the choices
     done_confidence: float = DONE_CONFIDENCE  # `done` below this is passed over for the runner-up
+    done_max_to_go: float = DONE_MAX_TO_GO  # nor is `done` while the policy counts this many subtasks to go
     control_mode: str = "ee"
     affordance: AffordanceConfig | None = field(default_factory=AffordanceConfig)  # None: never probe the VLA
     metadata: dict[str, Any] | None = None  # the prompt's metadata, None to leave it out
@@ -179,7 +180,7 @@ class AutonomousRunner:
                 history = [s["text"] for s in status["segments"] if s["id"] not in never_ran]
                 refused = exclusions.current(now)
                 decision = without_refused(self.policy.decide(obs.images, obs.state, c.task, history, c.metadata),
-                                           refused, self.policy, c.done_confidence)
+                                           refused, self.policy, c.done_confidence, c.done_max_to_go)
                 decision = ask_vla(decision, active, history, self.session.policy, obs.to_dict(),
                                    {"task": c.task, "control_mode": c.control_mode, "episode": f"runner-{episode_id}"},
                                    c.affordance, self.policy.same_subtask, exclusions, now)

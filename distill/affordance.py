@@ -47,8 +47,8 @@ class AffordanceCheck:
     def __init__(self, low_level: BasePolicy, observation: dict[str, Any], prompt: dict[str, Any],
                  config: AffordanceConfig | None = None):
         self.low_level, self.observation = low_level, observation
-        # a segment of its own: the VLA's memory of the running subtask is not touched
-        self.prompt = {**prompt, "segment": "probe"}
+        # a question, no action taken: a stateful VLA must not remember it (docs/protocol.md)
+        self.prompt = {**prompt, "segment": "probe", "probe": True}
         self.config = config or AffordanceConfig()
         self._chunks: dict[str, np.ndarray | None] = {}
 
@@ -94,7 +94,7 @@ def checked_decision(decision: Decision, history: list[str], check: AffordanceCh
     weighed = 0
     for i, (text, p) in enumerate(ranked):
         if text == DONE:
-            return _chosen(DONE, p, ranked, refused), refused
+            return _chosen(DONE, p, ranked, refused, decision.to_go), refused
         if weighed >= cfg.max_candidates or len(refused) >= cfg.max_refusals or p < cfg.min_probability:
             break
         if check.chunk(text) is None:
@@ -103,11 +103,11 @@ def checked_decision(decision: Decision, history: list[str], check: AffordanceCh
         weighed += 1
         twin = check.twin(text, [h for h in earlier if not same(h, text)])
         if twin is None:
-            return _chosen(text, p, ranked, refused), refused
+            return _chosen(text, p, ranked, refused, decision.to_go), refused
         twin_p = max((q for t, q in ranked if same(t, twin)), default=0.0)
         next_p = ranked[i + 1][1] if i + 1 < len(ranked) else 0.0
         if twin_p >= next_p:
-            return _chosen(twin, twin_p, ranked, refused), refused
+            return _chosen(twin, twin_p, ranked, refused, decision.to_go), refused
     return decision, refused
 
 
@@ -125,5 +125,5 @@ def ask_vla(decision: Decision, active: str | None, history: list[str], low_leve
     return checked
 
 
-def _chosen(text: str, p: float, ranked: list[tuple[str, float]], refused: list[str]) -> Decision:
-    return Decision(text, p, [(t, q) for t, q in ranked if t != text and t not in refused])
+def _chosen(text: str, p: float, ranked: list[tuple[str, float]], refused: list[str], to_go: float | None) -> Decision:
+    return Decision(text, p, [(t, q) for t, q in ranked if t != text and t not in refused], to_go)

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from coaching.clock import SimClock
 from distill.affordance import AffordanceConfig, ask_vla
-from distill.high_level import (DONE_CONFIDENCE, EXCLUSION_S, STILL_S, SUBTASK_TIMEOUT_S, Exclusions, HighLevelPolicy,
-                                Hysteresis, StuckWatch, without_refused)
+from distill.high_level import (DONE_CONFIDENCE, DONE_MAX_TO_GO, EXCLUSION_S, STILL_S, SUBTASK_TIMEOUT_S,
+                                Exclusions, HighLevelPolicy, Hysteresis, StuckWatch, without_refused)
 from policy_client import ActionChunker, BasePolicy, ChunkingConfig
 from sim import tasks
 from sim.coach import CoachConfig, ScriptedCoach
@@ -43,6 +43,7 @@ class PlayConfig:
     still_s: float = STILL_S  # the robot held still this long on an active subtask: dropped as stuck
     exclusion_s: float = EXCLUSION_S  # how long a subtask refused at once, or stuck on, stays out of the choices
     done_confidence: float = DONE_CONFIDENCE  # `done` below this is passed over for the runner-up
+    done_max_to_go: float = DONE_MAX_TO_GO  # nor is `done` while the policy counts this many subtasks to go
     affordance: AffordanceConfig | None = field(default_factory=AffordanceConfig)  # None: never probe the VLA
     chunking: ChunkingConfig = field(default_factory=lambda: ChunkingConfig(replan_after=5))
 
@@ -157,7 +158,8 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
                 history = [s.text for i, s in enumerate(segments) if i not in never_ran]
                 excluded = exclusions.current(now)
                 decision = without_refused(policy.decide(obs.images, obs.state, task_text, history, metadata),
-                                           excluded, policy, config.done_confidence)
+                                           excluded, policy, config.done_confidence,
+                                           config.done_max_to_go)
                 decision = ask_vla(decision, active, history, low_level, obs.to_dict(),
                                    {"task": task_text, "control_mode": mode, "episode": f"play-{seed}"},
                                    config.affordance, policy.same_subtask, exclusions, now)
