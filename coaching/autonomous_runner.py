@@ -4,7 +4,8 @@ It owns one thread. Every `1 / decide_hz` seconds it reads the session's latest 
 the policy (`distill.high_level.HighLevelPolicy`) for the next subtask, switches with the same
 hysteresis as `coachlab play` (`distill.high_level.Hysteresis`; a subtask the VLA refuses is
 replaced by the policy's next choice at once, and so is one still active after `subtask_timeout_s`,
-both kept out of the choices as `distill.high_level.Exclusions` says; `done` must be
+both kept out of the choices as `distill.high_level.Exclusions` says; before a switch the VLA is
+asked what it would do with the choices, as `distill.affordance` says; `done` must be
 `done_confidence` sure) and sends the winner through the
 session as a `policy` subtask, so the control loop, the recorder and the live view are the
 coaching ones. An episode ends when the policy says `done` (a success if the robot reports the
@@ -181,15 +182,17 @@ class AutonomousRunner:
                 refused = exclusions.current(now)
                 decision = without_refused(self.policy.decide(obs.images, obs.state, c.task, history, c.metadata),
                                            refused, self.policy, c.done_confidence, c.done_max_to_go)
-                decision = ask_vla(decision, active, history, self.session.policy, obs.to_dict(),
-                                   {"task": c.task, "control_mode": c.control_mode, "episode": f"runner-{episode_id}"},
-                                   c.affordance, self.policy.same_subtask, exclusions, now)
+                checked = ask_vla(decision, active, history, self.session.policy, obs.to_dict(),
+                                  {"task": c.task, "control_mode": c.control_mode, "episode": f"runner-{episode_id}"},
+                                  c.affordance, self.policy.same_subtask, exclusions, now)
+                hold = checked is None  # nothing likely can be done now: ask again at the next decision
+                decision = checked or decision
                 with self._lock:
                     self.decision = {"subtask": decision.subtask, "confidence": round(decision.confidence, 3),
                                      "alternatives": [(t, round(p, 3)) for t, p in decision.alternatives[:3]]}
                 if decision.subtask == active:
                     self.session.note_confidence(decision.confidence)
-                if (active in refused and not decision.done) or hysteresis.switch(decision, active):
+                if not hold and ((active in refused and not decision.done) or hysteresis.switch(decision, active)):
                     if decision.done:
                         return verdict(obs.task_progress)
                     try:

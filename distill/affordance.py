@@ -38,7 +38,7 @@ class AffordanceConfig:
     twin_tolerance: float = TWIN_TOLERANCE
     max_candidates: int = 8  # choices the VLA would do that are weighed per decision, best first
     max_refusals: int = 64  # choices it refuses, per decision (each is one cheap `infer`)
-    min_probability: float = 1e-4  # choices the policy gives less than this are not probed
+    min_probability: float = 0.02  # choices the policy gives less than this are not taken
 
 
 class AffordanceCheck:
@@ -80,22 +80,27 @@ class AffordanceCheck:
 
 
 def checked_decision(decision: Decision, history: list[str], check: AffordanceCheck,
-                     same: Callable[[str, str], bool]) -> tuple[Decision, list[str]]:
+                     same: Callable[[str, str], bool], active: str | None = None) -> tuple[Decision | None, list[str]]:
     """The decision after asking the VLA (see the module docstring), and the choices it refused.
 
     Walks the ranked choices best first: a refused one is dropped; one with a behavioural twin
     earlier in `history` counts with the twin's probability, and wins (as the twin's phrasing)
-    only if that still beats the next choice. `done` is never probed. When nothing probed is
-    accepted the decision stands as it was."""
+    only if that still beats the next choice. `done` is never probed. Choices the policy gives
+    less than `min_probability` are not taken: when the likely ones are all refused (a place
+    while the pick is still under way), the `active` subtask goes on if the VLA can still do it,
+    rather than whatever unlikely subtask it can ("close the drawer" with items left); with
+    nothing running to go on with, the decision is None: hold, and ask again at the next
+    decision. When no choice was below the bar (all refused) the decision stands as it was."""
     cfg = check.config
     ranked = [(decision.subtask, decision.confidence), *decision.alternatives]
     earlier = list(dict.fromkeys(h for h in history if h != DONE))
     refused: list[str] = []
-    weighed = 0
+    weighed, unlikely = 0, False
     for i, (text, p) in enumerate(ranked):
         if text == DONE:
             return _chosen(DONE, p, ranked, refused, decision.to_go), refused
-        if weighed >= cfg.max_candidates or len(refused) >= cfg.max_refusals or p < cfg.min_probability:
+        unlikely = p < cfg.min_probability
+        if weighed >= cfg.max_candidates or len(refused) >= cfg.max_refusals or unlikely:
             break
         if check.chunk(text) is None:
             refused.append(text)
@@ -108,18 +113,22 @@ def checked_decision(decision: Decision, history: list[str], check: AffordanceCh
         next_p = ranked[i + 1][1] if i + 1 < len(ranked) else 0.0
         if twin_p >= next_p:
             return _chosen(twin, twin_p, ranked, refused, decision.to_go), refused
-    return decision, refused
+    if active is not None and active != DONE and check.chunk(active) is not None:
+        keep = max((q for t, q in ranked if same(t, active)), default=0.0)
+        return _chosen(active, keep, ranked, refused, decision.to_go), refused
+    return (None if unlikely else decision), refused
 
 
 def ask_vla(decision: Decision, active: str | None, history: list[str], low_level: BasePolicy,
             observation: dict[str, Any], prompt: dict[str, Any], config: AffordanceConfig | None,
-            same: Callable[[str, str], bool], exclusions: Exclusions, now: float) -> Decision:
+            same: Callable[[str, str], bool], exclusions: Exclusions, now: float) -> Decision | None:
     """`checked_decision` where the decision would switch subtask (nothing to ask otherwise, or with
-    `config` None); what the VLA refuses is kept out of the choices as refused at once. Shared by
-    `coachlab play` and the app's runner."""
+    `config` None); what the VLA refuses is kept out of the choices as refused at once. None: no
+    likely choice can be done now, so hold. Shared by `coachlab play` and the app's runner."""
     if config is None or decision.done or decision.subtask == active:
         return decision
-    checked, refused = checked_decision(decision, history, AffordanceCheck(low_level, observation, prompt, config), same)
+    checked, refused = checked_decision(decision, history, AffordanceCheck(low_level, observation, prompt, config), same,
+                                        active if active not in exclusions.current(now) else None)
     for text in refused:
         exclusions.refused(text, now, ran=False)
     return checked

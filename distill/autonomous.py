@@ -5,8 +5,10 @@ and names the next subtask; the VLA is re-prompted only when a *different* subta
 `hysteresis` decisions in a row, so a policy torn between two answers does not flap; a subtask the
 VLA refuses (`info["refused"]`), or is stuck on (still active after `subtask_timeout_s`, or the
 robot still for `still_s`), is replaced by the policy's next choice at once and kept out of the
-choices as `distill.high_level.Exclusions` says. It stops on a `done` the policy is at least
-`done_confidence` sure of, or at the time limit. With an intervener (`--intervene scripted`), a
+choices as `distill.high_level.Exclusions` says. Before a switch the VLA is asked what it would do
+with the choices (`distill.affordance`): what it refuses is passed over at once, and another name
+for an earlier subtask counts as that one. It stops on a `done` the policy is at least
+`done_confidence` sure of (and counts no subtasks left for), or at the time limit. With an intervener (`--intervene scripted`), a
 person stand-in takes over when the policy stalls or says done too early: its subtasks are logged
 as corrections, so the next distillation learns from them (YAY Robot's loop), and control returns
 to the policy after.
@@ -163,7 +165,8 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
                 decision = ask_vla(decision, active, history, low_level, obs.to_dict(),
                                    {"task": task_text, "control_mode": mode, "episode": f"play-{seed}"},
                                    config.affordance, policy.same_subtask, exclusions, now)
-                if (active in excluded and not decision.done) or hysteresis.switch(decision, active):
+                if decision is not None and ((active in excluded and not decision.done)
+                                             or hysteresis.switch(decision, active)):
                     if decision.done:
                         if intervener is None or family.success(env):
                             done = True

@@ -60,3 +60,15 @@ def test_with_a_zero_tolerance_nothing_is_a_twin_and_a_still_chunk_never_is(chec
     hold = np.zeros((10, 6), np.float32)
     probe._chunks.update({"wait": hold, "stay": hold})  # the VLA holding still says nothing about meaning
     assert probe.twin("wait", ["stay"]) is None
+
+
+def test_when_the_likely_choices_are_refused_the_active_subtask_goes_on_rather_than_an_unlikely_one(check):
+    # the finished head thinks the pick is over; the VLA refuses the place (nothing in the hand yet)
+    decision = Decision("put it in the tub", 0.8, [("drop it into the bus tub", 0.15), ("grab the green can", 0.01)])
+    chosen, refused = checked_decision(decision, ["pick up the green plate"], check(), literal,
+                                       active="pick up the green plate")
+    assert chosen.subtask == "pick up the green plate"
+    assert refused == ["put it in the tub", "drop it into the bus tub"]
+    assert checked_decision(decision, [], check(), literal)[0] is None  # nothing running: hold, ask again
+    everything_refused = Decision("put it in the tub", 0.8, [("pick up the red cup", 0.2)])
+    assert checked_decision(everything_refused, [], check(), literal)[0] is everything_refused
