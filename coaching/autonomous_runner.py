@@ -182,17 +182,15 @@ class AutonomousRunner:
                 refused = exclusions.current(now)
                 decision = without_refused(self.policy.decide(obs.images, obs.state, c.task, history, c.metadata),
                                            refused, self.policy, c.done_confidence, c.done_max_to_go)
-                checked = ask_vla(decision, active, history, self.session.policy, obs.to_dict(),
-                                  {"task": c.task, "control_mode": c.control_mode, "episode": f"runner-{episode_id}"},
-                                  c.affordance, self.policy.same_subtask, exclusions, now)
-                hold = checked is None  # nothing likely can be done now: ask again at the next decision
-                decision = checked or decision
+                decision = ask_vla(decision, active, history, self.session.policy, obs.to_dict(),
+                                   {"task": c.task, "control_mode": c.control_mode, "episode": f"runner-{episode_id}"},
+                                   c.affordance, self.policy.same_subtask, exclusions, now)
                 with self._lock:
                     self.decision = {"subtask": decision.subtask, "confidence": round(decision.confidence, 3),
                                      "alternatives": [(t, round(p, 3)) for t, p in decision.alternatives[:3]]}
                 if decision.subtask == active:
                     self.session.note_confidence(decision.confidence)
-                if not hold and ((active in refused and not decision.done) or hysteresis.switch(decision, active)):
+                if (active in refused and not decision.done) or hysteresis.switch(decision, active):
                     if decision.done:
                         return verdict(obs.task_progress)
                     try:

@@ -80,7 +80,7 @@ class AffordanceCheck:
 
 
 def checked_decision(decision: Decision, history: list[str], check: AffordanceCheck,
-                     same: Callable[[str, str], bool], active: str | None = None) -> tuple[Decision | None, list[str]]:
+                     same: Callable[[str, str], bool], active: str | None = None) -> tuple[Decision, list[str]]:
     """The decision after asking the VLA (see the module docstring), and the choices it refused.
 
     Walks the ranked choices best first: a refused one is dropped; one with a behavioural twin
@@ -88,19 +88,19 @@ def checked_decision(decision: Decision, history: list[str], check: AffordanceCh
     only if that still beats the next choice. `done` is never probed. Choices the policy gives
     less than `min_probability` are not taken: when the likely ones are all refused (a place
     while the pick is still under way), the `active` subtask goes on if the VLA can still do it,
-    rather than whatever unlikely subtask it can ("close the drawer" with items left); with
-    nothing running to go on with, the decision is None: hold, and ask again at the next
-    decision. When no choice was below the bar (all refused) the decision stands as it was."""
+    rather than whatever unlikely subtask it can ("close the drawer" with items left). Else the
+    decision stands as it was, and the driver's refusals go on down the list. (Holding instead
+    was tried: the items really on the table were often among the unlikely choices, and drawer
+    episodes stalled after "open the drawer".)"""
     cfg = check.config
     ranked = [(decision.subtask, decision.confidence), *decision.alternatives]
     earlier = list(dict.fromkeys(h for h in history if h != DONE))
     refused: list[str] = []
-    weighed, unlikely = 0, False
+    weighed = 0
     for i, (text, p) in enumerate(ranked):
         if text == DONE:
             return _chosen(DONE, p, ranked, refused, decision.to_go), refused
-        unlikely = p < cfg.min_probability
-        if weighed >= cfg.max_candidates or len(refused) >= cfg.max_refusals or unlikely:
+        if weighed >= cfg.max_candidates or len(refused) >= cfg.max_refusals or p < cfg.min_probability:
             break
         if check.chunk(text) is None:
             refused.append(text)
@@ -116,15 +116,15 @@ def checked_decision(decision: Decision, history: list[str], check: AffordanceCh
     if active is not None and active != DONE and check.chunk(active) is not None:
         keep = max((q for t, q in ranked if same(t, active)), default=0.0)
         return _chosen(active, keep, ranked, refused, decision.to_go), refused
-    return (None if unlikely else decision), refused
+    return decision, refused
 
 
 def ask_vla(decision: Decision, active: str | None, history: list[str], low_level: BasePolicy,
             observation: dict[str, Any], prompt: dict[str, Any], config: AffordanceConfig | None,
-            same: Callable[[str, str], bool], exclusions: Exclusions, now: float) -> Decision | None:
+            same: Callable[[str, str], bool], exclusions: Exclusions, now: float) -> Decision:
     """`checked_decision` where the decision would switch subtask (nothing to ask otherwise, or with
-    `config` None); what the VLA refuses is kept out of the choices as refused at once. None: no
-    likely choice can be done now, so hold. Shared by `coachlab play` and the app's runner."""
+    `config` None); what the VLA refuses is kept out of the choices as refused at once. Shared by
+    `coachlab play` and the app's runner."""
     if config is None or decision.done or decision.subtask == active:
         return decision
     checked, refused = checked_decision(decision, history, AffordanceCheck(low_level, observation, prompt, config), same,

@@ -165,8 +165,7 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
                 decision = ask_vla(decision, active, history, low_level, obs.to_dict(),
                                    {"task": task_text, "control_mode": mode, "episode": f"play-{seed}"},
                                    config.affordance, policy.same_subtask, exclusions, now)
-                if decision is not None and ((active in excluded and not decision.done)
-                                             or hysteresis.switch(decision, active)):
+                if (active in excluded and not decision.done) or hysteresis.switch(decision, active):
                     if decision.done:
                         if intervener is None or family.success(env):
                             done = True

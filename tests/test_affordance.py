@@ -69,6 +69,6 @@ def test_when_the_likely_choices_are_refused_the_active_subtask_goes_on_rather_t
                                        active="pick up the green plate")
     assert chosen.subtask == "pick up the green plate"
     assert refused == ["put it in the tub", "drop it into the bus tub"]
-    assert checked_decision(decision, [], check(), literal)[0] is None  # nothing running: hold, ask again
+    assert checked_decision(decision, [], check(), literal)[0] is decision  # nothing running: it stands
     everything_refused = Decision("put it in the tub", 0.8, [("pick up the red cup", 0.2)])
     assert checked_decision(everything_refused, [], check(), literal)[0] is everything_refused
