@@ -25,8 +25,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--db", default=None, help="log the episodes (as autonomous) to this database")
     p.add_argument("--noise", type=float, default=1.0, help="failure noise of the sim skill policy")
     p.add_argument("--no-baseline", action="store_true", help="skip the scripted coach's run on the same seeds")
-    p.add_argument("--no-vla-check", action="store_true", dest="no_vla_check",
-                   help="switch subtask without first asking the VLA what it would do (distill/affordance.py)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_play)
 
@@ -77,8 +75,6 @@ def cmd_play(args: argparse.Namespace) -> dict[str, Any]:
     policy.check_task(family.description)  # one sentence if it never saw this task
     config = PlayConfig(decide_hz=args.decide_hz, max_episode_s=args.max_episode_s,
                         intervene=None if args.intervene == "none" else args.intervene)
-    if args.no_vla_check:
-        config.affordance = None
     seeds = list(range(args.seed, args.seed + args.episodes))
     robot = MujocoRobot()
     db = recorder = None

@@ -4,8 +4,7 @@ It owns one thread. Every `1 / decide_hz` seconds it reads the session's latest 
 the policy (`distill.high_level.HighLevelPolicy`) for the next subtask, switches with the same
 hysteresis as `coachlab play` (`distill.high_level.Hysteresis`; a subtask the VLA refuses is
 replaced by the policy's next choice at once, and so is one still active after `subtask_timeout_s`,
-both kept out of the choices as `distill.high_level.Exclusions` says; before a switch the VLA is
-asked what it would do with the choices, as `distill.affordance` says; `done` must be
+both kept out of the choices as `distill.high_level.Exclusions` says; `done` must be
 `done_confidence` sure) and sends the winner through the
 session as a `policy` subtask, so the control loop, the recorder and the live view are the
 coaching ones. An episode ends when the policy says `done` (a success if the robot reports the
@@ -18,13 +17,12 @@ looks at which robot it drives. No Gradio here.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from coaching.session import CoachingSession, EpisodeSettings, SessionError
-from distill.affordance import AffordanceConfig, ask_vla
-from distill.high_level import (DONE_CONFIDENCE, DONE_MAX_TO_GO, EXCLUSION_S, STILL_S, SUBTASK_TIMEOUT_S,
-                                Exclusions, HighLevelPolicy, Hysteresis, StuckWatch, without_refused)
+from distill.high_level import (DONE_CONFIDENCE, EXCLUSION_S, STILL_S, SUBTASK_TIMEOUT_S, Exclusions, HighLevelPolicy,
+                                Hysteresis, StuckWatch, without_refused)
 
 RUNNER_USER = "autonomous"
 
@@ -42,9 +40,7 @@ class RunnerConfig:
     still_s: float = STILL_S  # the robot held still this long on an active subtask: dropped as stuck
     exclusion_s: float = EXCLUSION_S  # how long a subtask refused at once, or stuck on, stays out of the choices
     done_confidence: float = DONE_CONFIDENCE  # `done` below this is passed over for the runner-up
-    done_max_to_go: float = DONE_MAX_TO_GO  # nor is `done` while the policy counts this many subtasks to go
     control_mode: str = "ee"
-    affordance: AffordanceConfig | None = field(default_factory=AffordanceConfig)  # None: never probe the VLA
     metadata: dict[str, Any] | None = None  # the prompt's metadata, None to leave it out
 
 
@@ -181,10 +177,7 @@ class AutonomousRunner:
                 history = [s["text"] for s in status["segments"] if s["id"] not in never_ran]
                 refused = exclusions.current(now)
                 decision = without_refused(self.policy.decide(obs.images, obs.state, c.task, history, c.metadata),
-                                           refused, self.policy, c.done_confidence, c.done_max_to_go)
-                decision = ask_vla(decision, active, history, self.session.policy, obs.to_dict(),
-                                   {"task": c.task, "control_mode": c.control_mode, "episode": f"runner-{episode_id}"},
-                                   c.affordance, self.policy.same_subtask, exclusions, now)
+                                           refused, self.policy, c.done_confidence)
                 with self._lock:
                     self.decision = {"subtask": decision.subtask, "confidence": round(decision.confidence, 3),
                                      "alternatives": [(t, round(p, 3)) for t, p in decision.alternatives[:3]]}

@@ -5,10 +5,8 @@ and names the next subtask; the VLA is re-prompted only when a *different* subta
 `hysteresis` decisions in a row, so a policy torn between two answers does not flap; a subtask the
 VLA refuses (`info["refused"]`), or is stuck on (still active after `subtask_timeout_s`, or the
 robot still for `still_s`), is replaced by the policy's next choice at once and kept out of the
-choices as `distill.high_level.Exclusions` says. Before a switch the VLA is asked what it would do
-with the choices (`distill.affordance`): what it refuses is passed over at once, and another name
-for an earlier subtask counts as that one. It stops on a `done` the policy is at least
-`done_confidence` sure of (and counts no subtasks left for), or at the time limit. With an intervener (`--intervene scripted`), a
+choices as `distill.high_level.Exclusions` says. It stops on a `done` the policy is at least
+`done_confidence` sure of, or at the time limit. With an intervener (`--intervene scripted`), a
 person stand-in takes over when the policy stalls or says done too early: its subtasks are logged
 as corrections, so the next distillation learns from them (YAY Robot's loop), and control returns
 to the policy after.
@@ -20,9 +18,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from coaching.clock import SimClock
-from distill.affordance import AffordanceConfig, ask_vla
-from distill.high_level import (DONE_CONFIDENCE, DONE_MAX_TO_GO, EXCLUSION_S, STILL_S, SUBTASK_TIMEOUT_S,
-                                Exclusions, HighLevelPolicy, Hysteresis, StuckWatch, without_refused)
+from distill.high_level import (DONE_CONFIDENCE, EXCLUSION_S, STILL_S, SUBTASK_TIMEOUT_S, Exclusions, HighLevelPolicy,
+                                Hysteresis, StuckWatch, without_refused)
 from policy_client import ActionChunker, BasePolicy, ChunkingConfig
 from sim import tasks
 from sim.coach import CoachConfig, ScriptedCoach
@@ -45,8 +42,6 @@ class PlayConfig:
     still_s: float = STILL_S  # the robot held still this long on an active subtask: dropped as stuck
     exclusion_s: float = EXCLUSION_S  # how long a subtask refused at once, or stuck on, stays out of the choices
     done_confidence: float = DONE_CONFIDENCE  # `done` below this is passed over for the runner-up
-    done_max_to_go: float = DONE_MAX_TO_GO  # nor is `done` while the policy counts this many subtasks to go
-    affordance: AffordanceConfig | None = field(default_factory=AffordanceConfig)  # None: never probe the VLA
     chunking: ChunkingConfig = field(default_factory=lambda: ChunkingConfig(replan_after=5))
 
 
@@ -160,11 +155,7 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
                 history = [s.text for i, s in enumerate(segments) if i not in never_ran]
                 excluded = exclusions.current(now)
                 decision = without_refused(policy.decide(obs.images, obs.state, task_text, history, metadata),
-                                           excluded, policy, config.done_confidence,
-                                           config.done_max_to_go)
-                decision = ask_vla(decision, active, history, low_level, obs.to_dict(),
-                                   {"task": task_text, "control_mode": mode, "episode": f"play-{seed}"},
-                                   config.affordance, policy.same_subtask, exclusions, now)
+                                           excluded, policy, config.done_confidence)
                 if (active in excluded and not decision.done) or hysteresis.switch(decision, active):
                     if decision.done:
                         if intervener is None or family.success(env):

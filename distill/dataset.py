@@ -102,7 +102,6 @@ class Sample:
     metadata: dict[str, Any]  # speed, quality, mistake (of the episode)
     target: str  # normalized subtask text, or DONE
     view: str  # current | previous
-    to_go: float = float("nan")  # subtasks still to run, the target included (0 at `done`); NaN unless the episode succeeded
 
 
 @dataclass
@@ -236,15 +235,13 @@ def episode_samples(episode: Any, config: DatasetConfig, cache: FrameCache, skip
     meta = {"speed": episode.metadata.get("speed"), "quality": episode.metadata.get("quality"),
             "mistake": bool(episode.metadata.get("mistake", False))}
     texts = [normalize_subtask(g.text) for g in segments]
-    # steps to go (as pi0.6's value function counts them): only a success says how many were needed
-    to_go = [float(sum(not g.mistake for g in segments[k:])) if success else float("nan") for k in range(len(segments))]
-    planned: list[tuple[int, list[str], str, str, float]] = []  # (row, history, target, view, to go)
+    planned: list[tuple[int, list[str], str, str]] = []  # (row, history, target, view)
     for j in picks:
         k = int(active[j])
         step = int(steps.index[j])
         if success and step >= done_from:
             last = k if k >= 0 else len(segments) - 1
-            planned.append((j, history_items(texts[:last + 1], config.history), DONE, "current", 0.0))
+            planned.append((j, history_items(texts[:last + 1], config.history), DONE, "current"))
             continue
         if k < 0:
             skipped["no_active_subtask"] = skipped.get("no_active_subtask", 0) + 1
@@ -257,17 +254,17 @@ def episode_samples(episode: Any, config: DatasetConfig, cache: FrameCache, skip
             continue
         for view in config.views:
             issued = texts[:k + 1] if view == "current" else texts[:k]
-            planned.append((j, history_items(issued, config.history), texts[k], view, to_go[k]))
+            planned.append((j, history_items(issued, config.history), texts[k], view))
     if not planned:
         return []
     frames = cache.images(episode, cameras, sorted({int(steps.index[j]) for j, *_ in planned}), config.image_size)
     state = np.asarray(steps.state, dtype=np.float32) if steps.state.dtype != object else None
     out = []
-    for j, hist, target, view, left in planned:
+    for j, hist, target, view in planned:
         s = np.asarray(steps.state[j], dtype=np.float32) if state is None else state[j]
         out.append(Sample(episode_id=episode.id, step_index=int(steps.index[j]), images=frames[int(steps.index[j])],
                           state=np.nan_to_num(s), task=episode.summary.task, history=hist, metadata=meta,
-                          target=target, view=view, to_go=left))
+                          target=target, view=view))
     return out
 
 

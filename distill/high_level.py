@@ -11,7 +11,6 @@ two drive alike. Implementations: the learned policy distilled from coaching log
 from __future__ import annotations
 
 import abc
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -29,10 +28,8 @@ STILL_S = 5.0
 # How long a subtask refused on its first reply (the object is not there) or stuck on stays out of
 # the policy's choices, whatever runs meanwhile; long enough to try the rest of its list.
 EXCLUSION_S = 30.0
-# `done` ends the episode for good while a wrong subtask costs seconds, so `done` must be this sure,
-# and the policy's own count of subtasks still to go (where it gives one) must round to none.
+# `done` ends the episode for good while a wrong subtask costs seconds, so `done` must be this sure.
 DONE_CONFIDENCE = 0.7
-DONE_MAX_TO_GO = 0.5
 
 
 @dataclass
@@ -40,7 +37,6 @@ class Decision:
     subtask: str  # the next subtask text, or DONE
     confidence: float  # the policy's probability for it, 0..1
     alternatives: list[tuple[str, float]] = field(default_factory=list)  # the runners-up, best first
-    to_go: float | None = None  # the policy's estimate of the subtasks still to run, where it has one
 
     @property
     def done(self) -> bool:
@@ -73,25 +69,21 @@ class Hysteresis:
 
 
 def without_refused(decision: Decision, refused: set[str], policy: "HighLevelPolicy | None" = None,
-                    done_confidence: float = 0.0, done_max_to_go: float = math.inf) -> Decision:
+                    done_confidence: float = 0.0) -> Decision:
     """The decision, or else its best runner-up that is no phrasing of a subtask the low-level policy
     refused or got stuck on (see `Exclusions`), and is not a `done` said with less than `done_confidence`
-    or while the policy counts `done_max_to_go` or more subtasks still to go (`done` ends the episode
-    for good, while a wrong subtask costs seconds).
+    (`done` ends the episode for good, while a wrong subtask costs seconds).
 
     A VLA that reports a refusal (`info["refused"]`, e.g. the object named is not in the scene)
     tells the driver more than the cameras at 64 pixels do; the high-level policy's next choice is
     tried instead of holding on to an instruction that will never run."""
     same = policy.same_subtask if policy is not None else (lambda a, b: a == b)
     ranked = [(decision.subtask, decision.confidence), *decision.alternatives]
-    early = decision.to_go is not None and decision.to_go >= done_max_to_go
-    may_end = [(t, p) for t, p in ranked if not (t == DONE and (p < done_confidence or early))]
-    allowed = [(t, p) for t, p in may_end if not any(same(t, r) for r in refused)]
-    # Everything left is excluded: the best one again (a retry), never a `done` that was held back.
-    allowed = allowed or may_end[:1]
+    allowed = [(t, p) for t, p in ranked
+               if not any(same(t, r) for r in refused) and not (t == DONE and p < done_confidence)]
     if not allowed or allowed[0][0] == decision.subtask:
         return decision
-    return Decision(allowed[0][0], allowed[0][1], allowed[1:], decision.to_go)
+    return Decision(allowed[0][0], allowed[0][1], allowed[1:])
 
 
 class Stillness:

@@ -69,7 +69,6 @@ class Tensors:
     meta: torch.Tensor  # (N, E)
     target: torch.Tensor  # (N,) index into the bank, -1 when the target is not in it
     finished: torch.Tensor  # (N,) 1.0 where the newest history item is done (a switch, `done`, or no history)
-    to_go: torch.Tensor  # (N,) subtasks still to run, NaN where unknown (an episode that did not succeed)
     targets: list[str]
     views: list[str]
 
@@ -98,27 +97,20 @@ def to_tensors(samples: list[Sample], cameras: list[str], bank: list[str], histo
     hist, mask = history_tensor([s.history for s in samples], history, table)
     target = torch.tensor([index.get(s.target, -1) for s in samples], dtype=torch.long)
     finished = torch.tensor([float(s.view == "previous" or s.target == DONE or not s.history) for s in samples])
-    to_go = torch.tensor([s.to_go for s in samples], dtype=torch.float32)
-    return Tensors(images, state, task, hist, mask, meta, target, finished, to_go, [s.target for s in samples],
+    return Tensors(images, state, task, hist, mask, meta, target, finished, [s.target for s in samples],
                    [s.view for s in samples])
 
 
-def policy_loss(next_logits: torch.Tensor, finished_logit: torch.Tensor, to_go_pred: torch.Tensor, target: torch.Tensor,
-                finished: torch.Tensor, to_go: torch.Tensor) -> torch.Tensor:
+def policy_loss(next_logits: torch.Tensor, finished_logit: torch.Tensor, target: torch.Tensor,
+                finished: torch.Tensor) -> torch.Tensor:
     """Is the active subtask done (binary cross-entropy, every sample), and if so what comes next
-    (cross-entropy, on the samples where it is), plus how many subtasks are still to go (smooth L1 on
-    log(1 + n), where known): a dense signal on every frame that makes the image encoder look at
-    what is left on the table, which the sparse subtask targets alone teach poorly."""
-    import torch
+    (cross-entropy, on the samples where it is)."""
     import torch.nn.functional as F
 
     loss = F.binary_cross_entropy_with_logits(finished_logit, finished)
     switch = finished > 0
     if switch.any():
         loss = loss + F.cross_entropy(next_logits[switch], target[switch]) * switch.float().mean()
-    known = ~torch.isnan(to_go)
-    if known.any():
-        loss = loss + F.smooth_l1_loss(to_go_pred[known], torch.log1p(to_go[known])) * known.float().mean()
     return loss
 
 
@@ -159,7 +151,7 @@ def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: to
     ext_bank = bank + unseen_texts
     ext_emb = torch.cat([bank_emb, table.embed(unseen_texts)]) if unseen_texts else bank_emb
     cand = model.candidates(ext_emb)
-    preds, ext_preds, losses, finished, to_go_err = [], [], [], [], []
+    preds, ext_preds, losses, finished = [], [], [], []
     for start in range(0, len(data), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(data)))
         batch = data.batch(idx)
@@ -167,18 +159,15 @@ def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: to
         logits = model.scores(query, batch[3], batch[4], cand, ext_emb)
         has_history = batch[4][:, -1] > 0  # without one, "finished" is given, not predicted
         finished.append(((query[2] > 0).float() == data.finished[idx])[has_history])
-        to_go_err.append((torch.expm1(query[3]).clamp_min(0) - data.to_go[idx]).abs())
         preds.append(logits[:, :len(bank)].argmax(dim=1))
         ext_preds.append(logits.argmax(dim=1))
         t = data.target[idx]
         known = t >= 0
         if known.any():  # the training loss, so the two curves of the plot compare
             next_logits = model.next_logits(query, batch[3], cand[:len(bank)], bank_emb)
-            losses.append(policy_loss(next_logits[known], query[2][known], query[3][known], t[known],
-                                      data.finished[idx][known], data.to_go[idx][known])
+            losses.append(policy_loss(next_logits[known], query[2][known], t[known], data.finished[idx][known])
                           * int(known.sum()))
     pred = torch.cat(preds)
-    to_go_abs = torch.cat(to_go_err).numpy()  # |predicted - true| subtasks to go, NaN where unknown
     ext_pred = torch.cat(ext_preds)
     pred_text = [bank[int(i)] for i in pred]
     # "Same meaning": cosine of the sentence embeddings of predicted and true text above the threshold.
@@ -202,7 +191,6 @@ def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: to
             "accuracy": mean(exact), "semantic_accuracy": mean(semantic),
             "switch_accuracy": mean(exact, switch), "continue_accuracy": mean(exact, ~switch),
             "finished_accuracy": mean(torch.cat(finished).numpy()),
-            "to_go_error": mean(to_go_abs[~np.isnan(to_go_abs)]),
             "done_accuracy": mean(exact, done),
             "unseen_samples": int(unseen.sum()), "unseen_texts": len(unseen_texts),
             "unseen_semantic_accuracy": mean(semantic, unseen),
@@ -319,9 +307,9 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None) -
                     group["lr"] = lr
                 images, state, task, hist, mask, meta = tr.batch(idx)
                 images = {c: random_shift(v, config.shift) for c, v in images.items()}
-                logits, next_logits, finished_logit, to_go_pred = ddp(images, state, task, hist, mask, meta, bank_emb)
+                logits, next_logits, finished_logit = ddp(images, state, task, hist, mask, meta, bank_emb)
                 target = tr.target[idx]
-                loss = policy_loss(next_logits, finished_logit, to_go_pred, target, tr.finished[idx], tr.to_go[idx])
+                loss = policy_loss(next_logits, finished_logit, target, tr.finished[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

@@ -6,9 +6,8 @@ with an `info` dict saying how it understood the text, or why it refused. Like a
 never says when a subtask is finished: it keeps acting on the current one and holds still when
 there is nothing left to do.
 
-Besides the DESIGN prompt fields it reads the protocol's optional ones: `episode` and `segment`
-(a new segment is a new try at an instruction, fresh noise and fresh memory, even when its text
-repeats) and `probe` (a question, no action taken: the try is planned afresh and not remembered).
+Besides the DESIGN prompt fields it reads two optional ones, `episode` and `segment`: a new
+segment is a new try at an instruction (fresh noise, fresh memory) even when its text repeats.
 """
 
 from __future__ import annotations
@@ -91,7 +90,7 @@ class SimSkillPolicy:
     def _attempt(self, prompt: dict, text: str, env: dict) -> skills.Attempt:
         """One instruction's memory; a new segment (or new text) is a fresh try with fresh noise."""
         key = (prompt.get("episode"), prompt.get("segment"), text)
-        if key not in self._attempts or prompt.get("probe"):
+        if key not in self._attempts:
             digest = hashlib.sha256(repr((self._seed, key)).encode()).digest()
             rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
             noise = self.config.noise
@@ -101,10 +100,7 @@ class SimSkillPolicy:
                 angle = rng.uniform(0, 2 * np.pi)
                 offset = 0.035 * np.array([np.cos(angle), np.sin(angle)])
             slip = float(rng.uniform(0.3, 0.7)) if rng.random() < self.config.slip_probability * noise else None
-            attempt = skills.Attempt(offset, slip, start_xy=np.asarray(env["gripper"]["pos"][:2], float))
-            if prompt.get("probe"):
-                return attempt
-            self._attempts[key] = attempt
+            self._attempts[key] = skills.Attempt(offset, slip, start_xy=np.asarray(env["gripper"]["pos"][:2], float))
             while len(self._attempts) > 256:
                 self._attempts.popitem(last=False)
         return self._attempts[key]

@@ -46,17 +46,6 @@ def test_an_unsure_done_gives_way_to_the_runner_up():
     assert without_refused(sure, set(), done_confidence=0.7) is sure
 
 
-def test_done_waits_while_the_policy_counts_subtasks_to_go_even_when_all_else_is_excluded():
-    early = Decision(DONE, 0.95, [("pick up the black can", 0.04)], to_go=1.3)
-    assert without_refused(early, set(), done_confidence=0.7, done_max_to_go=0.5).subtask == "pick up the black can"
-    assert without_refused(early, set(), done_confidence=0.7) is early  # no bar on the count: done stands
-    # the can was refused too: it is tried again rather than ending the episode
-    assert without_refused(early, {"pick up the black can"}, done_confidence=0.7,
-                           done_max_to_go=0.5).subtask == "pick up the black can"
-    finished = Decision(DONE, 0.95, [("pick up the black can", 0.04)], to_go=0.2)
-    assert without_refused(finished, set(), done_confidence=0.7, done_max_to_go=0.5) is finished
-
-
 def test_a_subtask_refused_at_once_stays_out_while_others_run_but_one_refused_after_running_does_not():
     ex = Exclusions(memory_s=30.0)
     ex.refused("grab the red bowl", now=1.0, ran=False)  # not in the scene
