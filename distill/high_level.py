@@ -79,8 +79,10 @@ def without_refused(decision: Decision, refused: set[str], policy: "HighLevelPol
     tried instead of holding on to an instruction that will never run."""
     same = policy.same_subtask if policy is not None else (lambda a, b: a == b)
     ranked = [(decision.subtask, decision.confidence), *decision.alternatives]
-    allowed = [(t, p) for t, p in ranked
-               if not any(same(t, r) for r in refused) and not (t == DONE and p < done_confidence)]
+    may_end = [(t, p) for t, p in ranked if not (t == DONE and p < done_confidence)]
+    allowed = [(t, p) for t, p in may_end if not any(same(t, r) for r in refused)]
+    # Everything left is excluded: the best one again (a retry), never a `done` that was held back.
+    allowed = allowed or may_end[:1]
     if not allowed or allowed[0][0] == decision.subtask:
         return decision
     return Decision(allowed[0][0], allowed[0][1], allowed[1:])

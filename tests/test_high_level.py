@@ -42,6 +42,9 @@ def test_an_unsure_done_gives_way_to_the_runner_up():
     assert without_refused(unsure, set(), done_confidence=0.7).subtask == "pick up the black can"
     assert without_refused(unsure, {"pick up the black can"}, done_confidence=0.7).subtask == "take the white packet"
     assert without_refused(unsure, set()) is unsure  # no bar: done stands
+    # Every runner-up excluded: retry the best of them, never the done that was held back.
+    everything = {"pick up the black can", "take the white packet"}
+    assert without_refused(unsure, everything, done_confidence=0.7).subtask == "pick up the black can"
     sure = Decision(DONE, 0.9, [("pick up the black can", 0.06)])
     assert without_refused(sure, set(), done_confidence=0.7) is sure
 
