@@ -12,8 +12,10 @@ the active subtask (the newest history item) is done, and a *next* scorer says w
 For each candidate subtask string c (the bank: every distinct normalized target of the training
 data plus `done`, optionally extended at run time), next score = <q, proj(emb(c))> / T with q and
 proj(emb(c)) unit vectors, softmax over the candidates. The policy's distribution is
-P(c) = (1 - f) [c is the active one] + f P_next(c). Why a scorer and not a generative decoder is
-in docs/distill.md.
+P(c) = (1 - f) [c is the active one] + f P_next(c). The next score also adds, per camera, how well
+c matches the best cell of the image's feature map (`Grounder`), gated by the query; training
+teaches the grounders on every frame which words of the logged subtasks are still to do. Why a
+scorer and not a generative decoder is in docs/distill.md.
 """
 
 from __future__ import annotations

@@ -9,7 +9,12 @@ writes the checkpoint and registers it in storage. Validation per epoch: subtask
 predicted string equals the target exactly), semantic accuracy (the sentence-encoder cosine of the
 predicted and the true string > 0.9 counts as the same meaning) overall and on the targets whose
 text never appeared verbatim in training, and the accuracy on those unseen targets when their
-strings are added to the candidates at evaluation time.
+strings are added to the candidates at evaluation time; and the to-do AUC, how well the
+grounders rank the words and word pairs still to do (`Sample.to_do`) above those that are not.
+
+The loss: the finished head's binary cross-entropy on every sample, the next subtask's cross-entropy
+where the subtask switches, and (weight `to_do_weight`) the to-do binary cross-entropy on every
+sample, which trains the grounders with a label on every frame.
 """
 
 from __future__ import annotations
@@ -170,7 +175,7 @@ def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: to
         has_history = batch[4][:, -1] > 0  # without one, "finished" is given, not predicted
         finished.append(((query[2] > 0).float() == data.finished[idx])[has_history])
         if phrase_emb is not None:
-            to_do.append(((model.to_do_logits(query, phrase_emb) > 0).float() == data.to_do[idx]).float().mean(1))
+            to_do.append(model.to_do_logits(query, phrase_emb))
         preds.append(logits[:, :len(bank)].argmax(dim=1))
         ext_preds.append(logits.argmax(dim=1))
         t = data.target[idx]
@@ -204,16 +209,28 @@ def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: to
             "switch_accuracy": mean(exact, switch), "continue_accuracy": mean(exact, ~switch),
             "finished_accuracy": mean(torch.cat(finished).numpy()),
             "done_accuracy": mean(exact, done),
-            "to_do_accuracy": mean(torch.cat(to_do).numpy()) if to_do else None,
+            "to_do_auc": roc_auc(torch.cat(to_do).numpy().ravel(), data.to_do.numpy().ravel()) if to_do else None,
             "unseen_samples": int(unseen.sum()), "unseen_texts": len(unseen_texts),
             "unseen_semantic_accuracy": mean(semantic, unseen),
             "unseen_extended_accuracy": mean(ext_exact, unseen)}
 
 
+def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
+    """Area under the ROC curve (the rank-sum form; scikit-learn is not a dependency for one formula)."""
+    from scipy.stats import rankdata
+
+    pos = labels > 0.5
+    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    return round(float((rankdata(scores)[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)), 4)
+
+
 # ----------------------------------------------------------------------------- plot
 
 def save_plot(history: list[dict[str, Any]], path: Path) -> None:
-    """Loss (train, val) and validation accuracy (exact, semantic, switch) per epoch, as a PNG."""
+    """Loss (train, val) and validation accuracy (exact, semantic, switch, finished) with the to-do
+    AUC per epoch, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: training runs headless
@@ -225,9 +242,10 @@ def save_plot(history: list[dict[str, Any]], path: Path) -> None:
     series_acc = {"val accuracy": [h.get("val_accuracy") for h in history],
                   "val semantic": [h.get("val_semantic_accuracy") for h in history],
                   "val switch": [h.get("val_switch_accuracy") for h in history],
-                  "val finished": [h.get("val_finished_accuracy") for h in history]}
+                  "val finished": [h.get("val_finished_accuracy") for h in history],
+                  "val to-do AUC": [h.get("val_to_do_auc") for h in history]}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, series, title in ((axes[0], series_loss, "loss"), (axes[1], series_acc, "validation accuracy")):
+    for ax, series, title in ((axes[0], series_loss, "loss"), (axes[1], series_acc, "validation accuracy and AUC")):
         for name, ys in series.items():
             pts = [(e, y) for e, y in zip(epochs, ys) if y is not None]
             if pts:
