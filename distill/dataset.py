@@ -60,24 +60,6 @@ def history_items(texts: Sequence[str], length: int) -> list[str]:
     return out[-length:] if length > 0 else []
 
 
-def phrases(text: str) -> list[str]:
-    """The words and word pairs of a subtask ("pick up the red cup" -> "red", "red cup", ...), `done` none."""
-    words = normalize_subtask(text).split() if text != DONE else []
-    return words + [f"{a} {b}" for a, b in zip(words, words[1:])]
-
-
-def still_to_do(targets: Sequence[str]) -> list[frozenset[str]]:
-    """For each of an episode's targets in time order, the phrases of it and of every later target:
-    what the logs say is still to do then. Items put away drop out of it, items on the table stay
-    in; every frame gets this label, not just the few where the subtask switches."""
-    out: list[frozenset[str]] = []
-    later: set[str] = set()
-    for target in reversed(targets):
-        later |= set(phrases(target))
-        out.append(frozenset(later))
-    return out[::-1]
-
-
 def metadata_prompt(metadata: dict[str, Any] | None) -> str:
     """The metadata prompt component, e.g. "speed normal, quality 5, no mistakes"; "" when absent."""
     if not metadata:
@@ -120,7 +102,6 @@ class Sample:
     metadata: dict[str, Any]  # speed, quality, mistake (of the episode)
     target: str  # normalized subtask text, or DONE
     view: str  # current | previous
-    to_do: frozenset[str] = frozenset()  # phrases of this target and every later one (`still_to_do`)
 
 
 @dataclass
@@ -279,11 +260,11 @@ def episode_samples(episode: Any, config: DatasetConfig, cache: FrameCache, skip
     frames = cache.images(episode, cameras, sorted({int(steps.index[j]) for j, *_ in planned}), config.image_size)
     state = np.asarray(steps.state, dtype=np.float32) if steps.state.dtype != object else None
     out = []
-    for (j, hist, target, view), to_do in zip(planned, still_to_do([target for _, _, target, _ in planned])):
+    for j, hist, target, view in planned:
         s = np.asarray(steps.state[j], dtype=np.float32) if state is None else state[j]
         out.append(Sample(episode_id=episode.id, step_index=int(steps.index[j]), images=frames[int(steps.index[j])],
                           state=np.nan_to_num(s), task=episode.summary.task, history=hist, metadata=meta,
-                          target=target, view=view, to_do=to_do))
+                          target=target, view=view))
     return out
 
 

@@ -12,10 +12,8 @@ the active subtask (the newest history item) is done, and a *next* scorer says w
 For each candidate subtask string c (the bank: every distinct normalized target of the training
 data plus `done`, optionally extended at run time), next score = <q, proj(emb(c))> / T with q and
 proj(emb(c)) unit vectors, softmax over the candidates. The policy's distribution is
-P(c) = (1 - f) [c is the active one] + f P_next(c). The next score also adds, per camera, how well
-c matches the best cell of the image's feature map (`Grounder`), gated by the query; training
-teaches the grounders on every frame which words of the logged subtasks are still to do. Why a
-scorer and not a generative decoder is in docs/distill.md.
+P(c) = (1 - f) [c is the active one] + f P_next(c). Why a scorer and not a generative decoder is
+in docs/distill.md.
 """
 
 from __future__ import annotations
@@ -47,7 +45,6 @@ class ModelConfig:
     hidden: int = 256
     image_features: int = 128
     temperature: float = 0.05
-    grounding: bool = True  # score each candidate against every image cell too (see `Grounder`)
     metadata_dropout: float = 0.3
     state_mean: list[float] = field(default_factory=list)
     state_std: list[float] = field(default_factory=list)
@@ -64,7 +61,7 @@ class ModelConfig:
 
 class ImageEncoder(nn.Module):
     """A small CNN for one camera: S x S x 3 uint8 -> features. Keeps a coarse spatial map (where
-    things are matters), flattened at 4 x 4; `cells` gives the finer 8 x 8 map it pools from."""
+    things are matters), flattened at 4 x 4."""
 
     def __init__(self, image_size: int, features: int):
         super().__init__()
@@ -76,40 +73,12 @@ class ImageEncoder(nn.Module):
             nn.Conv2d(3, 32, 5, stride=2, padding=2), nn.GELU(), *extra,
             nn.Conv2d(32, 64, 3, stride=2, padding=1), nn.GroupNorm(8, 64), nn.GELU(),
             nn.Conv2d(64, 64, 3, stride=2, padding=1), nn.GroupNorm(8, 64), nn.GELU(),
+            nn.AdaptiveAvgPool2d(4),
         )
-        self.pool = nn.AdaptiveAvgPool2d(4)
         self.head = nn.Linear(64 * 16, features)
 
-    def cells(self, images: torch.Tensor) -> torch.Tensor:  # (B, 3, S, S) float in [0, 1] -> (B, 64, 8, 8)
-        return self.net(images - 0.5)
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.summary(self.cells(images))
-
-    def summary(self, cells: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pool(cells).flatten(1))
-
-
-class Grounder(nn.Module):
-    """How well a candidate's words match some place in a camera image: the best cosine between the
-    candidate's vector and any cell of the image's 8 x 8 feature map (plus a learned position code,
-    so an item on the table and the same item in a bin differ).
-
-    A max over cells is the same test wherever the item stands, so it carries over to scenes and
-    colour-kind pairs the logs never showed, where one query vector for the whole scene must learn
-    every item's presence at every position (CLIPort-style language-conditioned maps)."""
-
-    def __init__(self, text_dim: int, channels: int, dim: int, grid: int = 8):
-        super().__init__()
-        self.cell = nn.Conv2d(channels, dim, 1)
-        self.pos = nn.Parameter(0.02 * torch.randn(dim, grid, grid))
-        self.text = nn.Sequential(nn.Linear(text_dim, dim), nn.GELU(), nn.Linear(dim, dim))
-
-    def forward(self, cells: torch.Tensor, cand: torch.Tensor) -> torch.Tensor:
-        """cells (B, C_in, 8, 8), cand (N, E) raw sentence embeddings -> (B, N) best cell cosine."""
-        f = F.normalize((self.cell(cells) + self.pos).flatten(2), dim=1)  # (B, D, cells)
-        t = F.normalize(self.text(cand), dim=-1)  # (N, D)
-        return torch.einsum("nd,bdk->bnk", t, f).amax(dim=2)
+    def forward(self, images: torch.Tensor) -> torch.Tensor:  # (B, 3, S, S) float in [0, 1]
+        return self.head(self.net(images - 0.5).flatten(1))
 
 
 class SubtaskScorer(nn.Module):
@@ -132,13 +101,6 @@ class SubtaskScorer(nn.Module):
         self.copy_gate = nn.Linear(cfg.hidden, cfg.history)
         self.finished = nn.Linear(cfg.hidden, 1)  # logit: the active subtask is done
         self.cand = nn.Sequential(nn.Linear(cfg.text_dim, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.embed_dim))
-        if cfg.grounding:
-            self.grounders = nn.ModuleDict({cam: Grounder(cfg.text_dim, 64, 64) for cam in cfg.cameras})
-            self.ground_gate = nn.Linear(cfg.hidden, len(cfg.cameras))  # how much each camera's match counts now
-            self.to_do = nn.Linear(len(cfg.cameras), 1)  # camera matches -> logit "this phrase is still to do"
-            with torch.no_grad():  # cosines lie in [-1, 1]: start with a scale that lets them matter
-                self.to_do.weight.fill_(5.0)
-                self.to_do.bias.fill_(-3.0)
         self.register_buffer("state_mean", torch.tensor(cfg.state_mean or [0.0] * cfg.state_dim, dtype=torch.float32))
         self.register_buffer("state_std", torch.tensor(cfg.state_std or [1.0] * cfg.state_dim, dtype=torch.float32))
 
@@ -146,35 +108,27 @@ class SubtaskScorer(nn.Module):
               hist_mask: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
         """images: camera -> (B, 3, S, S) uint8; state (B, D); task (B, E); hist (B, H, E) with hist_mask
         (B, H) 1 where an item is present (right-aligned, newest last); meta (B, E), zero when absent.
-        Returns the unit query vector (B, K), the copy gate per history slot (B, H), the
-        finished logit (B,) and, with grounding, the per-camera grounding gate (B, cameras) with
-        the cameras' cell maps."""
+        Returns the unit query vector (B, K), the copy gate per history slot (B, H) and the
+        finished logit (B,)."""
         b = state.shape[0]
         if self.training and self.cfg.metadata_dropout > 0:
             keep = (torch.rand(b, 1, device=meta.device) >= self.cfg.metadata_dropout).to(meta.dtype)
             meta = meta * keep
         meta_present = (meta.abs().sum(dim=1, keepdim=True) > 0).to(state.dtype)
-        cells = [self.images[c].cells(images[c].float() / 255.0) for c in self.cfg.cameras]
-        img = [self.images[c].summary(x) for c, x in zip(self.cfg.cameras, cells)]
+        img = [self.images[c](images[c].float() / 255.0) for c in self.cfg.cameras]
         st = self.state((state - self.state_mean) / self.state_std)
         h = (self.hist(hist) + self.hist_pos) * hist_mask.unsqueeze(-1)
         x = torch.cat(img + [st, self.task(task), h.flatten(1), self.meta(meta) * meta_present, meta_present], dim=1)
         z = self.fuse[:-1](x)
-        ground = (self.ground_gate(z), cells) if self.cfg.grounding else None
-        return F.normalize(self.fuse[-1](z), dim=-1), self.copy_gate(z) * hist_mask, self.finished(z)[:, 0], ground
+        return F.normalize(self.fuse[-1](z), dim=-1), self.copy_gate(z) * hist_mask, self.finished(z)[:, 0]
 
     def next_logits(self, query: tuple[torch.Tensor, ...], hist: torch.Tensor, cand_proj: torch.Tensor,
                     cand_emb: torch.Tensor) -> torch.Tensor:
-        """Logits (B, C) of what comes after the active subtask: <q, proj(c)> plus the gated
-        cosine of each candidate to each history item ("not that one again", "try it again") plus
-        the gated grounding match per camera ("that item is on the table"), over T."""
-        q, gate, _, ground = query
-        logits = q @ cand_proj.T + torch.einsum("bh,bhe,ce->bc", gate, hist, cand_emb)
-        if ground is not None:
-            cam_gate, cells = ground
-            for i, cam in enumerate(self.cfg.cameras):
-                logits = logits + cam_gate[:, i:i + 1] * self.grounders[cam](cells[i], cand_emb)
-        return logits / self.cfg.temperature
+        """Logits (B, C) of what comes after the active subtask: <q, proj(c)> / T plus the gated
+        cosine of each candidate to each history item ("not that one again", "try it again")."""
+        q, gate, _ = query
+        copy = torch.einsum("bh,bhe,ce->bc", gate, hist, cand_emb)
+        return (q @ cand_proj.T + copy) / self.cfg.temperature
 
     def scores(self, query: tuple[torch.Tensor, ...], hist: torch.Tensor, hist_mask: torch.Tensor,
                cand_proj: torch.Tensor, cand_emb: torch.Tensor) -> torch.Tensor:
@@ -189,26 +143,16 @@ class SubtaskScorer(nn.Module):
         p = f * p_next + (1 - f) * is_active.to(p_next.dtype)
         return torch.log((p / p.sum(dim=1, keepdim=True)).clamp_min(1e-12))
 
-    def to_do_logits(self, query: tuple[torch.Tensor, ...], phrase_emb: torch.Tensor) -> torch.Tensor:
-        """(B, P) logits that each phrase (raw sentence embeddings (P, E)) is still to do, from the
-        grounders' best match per camera (the training's dense auxiliary target)."""
-        _, cells = query[3]
-        matches = torch.stack([self.grounders[c](x, phrase_emb) for c, x in zip(self.cfg.cameras, cells)], dim=-1)
-        return self.to_do(matches)[..., 0]
-
     def candidates(self, cand: torch.Tensor) -> torch.Tensor:
         return F.normalize(self.cand(cand), dim=-1)
 
     def forward(self, images: dict[str, torch.Tensor], state: torch.Tensor, task: torch.Tensor, hist: torch.Tensor,
-                hist_mask: torch.Tensor, meta: torch.Tensor, cand: torch.Tensor,
-                phrases: torch.Tensor | None = None) -> tuple[torch.Tensor | None, ...]:
+                hist_mask: torch.Tensor, meta: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Over the candidate embeddings cand (C, E): the policy's log-probabilities (B, C), the next
-        scorer's logits (B, C), the finished logit (B,) and, given phrase embeddings (P, E) and
-        grounding, the to-do logits (B, P); the last three for the training loss."""
+        scorer's logits (B, C) and the finished logit (B,), the last two for the training loss."""
         q = self.query(images, state, task, hist, hist_mask, meta)
         proj = self.candidates(cand)
-        to_do = self.to_do_logits(q, phrases) if phrases is not None and self.cfg.grounding else None
-        return self.scores(q, hist, hist_mask, proj, cand), self.next_logits(q, hist, proj, cand), q[2], to_do
+        return self.scores(q, hist, hist_mask, proj, cand), self.next_logits(q, hist, proj, cand), q[2]
 
 
 class TextTable:

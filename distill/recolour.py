@@ -55,8 +55,7 @@ def recolour_image(image: np.ndarray, swap: dict[str, str]) -> np.ndarray:
 def recoloured(sample: Sample, swap: dict[str, str]) -> Sample:
     return replace(sample, images={c: recolour_image(v, swap) for c, v in sample.images.items()},
                    task=recolour_text(sample.task, swap), history=[recolour_text(t, swap) for t in sample.history],
-                   target=recolour_text(sample.target, swap),
-                   to_do=frozenset(recolour_text(p, swap) for p in sample.to_do))
+                   target=recolour_text(sample.target, swap))
 
 
 def augment(samples: Sequence[Sample], copies: int, seed: int = 0) -> list[Sample]:

@@ -9,12 +9,7 @@ writes the checkpoint and registers it in storage. Validation per epoch: subtask
 predicted string equals the target exactly), semantic accuracy (the sentence-encoder cosine of the
 predicted and the true string > 0.9 counts as the same meaning) overall and on the targets whose
 text never appeared verbatim in training, and the accuracy on those unseen targets when their
-strings are added to the candidates at evaluation time; and the to-do AUC, how well the
-grounders rank the words and word pairs still to do (`Sample.to_do`) above those that are not.
-
-The loss: the finished head's binary cross-entropy on every sample, the next subtask's cross-entropy
-where the subtask switches, and (weight `to_do_weight`) the to-do binary cross-entropy on every
-sample, which trains the grounders with a label on every frame.
+strings are added to the candidates at evaluation time.
 """
 
 from __future__ import annotations
@@ -33,8 +28,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from distill.dataset import (DatasetConfig, DistillError, Sample, build_samples, metadata_prompt, phrases,
-                             select_episodes)
+from distill.dataset import DatasetConfig, DistillError, Sample, build_samples, metadata_prompt, select_episodes
 from distill.high_level import DONE
 from distill.recolour import augment
 
@@ -58,7 +52,6 @@ class TrainConfig:
     semantic_threshold: float = 0.9
     metadata_dropout: float = 0.3
     temperature: float = 0.05
-    to_do_weight: float = 1.0  # the dense "what is still to do" loss (see `to_do_loss`); 0 turns it off
     recolour_copies: int = 0  # colour-swapped copies of each training sample (distill/recolour.py); off, see docs
     progress: bool = True
     register: bool = True  # register the checkpoint in the database
@@ -78,7 +71,6 @@ class Tensors:
     finished: torch.Tensor  # (N,) 1.0 where the newest history item is done (a switch, `done`, or no history)
     targets: list[str]
     views: list[str]
-    to_do: torch.Tensor  # (N, P) 1.0 where phrase p is in what is still to do (`Sample.to_do`)
 
     def __len__(self) -> int:
         return len(self.targets)
@@ -88,8 +80,7 @@ class Tensors:
                 self.hist_mask[idx], self.meta[idx])
 
 
-def to_tensors(samples: list[Sample], cameras: list[str], bank: list[str], history: int, table: TextTable,
-               vocabulary: list[str]) -> Tensors:
+def to_tensors(samples: list[Sample], cameras: list[str], bank: list[str], history: int, table: TextTable) -> Tensors:
     import torch
 
     from distill.model import TEXT_DIM, history_tensor
@@ -106,12 +97,8 @@ def to_tensors(samples: list[Sample], cameras: list[str], bank: list[str], histo
     hist, mask = history_tensor([s.history for s in samples], history, table)
     target = torch.tensor([index.get(s.target, -1) for s in samples], dtype=torch.long)
     finished = torch.tensor([float(s.view == "previous" or s.target == DONE or not s.history) for s in samples])
-    column = {p: i for i, p in enumerate(vocabulary)}
-    to_do = torch.zeros(n, len(vocabulary))
-    for i, sample in enumerate(samples):
-        to_do[i, [column[p] for p in sample.to_do if p in column]] = 1.0
     return Tensors(images, state, task, hist, mask, meta, target, finished, [s.target for s in samples],
-                   [s.view for s in samples], to_do)
+                   [s.view for s in samples])
 
 
 def policy_loss(next_logits: torch.Tensor, finished_logit: torch.Tensor, target: torch.Tensor,
@@ -144,18 +131,16 @@ def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
 # ----------------------------------------------------------------------------- evaluation
 
 def evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: torch.Tensor, table: TextTable,
-             train_targets: set[str], threshold: float, batch_size: int = 256,
-             phrase_emb: torch.Tensor | None = None) -> dict[str, Any]:
+             train_targets: set[str], threshold: float, batch_size: int = 256) -> dict[str, Any]:
     """Loss and accuracies of `model` on `data` (see the module docstring)."""
     import torch
 
     with torch.no_grad():
-        return _evaluate(model, data, bank, bank_emb, table, train_targets, threshold, batch_size, phrase_emb)
+        return _evaluate(model, data, bank, bank_emb, table, train_targets, threshold, batch_size)
 
 
 def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: torch.Tensor, table: TextTable,
-              train_targets: set[str], threshold: float, batch_size: int,
-              phrase_emb: torch.Tensor | None) -> dict[str, Any]:
+              train_targets: set[str], threshold: float, batch_size: int) -> dict[str, Any]:
     import torch
 
     if len(data) == 0:
@@ -166,7 +151,7 @@ def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: to
     ext_bank = bank + unseen_texts
     ext_emb = torch.cat([bank_emb, table.embed(unseen_texts)]) if unseen_texts else bank_emb
     cand = model.candidates(ext_emb)
-    preds, ext_preds, losses, finished, to_do = [], [], [], [], []
+    preds, ext_preds, losses, finished = [], [], [], []
     for start in range(0, len(data), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(data)))
         batch = data.batch(idx)
@@ -174,8 +159,6 @@ def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: to
         logits = model.scores(query, batch[3], batch[4], cand, ext_emb)
         has_history = batch[4][:, -1] > 0  # without one, "finished" is given, not predicted
         finished.append(((query[2] > 0).float() == data.finished[idx])[has_history])
-        if phrase_emb is not None:
-            to_do.append(model.to_do_logits(query, phrase_emb))
         preds.append(logits[:, :len(bank)].argmax(dim=1))
         ext_preds.append(logits.argmax(dim=1))
         t = data.target[idx]
@@ -209,28 +192,15 @@ def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: to
             "switch_accuracy": mean(exact, switch), "continue_accuracy": mean(exact, ~switch),
             "finished_accuracy": mean(torch.cat(finished).numpy()),
             "done_accuracy": mean(exact, done),
-            "to_do_auc": roc_auc(torch.cat(to_do).numpy().ravel(), data.to_do.numpy().ravel()) if to_do else None,
             "unseen_samples": int(unseen.sum()), "unseen_texts": len(unseen_texts),
             "unseen_semantic_accuracy": mean(semantic, unseen),
             "unseen_extended_accuracy": mean(ext_exact, unseen)}
 
 
-def roc_auc(scores: np.ndarray, labels: np.ndarray) -> float | None:
-    """Area under the ROC curve (the rank-sum form; scikit-learn is not a dependency for one formula)."""
-    from scipy.stats import rankdata
-
-    pos = labels > 0.5
-    n_pos, n_neg = int(pos.sum()), int((~pos).sum())
-    if n_pos == 0 or n_neg == 0:
-        return None
-    return round(float((rankdata(scores)[pos].sum() - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)), 4)
-
-
 # ----------------------------------------------------------------------------- plot
 
 def save_plot(history: list[dict[str, Any]], path: Path) -> None:
-    """Loss (train, val) and validation accuracy (exact, semantic, switch, finished) with the to-do
-    AUC per epoch, as a PNG."""
+    """Loss (train, val) and validation accuracy (exact, semantic, switch) per epoch, as a PNG."""
     import matplotlib
 
     matplotlib.use("Agg")  # files only: training runs headless
@@ -242,10 +212,9 @@ def save_plot(history: list[dict[str, Any]], path: Path) -> None:
     series_acc = {"val accuracy": [h.get("val_accuracy") for h in history],
                   "val semantic": [h.get("val_semantic_accuracy") for h in history],
                   "val switch": [h.get("val_switch_accuracy") for h in history],
-                  "val finished": [h.get("val_finished_accuracy") for h in history],
-                  "val to-do AUC": [h.get("val_to_do_auc") for h in history]}
+                  "val finished": [h.get("val_finished_accuracy") for h in history]}
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, series, title in ((axes[0], series_loss, "loss"), (axes[1], series_acc, "validation accuracy and AUC")):
+    for ax, series, title in ((axes[0], series_loss, "loss"), (axes[1], series_acc, "validation accuracy")):
         for name, ys in series.items():
             pts = [(e, y) for e, y in zip(epochs, ys) if y is not None]
             if pts:
@@ -278,7 +247,6 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None) -
     """Distill a high-level policy from the logged episodes at `db_url` into `out_dir`; returns the metrics."""
     import torch
     import torch.distributed as dist
-    import torch.nn.functional as F
     from tqdm import tqdm
 
     from distill.checkpoint import save_checkpoint, update_training
@@ -314,12 +282,9 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None) -
                            metadata_dropout=config.metadata_dropout, state_mean=states.mean(0).tolist(),
                            state_std=np.maximum(states.std(0), 1e-3).tolist(), bank=bank)
         model = SubtaskScorer(mcfg)
-        vocabulary = sorted({p for s in train_s for p in phrases(s.target)})
-        tr = to_tensors(train_s, info.cameras, bank, data_cfg.history, table, vocabulary)
-        va = to_tensors(val_s, info.cameras, bank, data_cfg.history, table, vocabulary)
+        tr = to_tensors(train_s, info.cameras, bank, data_cfg.history, table)
+        va = to_tensors(val_s, info.cameras, bank, data_cfg.history, table)
         bank_emb = table.embed(bank)
-        use_to_do = config.to_do_weight > 0 and mcfg.grounding and bool(vocabulary)
-        phrase_emb = table.embed(vocabulary) if use_to_do else None
         train_targets = {s.target for s in train_s}
         ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
         opt = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -342,11 +307,9 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None) -
                     group["lr"] = lr
                 images, state, task, hist, mask, meta = tr.batch(idx)
                 images = {c: random_shift(v, config.shift) for c, v in images.items()}
-                logits, next_logits, finished_logit, to_do = ddp(images, state, task, hist, mask, meta, bank_emb, phrase_emb)
+                logits, next_logits, finished_logit = ddp(images, state, task, hist, mask, meta, bank_emb)
                 target = tr.target[idx]
                 loss = policy_loss(next_logits, finished_logit, target, tr.finished[idx])
-                if to_do is not None:
-                    loss = loss + config.to_do_weight * F.binary_cross_entropy_with_logits(to_do, tr.to_do[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -362,7 +325,7 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None) -
             row: dict[str, Any] = {"epoch": epoch, "train_loss": round(loss_sum / max(seen, 1), 4),
                                    "train_accuracy": round(correct / max(seen, 1), 4)}
             row.update({f"val_{k}": v for k, v in evaluate(model, va, bank, bank_emb, table, train_targets,
-                                                           config.semantic_threshold, phrase_emb=phrase_emb).items()})
+                                                           config.semantic_threshold).items()})
             history.append(row)
             bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.3f}", val_acc=row.get("val_accuracy"))
             out.mkdir(parents=True, exist_ok=True)

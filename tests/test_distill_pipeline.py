@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from distill.dataset import DatasetConfig, DistillError, build_samples, normalize_subtask, phrases
+from distill.dataset import DatasetConfig, DistillError, build_samples, normalize_subtask
 from distill.high_level import DONE
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -67,13 +67,6 @@ def test_dataset_labels_and_split(coached_db):
         assert not inside
         assert any(t.episode_id == eid and normalize_subtask(g.text) in t.history for t in samples)
     assert normalize_subtask("Try again:  Pick up the  RED block") == "pick up the red block"
-    # What is still to do holds the target's words and pairs, and only shrinks as the episode goes on.
-    for eid in {t.episode_id for t in samples}:
-        ep = sorted((t for t in samples if t.episode_id == eid), key=lambda t: t.step_index)
-        assert all(set(phrases(t.target)) <= t.to_do for t in ep)
-        assert all(b.to_do <= a.to_do for a, b in zip(ep, ep[1:]))
-        assert not any(t.to_do for t in ep if t.target == DONE)
-    assert "red block" in phrases("pick up the red block") and phrases(DONE) == []
     db.close()
 
 
