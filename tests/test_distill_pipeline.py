@@ -57,6 +57,14 @@ def test_dataset_labels_and_split(coached_db):
     # Every successful episode ends in `done`.
     done_eps = {t.episode_id for t in samples if t.target == DONE}
     assert done_eps == set(info.train_episode_ids) | set(info.val_episode_ids)
+    # The coach ends a moment after the task is done: the last segment ends at the success and every
+    # sample after it is `done`, so `done` is learned on finished scenes, not on ones still being finished.
+    for eid in done_eps:
+        ep = load_episode(db, eid)
+        last = max(g.last_step for g in ep.segments)
+        after = [t for t in samples if t.episode_id == eid and t.step_index > last]
+        assert ep.summary.num_steps - 1 - last >= 15 and len(after) >= 3, (eid, last, ep.summary.num_steps)
+        assert all(t.target == DONE for t in after)
     # Mistake segments are never targets, but stay in the history of what follows.
     sloppy = [e.id for e in list_episodes(db, limit=None) if e.quality == 2]
     mistakes = [(eid, g) for eid in sloppy for g in load_episode(db, eid).segments if g.mistake]
