@@ -180,7 +180,8 @@ class AutonomousRunner:
                                            refused, self.policy, c.done_confidence)
                 with self._lock:
                     self.decision = {"subtask": decision.subtask, "confidence": round(decision.confidence, 3),
-                                     "alternatives": [(t, round(p, 3)) for t, p in decision.alternatives[:3]]}
+                                     "alternatives": [(t, round(p, 3)) for t, p in decision.alternatives[:3]],
+                                     "subtasks_left": decision.subtasks_left}
                 if decision.subtask == active:
                     self.session.note_confidence(decision.confidence)
                 if (active in refused and not decision.done) or hysteresis.switch(decision, active):

@@ -49,6 +49,14 @@ def test_an_unsure_done_gives_way_to_the_runner_up():
     assert without_refused(sure, set(), done_confidence=0.7) is sure
 
 
+def test_a_sure_done_waits_while_the_policy_still_counts_work_left():
+    counted = Decision(DONE, 0.9, [("close the drawer", 0.08)], subtasks_left=1.2)
+    held = without_refused(counted, set(), done_confidence=0.7)
+    assert held.subtask == "close the drawer" and held.subtasks_left == 1.2
+    finished = Decision(DONE, 0.9, [("close the drawer", 0.08)], subtasks_left=0.2)
+    assert without_refused(finished, set(), done_confidence=0.7) is finished
+
+
 def test_a_subtask_refused_at_once_stays_out_while_others_run_but_one_refused_after_running_does_not():
     ex = Exclusions(memory_s=30.0)
     ex.refused("grab the red bowl", now=1.0, ran=False)  # not in the scene
