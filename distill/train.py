@@ -38,7 +38,7 @@ if TYPE_CHECKING:  # torch loads inside the functions, so building the command l
     from distill.model import SubtaskScorer, TextTable
 
 PLOT = "training.png"
-LEFT_WEIGHT = 1.0  # the subtasks-left loss next to the finished and next-subtask losses
+LEFT_WEIGHT = 0.2  # the subtasks-left loss next to the finished and next-subtask losses (more crowds them out early)
 
 
 @dataclass
@@ -295,6 +295,9 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None) -
         model = SubtaskScorer(mcfg)
         tr = to_tensors(train_s, info.cameras, bank, data_cfg.history, table)
         va = to_tensors(val_s, info.cameras, bank, data_cfg.history, table)
+        counted = tr.left[tr.left >= 0]
+        if len(counted):  # start the left head at the average count, not at 0 ("nothing left")
+            torch.nn.init.constant_(model.left.bias, float(torch.log1p(counted).mean()))
         bank_emb = table.embed(bank)
         train_targets = {s.target for s in train_s}
         ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
