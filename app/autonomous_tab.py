@@ -145,10 +145,8 @@ def _counter_md(autonomy: Autonomy) -> str:
         lines.append(f"**Running** episode {st['episode_id']} (seed {st['seed']})")
     if decision and st.get("running"):  # a stopped or taken-over policy thinks nothing any more
         alts = ", ".join(f"{html.escape(t)} {p:.0%}" for t, p in decision["alternatives"][:2])
-        left = decision.get("subtasks_left")
         lines.append(f"Policy thinks: **{html.escape(decision['subtask'])}** {decision['confidence']:.0%}"
-                     + (f" (then {alts})" if alts else "")
-                     + (f"; about {left:.0f} subtask{'' if round(left) == 1 else 's'} left" if left is not None else ""))
+                     + (f" (then {alts})" if alts else ""))
     if st.get("last_result"):
         lines.append(f"Last: {html.escape(st['last_result'])}")
     if st.get("error"):

@@ -132,6 +132,7 @@ class AutonomousRunner:
                                                 policy_checkpoint_id=self.policy.checkpoint_id)
         with self._lock:
             self.episode_id, self.seed, self.decision = episode_id, seed, None
+        self.policy.reset()
         ended = self._drive(episode_id)
         if ended is None:
             return False
@@ -180,8 +181,7 @@ class AutonomousRunner:
                                            refused, self.policy, c.done_confidence)
                 with self._lock:
                     self.decision = {"subtask": decision.subtask, "confidence": round(decision.confidence, 3),
-                                     "alternatives": [(t, round(p, 3)) for t, p in decision.alternatives[:3]],
-                                     "subtasks_left": decision.subtasks_left}
+                                     "alternatives": [(t, round(p, 3)) for t, p in decision.alternatives[:3]]}
                 if decision.subtask == active:
                     self.session.note_confidence(decision.confidence)
                 if (active in refused and not decision.done) or hysteresis.switch(decision, active):

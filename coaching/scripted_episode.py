@@ -65,16 +65,12 @@ def run_episode(robot: Robot, policy: BasePolicy, coach: ScriptedCoach, task: st
         recorder.start_episode(task_text, robot.describe().to_dict(), mode="coached", user=SCRIPTED_COACH_USER,
                                seed=seed, metadata=coach.metadata, family=task, vla_hello=policy.metadata)
     end: CoachCommand | None = None
-    segment_closed = False  # the last segment was ended at the task's success, before the episode
     while end is None:
         now = clock.now()
         cmd = coach.decide(obs.env_state, now)
         if cmd is not None and cmd.kind == "end":
             end = cmd
             break
-        if recorder is not None and seg_ids and coach.waiting_to_end and not segment_closed:
-            recorder.end_segment(seg_ids[-1], _outcome(coach, len(seg_ids) - 1))  # its steps end at the success
-            segment_closed = True
         if cmd is not None:
             if segments:
                 segments[-1].end_s = now
@@ -105,7 +101,7 @@ def run_episode(robot: Robot, policy: BasePolicy, coach: ScriptedCoach, task: st
     for seg, (_, outcome) in zip(segments, coach.outcomes):
         seg.outcome = outcome
     if recorder is not None:
-        if seg_ids and not segment_closed:
+        if seg_ids:
             recorder.end_segment(seg_ids[-1], _outcome(coach, len(seg_ids) - 1))
         episode_id = recorder.end_episode("success" if end.outcome == "success" else "failure")
     return EpisodeReport(

@@ -94,6 +94,7 @@ def play_episode(robot: Robot, low_level: BasePolicy, policy: HighLevelPolicy, f
     config = config or PlayConfig()
     family = tasks.get_family(family_name)
     low_level.reset()
+    policy.reset()
     obs = robot.reset(family_name, seed)
     clock = SimClock(lambda: obs.timestamp)
     task_text = family.task_text(obs.env_state)

@@ -102,7 +102,6 @@ class Sample:
     metadata: dict[str, Any]  # speed, quality, mistake (of the episode)
     target: str  # normalized subtask text, or DONE
     view: str  # current | previous
-    left: int = -1  # subtasks still to do, the target included (0 once done); -1 unknown (not a success)
 
 
 @dataclass
@@ -236,17 +235,13 @@ def episode_samples(episode: Any, config: DatasetConfig, cache: FrameCache, skip
     meta = {"speed": episode.metadata.get("speed"), "quality": episode.metadata.get("quality"),
             "mistake": bool(episode.metadata.get("mistake", False))}
     texts = [normalize_subtask(g.text) for g in segments]
-    # What is still to do, counted from the log alone: the segments from here on that were neither a
-    # mistake nor a failed or repeated try (a failed one's retry is counted instead).
-    counts = [not g.mistake and g.outcome not in ("failure", "redundant") for g in segments]
-    left = [int(sum(counts[k:])) if success else -1 for k in range(len(segments))]
-    planned: list[tuple[int, list[str], str, str, int]] = []  # (row, history, target, view, left)
+    planned: list[tuple[int, list[str], str, str]] = []  # (row, history, target, view)
     for j in picks:
         k = int(active[j])
         step = int(steps.index[j])
         if success and step >= done_from:
             last = k if k >= 0 else len(segments) - 1
-            planned.append((j, history_items(texts[:last + 1], config.history), DONE, "current", 0))
+            planned.append((j, history_items(texts[:last + 1], config.history), DONE, "current"))
             continue
         if k < 0:
             skipped["no_active_subtask"] = skipped.get("no_active_subtask", 0) + 1
@@ -259,17 +254,17 @@ def episode_samples(episode: Any, config: DatasetConfig, cache: FrameCache, skip
             continue
         for view in config.views:
             issued = texts[:k + 1] if view == "current" else texts[:k]
-            planned.append((j, history_items(issued, config.history), texts[k], view, left[k]))
+            planned.append((j, history_items(issued, config.history), texts[k], view))
     if not planned:
         return []
     frames = cache.images(episode, cameras, sorted({int(steps.index[j]) for j, *_ in planned}), config.image_size)
     state = np.asarray(steps.state, dtype=np.float32) if steps.state.dtype != object else None
     out = []
-    for j, hist, target, view, n_left in planned:
+    for j, hist, target, view in planned:
         s = np.asarray(steps.state[j], dtype=np.float32) if state is None else state[j]
         out.append(Sample(episode_id=episode.id, step_index=int(steps.index[j]), images=frames[int(steps.index[j])],
                           state=np.nan_to_num(s), task=episode.summary.task, history=hist, metadata=meta,
-                          target=target, view=view, left=n_left))
+                          target=target, view=view))
     return out
 
 

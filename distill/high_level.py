@@ -30,9 +30,6 @@ STILL_S = 5.0
 EXCLUSION_S = 30.0
 # `done` ends the episode for good while a wrong subtask costs seconds, so `done` must be this sure.
 DONE_CONFIDENCE = 0.7
-# ... and a policy that also counts the subtasks still to do must count fewer than this: two heads
-# trained on different labels (done now; how much is left, on every frame) must agree before it ends.
-DONE_MAX_LEFT = 0.5
 
 
 @dataclass
@@ -40,7 +37,6 @@ class Decision:
     subtask: str  # the next subtask text, or DONE
     confidence: float  # the policy's probability for it, 0..1
     alternatives: list[tuple[str, float]] = field(default_factory=list)  # the runners-up, best first
-    subtasks_left: float | None = None  # the policy's count of subtasks still to do, where it makes one
 
     @property
     def done(self) -> bool:
@@ -76,22 +72,20 @@ def without_refused(decision: Decision, refused: set[str], policy: "HighLevelPol
                     done_confidence: float = 0.0) -> Decision:
     """The decision, or else its best runner-up that is no phrasing of a subtask the low-level policy
     refused or got stuck on (see `Exclusions`), and is not a `done` said with less than `done_confidence`
-    or while the policy counts `DONE_MAX_LEFT` or more subtasks left (`done` ends the episode for good,
-    while a wrong subtask costs seconds).
+    (`done` ends the episode for good, while a wrong subtask costs seconds).
 
     A VLA that reports a refusal (`info["refused"]`, e.g. the object named is not in the scene)
     tells the driver more than the cameras at 64 pixels do; the high-level policy's next choice is
     tried instead of holding on to an instruction that will never run."""
     same = policy.same_subtask if policy is not None else (lambda a, b: a == b)
     ranked = [(decision.subtask, decision.confidence), *decision.alternatives]
-    work_left = decision.subtasks_left is not None and decision.subtasks_left >= DONE_MAX_LEFT
-    may_end = [(t, p) for t, p in ranked if not (t == DONE and (p < done_confidence or work_left))]
+    may_end = [(t, p) for t, p in ranked if not (t == DONE and p < done_confidence)]
     allowed = [(t, p) for t, p in may_end if not any(same(t, r) for r in refused)]
     # Everything left is excluded: the best one again (a retry), never a `done` that was held back.
     allowed = allowed or may_end[:1]
     if not allowed or allowed[0][0] == decision.subtask:
         return decision
-    return Decision(allowed[0][0], allowed[0][1], allowed[1:], decision.subtasks_left)
+    return Decision(allowed[0][0], allowed[0][1], allowed[1:])
 
 
 class Stillness:
@@ -159,6 +153,9 @@ class Exclusions:
 
 class HighLevelPolicy(abc.ABC):
     checkpoint_id: int | None = None  # the storage id of the checkpoint, where it is registered
+
+    def reset(self) -> None:
+        """Called at the start of every episode (by `play` and the app's runner); by default nothing."""
 
     def same_subtask(self, a: str, b: str) -> bool:
         """Whether two phrasings name the same subtask to this policy (by default: the same text)."""

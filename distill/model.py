@@ -100,9 +100,6 @@ class SubtaskScorer(nn.Module):
         # (positive on the newest item = "keep going", negative = "that one is finished").
         self.copy_gate = nn.Linear(cfg.hidden, cfg.history)
         self.finished = nn.Linear(cfg.hidden, 1)  # logit: the active subtask is done
-        # log(1 + subtasks still to do): trained on every frame, so the shared features must count what
-        # is left in the scene, which the few switch moments alone teach poorly (when to close, `done`)
-        self.left = nn.Linear(cfg.hidden, 1)
         self.cand = nn.Sequential(nn.Linear(cfg.text_dim, cfg.hidden), nn.GELU(), nn.Linear(cfg.hidden, cfg.embed_dim))
         self.register_buffer("state_mean", torch.tensor(cfg.state_mean or [0.0] * cfg.state_dim, dtype=torch.float32))
         self.register_buffer("state_std", torch.tensor(cfg.state_std or [1.0] * cfg.state_dim, dtype=torch.float32))
@@ -111,8 +108,8 @@ class SubtaskScorer(nn.Module):
               hist_mask: torch.Tensor, meta: torch.Tensor) -> torch.Tensor:
         """images: camera -> (B, 3, S, S) uint8; state (B, D); task (B, E); hist (B, H, E) with hist_mask
         (B, H) 1 where an item is present (right-aligned, newest last); meta (B, E), zero when absent.
-        Returns the unit query vector (B, K), the copy gate per history slot (B, H), the
-        finished logit (B,) and log(1 + subtasks left) (B,)."""
+        Returns the unit query vector (B, K), the copy gate per history slot (B, H) and the
+        finished logit (B,)."""
         b = state.shape[0]
         if self.training and self.cfg.metadata_dropout > 0:
             keep = (torch.rand(b, 1, device=meta.device) >= self.cfg.metadata_dropout).to(meta.dtype)
@@ -123,14 +120,13 @@ class SubtaskScorer(nn.Module):
         h = (self.hist(hist) + self.hist_pos) * hist_mask.unsqueeze(-1)
         x = torch.cat(img + [st, self.task(task), h.flatten(1), self.meta(meta) * meta_present, meta_present], dim=1)
         z = self.fuse[:-1](x)
-        return (F.normalize(self.fuse[-1](z), dim=-1), self.copy_gate(z) * hist_mask, self.finished(z)[:, 0],
-                self.left(z)[:, 0])
+        return F.normalize(self.fuse[-1](z), dim=-1), self.copy_gate(z) * hist_mask, self.finished(z)[:, 0]
 
     def next_logits(self, query: tuple[torch.Tensor, ...], hist: torch.Tensor, cand_proj: torch.Tensor,
                     cand_emb: torch.Tensor) -> torch.Tensor:
         """Logits (B, C) of what comes after the active subtask: <q, proj(c)> / T plus the gated
         cosine of each candidate to each history item ("not that one again", "try it again")."""
-        q, gate = query[0], query[1]
+        q, gate, _ = query
         copy = torch.einsum("bh,bhe,ce->bc", gate, hist, cand_emb)
         return (q @ cand_proj.T + copy) / self.cfg.temperature
 
@@ -153,11 +149,10 @@ class SubtaskScorer(nn.Module):
     def forward(self, images: dict[str, torch.Tensor], state: torch.Tensor, task: torch.Tensor, hist: torch.Tensor,
                 hist_mask: torch.Tensor, meta: torch.Tensor, cand: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """Over the candidate embeddings cand (C, E): the policy's log-probabilities (B, C), the next
-        scorer's logits (B, C), the finished logit (B,) and log(1 + subtasks left) (B,), the last three
-        for the training loss."""
+        scorer's logits (B, C) and the finished logit (B,), the last two for the training loss."""
         q = self.query(images, state, task, hist, hist_mask, meta)
         proj = self.candidates(cand)
-        return self.scores(q, hist, hist_mask, proj, cand), self.next_logits(q, hist, proj, cand), q[2], q[3]
+        return self.scores(q, hist, hist_mask, proj, cand), self.next_logits(q, hist, proj, cand), q[2]
 
 
 class TextTable:
@@ -212,6 +207,14 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
         self._cand: torch.Tensor | None = None
         self._cand_emb: torch.Tensor | None = None
         self.set_candidates(list(self.cfg.bank) + list(extra_candidates))
+        self._episode_start = self.candidates
+
+    def reset(self) -> None:
+        """A new episode: drop the candidates the last one added (subtasks a person typed before handing
+        back), which the model was never trained on; kept, 262 such strings from one round of
+        `play --intervene scripted` took a policy from 2/2 to 0/2 on sort_blocks."""
+        if self._bank != self._episode_start:
+            self.set_candidates(self._episode_start)
 
     def check_task(self, task: str) -> None:
         """A one-sentence DistillError when the policy never saw this task text (nothing when unknown)."""
@@ -236,6 +239,7 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
         self._group = same_subtask_groups(self._cand, bank, emb)
 
     def add_candidates(self, texts: Sequence[str]) -> None:
+        """More strings to choose from until the next `reset` (`extra_candidates` at load time stay)."""
         self.set_candidates(self._bank + list(texts))
 
     @classmethod
@@ -249,11 +253,6 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
     def scores(self, images: dict[str, np.ndarray], state: np.ndarray, task: str, history: list[str],
                metadata: dict[str, Any] | None = None) -> np.ndarray:
         """Probabilities over `candidates` for one observation."""
-        return self.infer(images, state, task, history, metadata)[0]
-
-    def infer(self, images: dict[str, np.ndarray], state: np.ndarray, task: str, history: list[str],
-              metadata: dict[str, Any] | None = None) -> tuple[np.ndarray, float]:
-        """Probabilities over `candidates` for one observation, and the count of subtasks left."""
         cfg = self.cfg
         missing = [c for c in cfg.cameras if c not in images]
         if missing:
@@ -272,7 +271,7 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
         with torch.no_grad():
             q = self.model.query(imgs, st, text[:1], hist, mask, text[1:])
             probs = torch.exp(self.model.scores(q, hist, mask, self._cand, self._cand_emb))[0]
-        return probs.numpy(), max(0.0, float(torch.expm1(q[3][0])))
+        return probs.numpy()
 
     def same_subtask(self, a: str, b: str) -> bool:
         a, b = normalize_subtask(a), normalize_subtask(b)
@@ -287,7 +286,7 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
         """The most probable *subtask*, its phrasings pooled (see `same_subtask_groups`): a subtask said
         ten ways must not lose to a wrong one said one way. When it is the active one, the active
         phrasing is returned, so the driver keeps going instead of re-prompting a paraphrase."""
-        probs, left = self.infer(images, state, task, history, metadata)
+        probs = self.scores(images, state, task, history, metadata)
         pooled = np.minimum(np.bincount(self._group, weights=probs), 1.0)  # float sums may pass 1 by 1e-8
         order = np.argsort(-pooled)
         active = normalize_subtask(history[-1]) if history else None
@@ -301,8 +300,7 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
 
         best = int(order[0])
         return Decision(subtask=phrasing(best), confidence=float(pooled[best]),
-                        alternatives=[(phrasing(int(g)), float(pooled[int(g)])) for g in order[1:]],
-                        subtasks_left=left)
+                        alternatives=[(phrasing(int(g)), float(pooled[int(g)])) for g in order[1:]])
 
 
 SAME_SUBTASK = 0.9  # cosine of learned candidate vectors above which two phrasings are one subtask

@@ -38,7 +38,6 @@ if TYPE_CHECKING:  # torch loads inside the functions, so building the command l
     from distill.model import SubtaskScorer, TextTable
 
 PLOT = "training.png"
-LEFT_WEIGHT = 0.2  # the subtasks-left loss next to the finished and next-subtask losses (more crowds them out early)
 
 
 @dataclass
@@ -70,7 +69,6 @@ class Tensors:
     meta: torch.Tensor  # (N, E)
     target: torch.Tensor  # (N,) index into the bank, -1 when the target is not in it
     finished: torch.Tensor  # (N,) 1.0 where the newest history item is done (a switch, `done`, or no history)
-    left: torch.Tensor  # (N,) subtasks still to do, -1 where unknown
     targets: list[str]
     views: list[str]
 
@@ -99,23 +97,17 @@ def to_tensors(samples: list[Sample], cameras: list[str], bank: list[str], histo
     hist, mask = history_tensor([s.history for s in samples], history, table)
     target = torch.tensor([index.get(s.target, -1) for s in samples], dtype=torch.long)
     finished = torch.tensor([float(s.view == "previous" or s.target == DONE or not s.history) for s in samples])
-    left = torch.tensor([float(s.left) for s in samples])
-    return Tensors(images, state, task, hist, mask, meta, target, finished, left, [s.target for s in samples],
+    return Tensors(images, state, task, hist, mask, meta, target, finished, [s.target for s in samples],
                    [s.view for s in samples])
 
 
 def policy_loss(next_logits: torch.Tensor, finished_logit: torch.Tensor, target: torch.Tensor,
-                finished: torch.Tensor, left_pred: torch.Tensor, left: torch.Tensor) -> torch.Tensor:
+                finished: torch.Tensor) -> torch.Tensor:
     """Is the active subtask done (binary cross-entropy, every sample), and if so what comes next
-    (cross-entropy, on the samples where it is), plus how many subtasks are left (squared error of
-    log(1 + n), on the samples of successful episodes)."""
-    import torch
+    (cross-entropy, on the samples where it is)."""
     import torch.nn.functional as F
 
     loss = F.binary_cross_entropy_with_logits(finished_logit, finished)
-    known = left >= 0
-    if known.any():
-        loss = loss + LEFT_WEIGHT * F.mse_loss(left_pred[known], torch.log1p(left[known])) * known.float().mean()
     switch = finished > 0
     if switch.any():
         loss = loss + F.cross_entropy(next_logits[switch], target[switch]) * switch.float().mean()
@@ -159,7 +151,7 @@ def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: to
     ext_bank = bank + unseen_texts
     ext_emb = torch.cat([bank_emb, table.embed(unseen_texts)]) if unseen_texts else bank_emb
     cand = model.candidates(ext_emb)
-    preds, ext_preds, losses, finished, left_errors = [], [], [], [], []
+    preds, ext_preds, losses, finished = [], [], [], []
     for start in range(0, len(data), batch_size):
         idx = torch.arange(start, min(start + batch_size, len(data)))
         batch = data.batch(idx)
@@ -173,10 +165,8 @@ def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: to
         known = t >= 0
         if known.any():  # the training loss, so the two curves of the plot compare
             next_logits = model.next_logits(query, batch[3], cand[:len(bank)], bank_emb)
-            losses.append(policy_loss(next_logits[known], query[2][known], t[known], data.finished[idx][known],
-                                      query[3][known], data.left[idx][known]) * int(known.sum()))
-        counted = data.left[idx] >= 0
-        left_errors.append((torch.expm1(query[3]) - data.left[idx]).abs()[counted])
+            losses.append(policy_loss(next_logits[known], query[2][known], t[known], data.finished[idx][known])
+                          * int(known.sum()))
     pred = torch.cat(preds)
     ext_pred = torch.cat(ext_preds)
     pred_text = [bank[int(i)] for i in pred]
@@ -202,7 +192,6 @@ def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: to
             "switch_accuracy": mean(exact, switch), "continue_accuracy": mean(exact, ~switch),
             "finished_accuracy": mean(torch.cat(finished).numpy()),
             "done_accuracy": mean(exact, done),
-            "left_error": mean(torch.cat(left_errors).numpy()),
             "unseen_samples": int(unseen.sum()), "unseen_texts": len(unseen_texts),
             "unseen_semantic_accuracy": mean(semantic, unseen),
             "unseen_extended_accuracy": mean(ext_exact, unseen)}
@@ -295,9 +284,6 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None) -
         model = SubtaskScorer(mcfg)
         tr = to_tensors(train_s, info.cameras, bank, data_cfg.history, table)
         va = to_tensors(val_s, info.cameras, bank, data_cfg.history, table)
-        counted = tr.left[tr.left >= 0]
-        if len(counted):  # start the left head at the average count, not at 0 ("nothing left")
-            torch.nn.init.constant_(model.left.bias, float(torch.log1p(counted).mean()))
         bank_emb = table.embed(bank)
         train_targets = {s.target for s in train_s}
         ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
@@ -321,9 +307,9 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None) -
                     group["lr"] = lr
                 images, state, task, hist, mask, meta = tr.batch(idx)
                 images = {c: random_shift(v, config.shift) for c, v in images.items()}
-                logits, next_logits, finished_logit, left_pred = ddp(images, state, task, hist, mask, meta, bank_emb)
+                logits, next_logits, finished_logit = ddp(images, state, task, hist, mask, meta, bank_emb)
                 target = tr.target[idx]
-                loss = policy_loss(next_logits, finished_logit, target, tr.finished[idx], left_pred, tr.left[idx])
+                loss = policy_loss(next_logits, finished_logit, target, tr.finished[idx])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)

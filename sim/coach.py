@@ -49,10 +49,6 @@ class CoachConfig:
     stall_s: float = 3.0  # the robot sat still this long on an unfinished subtask: it failed
     max_episode_s: float = 900.0
     max_failures: int = 12
-    # A person takes a moment to see that the task is done before ending the episode; the frames of
-    # that moment are the ones a distilled policy must learn to call `done` on (the task finished,
-    # not still being finished).
-    end_delay_s: float = 2.0
     mistake_rate: float = 0.2  # sloppy only
     redundant_rate: float = 0.1  # sloppy only
 
@@ -70,7 +66,6 @@ class ScriptedCoach:
         self._last_pos: np.ndarray | None = None
         self._repeated = False
         self._last_move_t = 0.0
-        self._success_since: float | None = None
         self.outcomes: list[tuple[CoachCommand, str]] = []
 
     @property
@@ -95,15 +90,8 @@ class ScriptedCoach:
             else:
                 return None
         if self.family.success(env):
-            self._success_since = now if self._success_since is None else self._success_since
-            return CoachCommand("end", outcome="success") if now - self._success_since >= self.config.end_delay_s else None
-        self._success_since = None
+            return CoachCommand("end", outcome="success")
         return self._next(env, now)
-
-    @property
-    def waiting_to_end(self) -> bool:
-        """The task is done and the coach is about to end the episode (see `CoachConfig.end_delay_s`)."""
-        return self._success_since is not None
 
     def _next(self, env: dict, now: float, after_failure: bool = False) -> CoachCommand:
         if now > self.config.max_episode_s or self.failures > self.config.max_failures:

@@ -57,18 +57,6 @@ def test_dataset_labels_and_split(coached_db):
     # Every successful episode ends in `done`.
     done_eps = {t.episode_id for t in samples if t.target == DONE}
     assert done_eps == set(info.train_episode_ids) | set(info.val_episode_ids)
-    # The coach ends a moment after the task is done: the last segment ends at the success and every
-    # sample after it is `done`, so `done` is learned on finished scenes, not on ones still being finished.
-    for eid in done_eps:
-        ep = load_episode(db, eid)
-        last = max(g.last_step for g in ep.segments)
-        after = [t for t in samples if t.episode_id == eid and t.step_index > last]
-        assert ep.summary.num_steps - 1 - last >= 15 and len(after) >= 3, (eid, last, ep.summary.num_steps)
-        assert all(t.target == DONE for t in after)
-        # What is left counts down to 0 along the episode.
-        now = sorted((t for t in samples if t.episode_id == eid and t.view == "current"), key=lambda t: t.step_index)
-        lefts = [t.left for t in now]
-        assert lefts[0] >= 2 and lefts[-1] == 0 and all(a >= b for a, b in zip(lefts, lefts[1:])), lefts
     # Mistake segments are never targets, but stay in the history of what follows.
     sloppy = [e.id for e in list_episodes(db, limit=None) if e.quality == 2]
     mistakes = [(eid, g) for eid in sloppy for g in load_episode(db, eid).segments if g.mistake]
@@ -104,12 +92,6 @@ def test_training_beats_chance_and_registers(trained, coached_db):
     assert m["val_accuracy"] > 4 * m["chance"], m
     assert m["val_semantic_accuracy"] >= m["val_accuracy"]
     assert m["val_finished_accuracy"] > 0.75, m  # is the active subtask done: half and half by construction
-    # The left head counts what is still to do better than always guessing the training average.
-    db = open_database(coached_db)
-    train_s, val_s, _ = build_samples(db, DatasetConfig(), progress=False)
-    db.close()
-    guess = np.mean([s.left for s in train_s if s.left >= 0])
-    assert m["val_left_error"] < 0.8 * np.mean([abs(s.left - guess) for s in val_s if s.left >= 0]), m
     for name in ("model.safetensors", "config.json", "training.json", "training.png"):
         assert (Path(out) / name).is_file()
     assert (Path(out) / "training.png").read_bytes()[:4] == b"\x89PNG"
@@ -154,6 +136,10 @@ def test_checkpoint_round_trip_same_decisions(trained, coached_db):
     # a person typed a subtask the policy never saw, then handed back: keeping it is among the choices
     typed = a.decide(val[0].images, val[0].state, val[0].task, val[0].history + ["nudge the red block a bit"])
     assert "nudge the red block a bit" in a.candidates and 0 < typed.confidence <= 1
+    # ... for that episode only: the next starts from the strings the policy was trained on
+    a.reset()
+    assert a.candidates == b.candidates and a.decide(full, val[0].state, val[0].task, val[0].history) == \
+        b.decide(full, val[0].state, val[0].task, val[0].history)
 
 
 def test_ddp_two_gloo_processes(coached_db, tmp_path):
