@@ -327,7 +327,7 @@ def same_subtask_groups(cand: torch.Tensor, bank: Sequence[str], text: torch.Ten
     if text is not None:
         unit = F.normalize(text, dim=-1)
         linked &= (unit @ unit.T).numpy() >= read_alike
-    done = [i for i, text in enumerate(bank) if text == DONE]
+    done = [i for i, t in enumerate(bank) if t == DONE]
     linked[done, :] = linked[:, done] = False
     np.fill_diagonal(linked, True)
     return connected_components(linked, directed=False)[1]
