@@ -29,18 +29,40 @@ class LocalPolicyServer:
         cmd = [sys.executable, "-m", "policy_client.local_server", "--factory", factory, "--address", address,
                "--options", json.dumps(options or {}), "--parent-pid", str(os.getpid())]
         self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
+        self._ready = threading.Event()
+        self._address: list[str] = []
+        self._reader = threading.Thread(target=self._read_output, daemon=True)
+        self._reader.start()
         self.address = self._wait_ready(start_timeout_s)
 
+    def _read_output(self) -> None:
+        """Find the ready line, and pass on whatever else the policy prints for as long as it runs: a pipe
+        nobody reads fills up and would block the server at its next print."""
+        for line in self.process.stdout:
+            if not self._address and line.startswith(READY):
+                self._address.append(line[len(READY):].strip())
+                self._ready.set()
+            else:
+                sys.stdout.write(line)
+        self._ready.set()  # end of output: the child has exited
+
     def _wait_ready(self, timeout_s: float) -> str:
-        line: list[str] = []
-        reader = threading.Thread(target=lambda: line.append(self.process.stdout.readline()), daemon=True)
-        reader.start()
-        reader.join(timeout_s)
-        if not line or not line[0].startswith(READY):
-            self.close()
-            raise RuntimeError(f"The local policy server ({self.factory}) did not start within {timeout_s:.0f} s; "
+        self._ready.wait(timeout_s)
+        if self._address:
+            return self._address[0]
+        exited = self._ready.is_set()
+        if exited:
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        self.close()
+        if exited and self.process.returncode is not None:
+            raise RuntimeError(f"The local policy server ({self.factory}) exited at start with code "
+                               f"{self.process.returncode} (its error is printed above); "
                                "run `coachlab vla-server` by hand to see why.")
-        return line[0][len(READY):].strip()
+        raise RuntimeError(f"The local policy server ({self.factory}) did not start within {timeout_s:.0f} s; "
+                           "run `coachlab vla-server` by hand to see why.")
 
     @property
     def zmq_address(self) -> str:
@@ -54,7 +76,8 @@ class LocalPolicyServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        if self.process.stdout is not None:
+        self._reader.join(timeout=5)  # it ends at the end of output, once the child is gone
+        if self.process.stdout is not None and not self._reader.is_alive():
             self.process.stdout.close()
 
     def __enter__(self) -> "LocalPolicyServer":

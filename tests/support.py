@@ -22,3 +22,17 @@ def wait_until(predicate: Callable[[], bool], timeout_s: float = 30.0) -> bool:
             return True
         time.sleep(0.05)
     return False
+
+
+def chatty_echo_policy(lines: int = 1000):
+    """The echo policy, printing as some labs' policies do: on loading and `lines` lines per reply."""
+    from policy_client.echo_policy import EchoPolicy
+
+    class ChattyEchoPolicy(EchoPolicy):
+        def infer(self, observation, prompt):
+            for i in range(lines):
+                print(f"chatty reply {prompt.get('subtask')} line {i}")
+            return super().infer(observation, prompt)
+
+    print("loading the chatty policy ...", flush=True)
+    return ChattyEchoPolicy()

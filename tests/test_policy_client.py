@@ -153,6 +153,28 @@ def test_stale_reply_of_a_timed_out_request_is_discarded(echo_server):
     client.close()
 
 
+def test_a_server_that_crashes_at_start_says_so_at_once():
+    start = time.perf_counter()
+    with pytest.raises(RuntimeError, match=r"exited at start with code 1.*coachlab vla-server"):
+        LocalPolicyServer("no_such_module:factory", start_timeout_s=60)
+    assert time.perf_counter() - start < 30  # not the 60 s start timeout
+
+
+def test_a_policy_that_prints_keeps_serving(capfd):
+    """What a policy prints reaches the terminal, before it is ready and after: an unread pipe would fill
+    (64 KiB) and block the server at its next print."""
+    server = LocalPolicyServer("tests.support:chatty_echo_policy", {"lines": 5000})
+    try:
+        client = ZmqPolicyClient(server.address, timeout_s=5.0)
+        for i in range(20):  # each request prints 5000 lines, about 200 KiB in all
+            assert client.infer(_observation(), {"subtask": f"s{i}"})["info"]["subtask"] == f"s{i}"
+        client.close()
+    finally:
+        server.close()
+    out = capfd.readouterr().out
+    assert "loading the chatty policy" in out and out.count("chatty reply") == 20 * 5000
+
+
 def test_client_survives_a_server_restart_on_the_same_port():
     address = f"tcp://127.0.0.1:{free_port()}"
     server = LocalPolicyServer(ECHO, address=address)
