@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sys
 import time
 from typing import Callable
 
@@ -32,6 +33,7 @@ def chatty_echo_policy(lines: int = 1000):
         def infer(self, observation, prompt):
             for i in range(lines):
                 print(f"chatty reply {prompt.get('subtask')} line {i}")
+            sys.stdout.flush()  # a pipe is block-buffered: without this the last lines wait in the child
             return super().infer(observation, prompt)
 
     print("loading the chatty policy ...", flush=True)

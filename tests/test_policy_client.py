@@ -166,7 +166,7 @@ def test_a_policy_that_prints_keeps_serving(capfd):
     server = LocalPolicyServer("tests.support:chatty_echo_policy", {"lines": 5000})
     try:
         client = ZmqPolicyClient(server.address, timeout_s=5.0)
-        for i in range(20):  # each request prints 5000 lines, about 200 KiB in all
+        for i in range(20):  # each request prints 5000 lines (about 150 KiB), more than a pipe holds
             assert client.infer(_observation(), {"subtask": f"s{i}"})["info"]["subtask"] == f"s{i}"
         client.close()
     finally:
