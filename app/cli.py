@@ -116,7 +116,7 @@ def cmd_app(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_robot_server(args: argparse.Namespace) -> dict[str, Any]:
     from sim.mujoco_robot import MujocoRobot, SimRobotConfig
-    from sim.robot_bridge import RobotBridgeServer
+    from coaching.robot_bridge import RobotBridgeServer
 
     _check_port(args.port)
     if not 1 <= args.hz <= 100:

@@ -1,7 +1,7 @@
 """`coachlab app`: put the robot, the low-level policy, the database and the page together and serve them.
 
 On the embedded default that is the MuJoCo sim at 20 Hz, the sim skill policy served by a child
-process over ZMQ, and SQLite; `--robot zmq://...` (a robot bridge, `sim/robot_bridge.py`), `--vla`
+process over ZMQ, and SQLite; `--robot zmq://...` (a robot bridge, `coaching/robot_bridge.py`), `--vla`
 and `--db` point at a lab's own. The live routes are
 registered before Gradio is mounted at `/` (routes added after the mount are shadowed by it), and
 they check Gradio's own login cookie, so one login covers the page and its camera streams.
@@ -107,7 +107,7 @@ class CoachingApp:
 
             return MujocoRobot(SimRobotConfig(control_hz=SIM_CONTROL_HZ))
         from policy_client import parse_address
-        from sim.robot_bridge import BridgeRobot
+        from coaching.robot_bridge import BridgeRobot
 
         return BridgeRobot("tcp://" + parse_address(self.config.robot)[1])
 

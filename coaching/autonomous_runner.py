@@ -1,10 +1,10 @@
 """The autonomous runner: a high-level policy drives a `CoachingSession`, one episode after another.
 
 It owns one thread. Every `1 / decide_hz` seconds it reads the session's latest observation, asks
-the policy (`distill.high_level.HighLevelPolicy`) for the next subtask, switches with the same
-hysteresis as `coachlab play` (`distill.high_level.Hysteresis`; a subtask the VLA refuses is
+the policy (`coaching.high_level.HighLevelPolicy`) for the next subtask, switches with the same
+hysteresis as `coachlab play` (`coaching.high_level.Hysteresis`; a subtask the VLA refuses is
 replaced by the policy's next choice at once, and so is one still active after `subtask_timeout_s`,
-both kept out of the choices as `distill.high_level.Exclusions` says; `done` must be
+both kept out of the choices as `coaching.high_level.Exclusions` says; `done` must be
 `done_confidence` sure) and sends the winner through the
 session as a `policy` subtask, so the control loop, the recorder and the live view are the
 coaching ones. An episode ends when the policy says `done` (a success if the robot reports the
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from coaching.session import CoachingSession, EpisodeSettings, SessionError
-from distill.high_level import (DONE_CONFIDENCE, EXCLUSION_S, STILL_S, SUBTASK_TIMEOUT_S, Exclusions, HighLevelPolicy,
+from coaching.high_level import (DONE_CONFIDENCE, EXCLUSION_S, STILL_S, SUBTASK_TIMEOUT_S, Exclusions, HighLevelPolicy,
                                 Hysteresis, StuckWatch, without_refused)
 
 RUNNER_USER = "autonomous"

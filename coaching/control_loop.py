@@ -19,7 +19,7 @@ import numpy as np
 
 from coaching.clock import WallClock
 from policy_client import ActionChunker, BasePolicy, ChunkingConfig
-from sim.robot import Observation, Robot
+from coaching.robot import Observation, Robot
 
 LOOP_NICE = -10
 

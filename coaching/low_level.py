@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 from policy_client import BasePolicy, connect
 from policy_client.local_server import LocalPolicyServer
-from sim.robot import RobotDescription
+from coaching.robot import RobotDescription
 
 SIM_POLICY_FACTORY = "sim.skill_policy:from_options"
 VLA_ENV = "COACHLAB_VLA"

@@ -14,7 +14,7 @@ from tqdm import tqdm
 from coaching.scripted_episode import EpisodeReport, run_episode
 from policy_client import BasePolicy
 from sim.coach import CoachConfig, ScriptedCoach
-from sim.robot import Robot
+from coaching.robot import Robot
 from sim.tasks import get_family
 
 if TYPE_CHECKING:

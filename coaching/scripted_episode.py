@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 from coaching.clock import SimClock
 from policy_client import ActionChunker, BasePolicy, ChunkingConfig
 from sim.coach import CoachCommand, ScriptedCoach
-from sim.robot import Robot
+from coaching.robot import Robot
 
 if TYPE_CHECKING:
     from storage.recorder import Recorder

@@ -27,7 +27,7 @@ from coaching.control_loop import ControlLoop, Frame, LoopState
 from coaching.subgoals import SubgoalGenerator, SubgoalPreview
 from coaching.low_level import PolicyDoesNotFit, check_fits
 from policy_client import BasePolicy, ChunkingConfig, PolicyError
-from sim.robot import Observation, Robot
+from coaching.robot import Observation, Robot
 from storage import Recorder, RecorderFailed, RecorderOverflow, StorageError
 
 MAX_SUBTASK_CHARS = 500

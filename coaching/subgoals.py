@@ -12,7 +12,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from sim.robot import Observation
+from coaching.robot import Observation
 
 
 class SubgoalResult(Protocol):

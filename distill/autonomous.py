@@ -5,7 +5,7 @@ and names the next subtask; the VLA is re-prompted only when a *different* subta
 `hysteresis` decisions in a row, so a policy torn between two answers does not flap; a subtask the
 VLA refuses (`info["refused"]`), or is stuck on (still active after `subtask_timeout_s`, or the
 robot still for `still_s`), is replaced by the policy's next choice at once and kept out of the
-choices as `distill.high_level.Exclusions` says. It stops on a `done` the policy is at least
+choices as `coaching.high_level.Exclusions` says. It stops on a `done` the policy is at least
 `done_confidence` sure of, or at the time limit. With an intervener (`--intervene scripted`), a
 person stand-in takes over when the policy stalls or says done too early: its subtasks are logged
 as corrections, so the next distillation learns from them (YAY Robot's loop), and control returns
@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from coaching.clock import SimClock
-from distill.high_level import (DONE_CONFIDENCE, EXCLUSION_S, STILL_S, SUBTASK_TIMEOUT_S, Exclusions, HighLevelPolicy,
+from coaching.high_level import (DONE_CONFIDENCE, EXCLUSION_S, STILL_S, SUBTASK_TIMEOUT_S, Exclusions, HighLevelPolicy,
                                 Hysteresis, StuckWatch, without_refused)
 from policy_client import ActionChunker, BasePolicy, ChunkingConfig
 from sim import tasks
 from sim.coach import CoachConfig, ScriptedCoach
-from sim.robot import Robot
+from coaching.robot import Robot
 
 if TYPE_CHECKING:
     from storage.recorder import Recorder

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from distill.high_level import Decision, HighLevelPolicy
+from coaching.high_level import Decision, HighLevelPolicy
 
 
 class TaskTextPolicy(HighLevelPolicy):

@@ -26,7 +26,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from distill.high_level import DONE
+from coaching.high_level import DONE
 
 _CORRECTION_PREFIX = re.compile(r"^\s*(try again|that didn't work|that did not work|again|no)\s*[:,]\s*",
                                 re.IGNORECASE)

@@ -52,7 +52,7 @@ class LearnedSubgoals:
     """`generate(observation, subtask)` -> each camera's predicted frame once the subtask is done."""
 
     def __init__(self, checkpoint: Any, encoder: Any | None = None):
-        from sim.sentence_encoder import default_encoder
+        from coaching.text_encoder import default_encoder
 
         self.model = checkpoint.model
         self.directory = checkpoint.directory

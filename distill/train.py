@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from distill.dataset import DatasetConfig, DistillError, Sample, build_samples, metadata_prompt, select_episodes
-from distill.high_level import DONE
+from coaching.high_level import DONE
 from distill.recolour import augment
 
 if TYPE_CHECKING:  # torch loads inside the functions, so building the command line stays light

@@ -4,7 +4,7 @@
 answered one at a time in arrival order (one policy, one accelerator; one robot), and a bad
 request (malformed frames, an oversized message, a wrong protocol version, a handler that
 raises) gets an `error` reply while the server keeps serving. `PolicyServer` answers the policy
-messages (hello, infer, reset, ping); the robot bridge (`sim/robot_bridge.py`) answers robot ones.
+messages (hello, infer, reset, ping); the robot bridge (`coaching/robot_bridge.py`) answers robot ones.
 """
 
 from __future__ import annotations

@@ -21,7 +21,7 @@ from typing import Sequence
 import numpy as np
 
 from sim.objects import COLOURS, KINDS, PLACES, SceneObject
-from sim.sentence_encoder import SentenceEncoder, default_encoder
+from coaching.text_encoder import SentenceEncoder, default_encoder
 
 SKILLS = ("pick", "place", "put", "open", "close", "push", "home", "stop")
 DIRECTIONS = ("left", "right", "forward", "back")

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from sim.mujoco_robot import MujocoRobot, SimRobotConfig
-from sim.robot import Observation
+from coaching.robot import Observation
 
 NEEDS_SIM_STATE = ("Sim lookahead needs the sim's state; a real robot needs a learned subgoal model "
                    "(--subgoals learned:DIR).")

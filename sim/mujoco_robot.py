@@ -19,7 +19,7 @@ import numpy as np
 from sim import tasks
 from sim.ik import ARM_JOINTS, ArmIK, wrap_half_turn
 from sim.objects import KINDS
-from sim.robot import Observation, Robot, RobotDescription
+from coaching.robot import Observation, Robot, RobotDescription
 from sim.scene import CABINET, GRIPPER_MAX_OPENING, HOME_EE, PAD_HALF, PADS, TRASH_BIN, TUB, SceneSpec, build_mjcf
 
 STATE_NAMES = (*ARM_JOINTS, "gripper_opening", "ee_x", "ee_y", "ee_z", "ee_yaw")

@@ -11,7 +11,7 @@ import pytest
 
 from coaching.autonomous_runner import AutonomousRunner, RunnerConfig, verdict
 from coaching.session import EpisodeSettings, SessionError
-from distill.high_level import Decision, HighLevelPolicy
+from coaching.high_level import Decision, HighLevelPolicy
 from sim.tasks import get_family
 from support import wait_until
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from distill.dataset import DatasetConfig, DistillError, build_samples, normalize_subtask
-from distill.high_level import DONE
+from coaching.high_level import DONE
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,7 +13,7 @@ import pytest
 from bench.grounding import ground_case, load_cases, run
 from sim.grounding import Grounder, Grounding, Refusal
 from sim.objects import SceneObject
-from sim.sentence_encoder import default_encoder
+from coaching.text_encoder import default_encoder
 
 TABLE = [
     SceneObject("red_cup", "cup", "red"),

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from distill.high_level import DONE, Decision, Exclusions, HighLevelPolicy, Hysteresis, Stillness, without_refused
+from coaching.high_level import DONE, Decision, Exclusions, HighLevelPolicy, Hysteresis, Stillness, without_refused
 from distill.model import same_subtask_groups
 
 

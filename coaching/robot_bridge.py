@@ -18,7 +18,7 @@ import numpy as np
 from policy_client.protocol import Message, ProtocolError
 from policy_client.server import ServerConfig, ZmqServer
 from policy_client.zmq_client import ZmqRequester
-from sim.robot import Observation, Robot, RobotDescription
+from coaching.robot import Observation, Robot, RobotDescription
 
 
 class RobotBridgeServer(ZmqServer):
