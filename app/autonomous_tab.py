@@ -26,16 +26,16 @@ LOOP, ONCE = "in a loop (new seed each run)", "once"
 
 
 class Autonomy:
-    """The runner of the moment and the success counter over the runs of one policy and scene."""
+    """The runner of the moment and the success counter over the runs of one policy and task family."""
 
     def __init__(self, session: CoachingSession, db: Database):
         self.session, self.db = session, db
         self.runner: AutonomousRunner | None = None
         self._lock = threading.Lock()  # one Run / Stop / Take over at a time, from any tab
-        self._key: tuple[str, str] | None = None  # (policy folder, scene) the counter is about
+        self._key: tuple[str, str] | None = None  # (policy folder, task family) the counter is about
         self._earlier = (0, 0)  # successes, runs of finished runners for that key
 
-    def run(self, policy_dir: str, scene: str, task: str, seed: int, loop: bool, user: str) -> int:
+    def run(self, policy_dir: str, task_family: str, task: str, seed: int, loop: bool, user: str) -> int:
         """Start the policy on a new episode; returns its id once the robot has reset."""
         with self._lock:
             if self.runner is not None and self.runner.running:
@@ -43,8 +43,8 @@ class Autonomy:
             if self.session.status()["episode_id"] is not None:
                 raise SessionError("An episode is running (Coach tab, or one taken over): end it first.")
             policy = load_policy(policy_dir, task, self.db)
-            self._count_in((policy_dir, scene))
-            config = RunnerConfig(scene=scene, task=task, first_seed=seed, episodes=None if loop else 1)
+            self._count_in((policy_dir, task_family))
+            config = RunnerConfig(task_family=task_family, task=task, first_seed=seed, episodes=None if loop else 1)
             self.runner = AutonomousRunner(self.session, policy, config, user=user).start()
         return self._first_episode(self.runner)
 
@@ -74,7 +74,7 @@ class Autonomy:
         return s, r
 
     def _count_in(self, key: tuple[str, str]) -> None:
-        """Fold the finished runner into the counter, or start afresh for another policy or scene."""
+        """Fold the finished runner into the counter, or start afresh for another policy or task family."""
         if key != self._key:
             self._key, self._earlier = key, (0, 0)
         elif self.runner is not None:
@@ -100,9 +100,9 @@ class Autonomy:
 
 def load_policy(policy_dir: str, task: str, db: Database):
     """The distilled policy in `policy_dir`, checked against `task`, with its id in this database."""
-    from app.play_command import policy_id_in
+    from app.policy_registry import policy_id_in
     from distill.dataset import DistillError
-    from distill.model import LearnedHighLevelPolicy
+    from distill.learned_policy import LearnedHighLevelPolicy
 
     try:
         policy = LearnedHighLevelPolicy.load(policy_dir)
@@ -115,8 +115,9 @@ def load_policy(policy_dir: str, task: str, db: Database):
 
 def policy_choices(db: Database) -> list[tuple[str, str]]:
     """(label, folder) of every registered high-level policy, newest first."""
+    from distill.run import HIGH_LEVEL_KIND
     out = []
-    for p in list_policies(db, kind="high_level"):
+    for p in list_policies(db, kind=HIGH_LEVEL_KIND):
         acc = (p.metrics or {}).get("val_accuracy")
         when = p.created_at.strftime("%Y-%m-%d %H:%M") if p.created_at else ""
         label = f"#{p.id} {Path(p.checkpoint_path).name} · {len(p.training_episode_ids)} episodes" \
@@ -125,15 +126,15 @@ def policy_choices(db: Database) -> list[tuple[str, str]]:
     return out
 
 
-def learned_scene(policy_dir: str | None, scenes: dict[str, str]) -> str | None:
-    """The first of this robot's scenes whose task the policy learned (None if unknown or unreadable)."""
+def learned_task_family(policy_dir: str | None, task_families: dict[str, str]) -> str | None:
+    """The first of this robot's task families whose task the policy learned (None if unknown or unreadable)."""
     import json
 
     try:
         learned = json.loads((Path(policy_dir or "") / "training.json").read_text()).get("tasks", [])
     except (OSError, ValueError, AttributeError):
         return None
-    return next((name for name, text in scenes.items() if text in learned), None)
+    return next((name for name, text in task_families.items() if text in learned), None)
 
 
 def _counter_md(autonomy: Autonomy) -> str:
@@ -154,7 +155,7 @@ def _counter_md(autonomy: Autonomy) -> str:
     return "\n\n".join(lines)
 
 
-def autonomous_tab(session: CoachingSession, db: Database, scenes: dict[str, str], tab: gr.Tab,
+def autonomous_tab(session: CoachingSession, db: Database, task_families: dict[str, str], tab: gr.Tab,
                    user_of: Any, fail: Any) -> None:
     """Build the tab's widgets and events; `user_of(request)` names the person, `fail(err)` makes the toast."""
     autonomy = Autonomy(session, db)
@@ -177,8 +178,8 @@ def autonomous_tab(session: CoachingSession, db: Database, scenes: dict[str, str
             folder = gr.Textbox(label="…or its checkpoint folder", placeholder="runs/hl1", elem_id="au-folder", scale=3)
             refresh = gr.Button("Refresh list", scale=1, elem_id="au-refresh")
         with gr.Row():
-            scene = gr.Dropdown(list(scenes), value=next(iter(scenes)), label="Task (scene)", elem_id="au-scene")
-            task = gr.Textbox(value=next(iter(scenes.values())), label="Task text", interactive=False, scale=3)
+            task_family = gr.Dropdown(list(task_families), value=next(iter(task_families)), label="Task family", elem_id="au-task-family")
+            task = gr.Textbox(value=next(iter(task_families.values())), label="Task text", interactive=False, scale=3)
             seed = gr.Number(value=1000, precision=0, minimum=0, label="First seed", elem_id="au-seed")
             runs = gr.Radio([ONCE, LOOP], value=ONCE, label="Run", elem_id="au-runs")
     timer = gr.Timer(1.0)
@@ -193,25 +194,25 @@ def autonomous_tab(session: CoachingSession, db: Database, scenes: dict[str, str
 
     refresh.click(refresh_policies, [chosen], [chosen])
     tab.select(refresh_policies, [chosen], [chosen], show_progress="hidden")
-    scene.change(lambda s: scenes.get(s, ""), [scene], [task], show_progress="hidden")
+    task_family.change(lambda s: task_families.get(s, ""), [task_family], [task], show_progress="hidden")
     # A policy knows only the tasks it learned: offer the first of them.
-    chosen.change(lambda p: learned_scene(p, scenes) or gr.skip(), [chosen], [scene], show_progress="hidden")
+    chosen.change(lambda p: learned_task_family(p, task_families) or gr.skip(), [chosen], [task_family], show_progress="hidden")
 
-    def do_run(chosen_dir, typed_dir, scene_name, seed_value, how, request: gr.Request):
+    def do_run(chosen_dir, typed_dir, family_name, seed_value, how, request: gr.Request):
         policy_dir = (typed_dir or "").strip() or (chosen_dir or "")
         if not policy_dir:
             raise gr.Error("Choose a distilled policy from the list, or type its checkpoint folder.", duration=8)
-        if scene_name not in scenes:
-            raise gr.Error(f"Choose a task from the list; this robot has {', '.join(scenes)}.", duration=8)
+        if family_name not in task_families:
+            raise gr.Error(f"Choose a task from the list; this robot has {', '.join(task_families)}.", duration=8)
         try:
-            episode_id = autonomy.run(policy_dir, scene_name, scenes[scene_name], int(seed_value or 0), how == LOOP,
+            episode_id = autonomy.run(policy_dir, family_name, task_families[family_name], int(seed_value or 0), how == LOOP,
                                       user_of(request))
         except SessionError as e:
             raise fail(e)
         gr.Info(f"Episode {episode_id} started: the policy is driving.")
         return _counter_md(autonomy), gr.Row(visible=False)
 
-    run.click(do_run, [chosen, folder, scene, seed, runs], [counter, coach_row])
+    run.click(do_run, [chosen, folder, task_family, seed, runs], [counter, coach_row])
 
     def do_stop(request: gr.Request):
         try:

@@ -11,20 +11,15 @@ import os
 import sys
 from typing import Any, Callable
 
-from app.episodes_command import add_parsers as add_episodes_parsers
 from app.distill_command import add_parser as add_distill_parser
+from app.embedded import SIM_VLA_FACTORY, UnknownTask
+from app.episodes_command import add_parsers as add_episodes_parsers
+from app.errors import UserError
 from app.play_command import add_parser as add_play_parser
 from coaching.low_level import PolicyDoesNotFit
-from policy_client import BadAddress, PolicyError
-from sim.tasks import FAMILIES, UnknownTask, get_family
 from distill.dataset import DistillError
+from policy_client import BadAddress, PolicyError
 from storage.errors import StorageError
-
-DB_ENV = "COACHLAB_DB"
-
-
-class UserError(Exception):
-    """A mistake in what the user asked for; its message says what to do."""
 
 
 def _emit(result: dict[str, Any], as_json: bool) -> None:
@@ -45,40 +40,45 @@ def _human(result: Any, indent: int = 0) -> str:
 
 
 def cmd_tasks(args: argparse.Namespace) -> dict[str, Any]:
+    from app.embedded import FAMILIES
+
     return {"tasks": [{"name": f.name, "description": f.description, "mean_subtasks": f.mean_subtasks}
                       for f in FAMILIES.values()]}
 
 
 def cmd_coach(args: argparse.Namespace) -> dict[str, Any]:
-    from coaching.low_level import check_fits, low_level_policy
-    from coaching.scripted_coaching import CoachingRun, run, summarise
-    from sim.mujoco_robot import MujocoRobot
+    from app import embedded
+    from coaching.episode import summarise
+    from coaching.session import CoachingSession
+    from storage.database import configured_url
 
-    tasks = list(FAMILIES) if args.task == "all" else [t.strip() for t in args.task.split(",")]
+    tasks = list(embedded.task_families()) if args.task == "all" else [t.strip() for t in args.task.split(",")]
     for t in tasks:
-        get_family(t)
+        embedded.check_task_family(t)
     if args.episodes < 1:
         raise UserError("--episodes must be at least 1.")
     if args.seed < 0:
         raise UserError("--seed must be zero or a positive whole number.")
     if not 0.0 <= args.noise <= 5.0:
         raise UserError("--noise must be between 0 (a perfect robot) and 5.")
-    robot = MujocoRobot()
     db = recorder = None
-    if args.db is not None or os.environ.get(DB_ENV):
+    if configured_url(args.db) is not None:  # coach logs only when a database is named
         from storage import Recorder, open_database
 
         db = open_database(args.db)
         recorder = Recorder(db)
     try:
-        with low_level_policy(args.vla, {"noise": args.noise, "seed": args.seed}) as policy:
-            check_fits(policy.metadata, robot.describe(), "ee")
-            reports = run(robot, policy, CoachingRun(tasks, args.episodes, args.seed, args.profile), recorder)
+        with embedded.vla(args.vla, noise=args.noise, seed=args.seed) as vla:
+            session = CoachingSession(embedded.sim_robot(), vla, recorder, stepped=True).start()
+            try:
+                reports = embedded.scripted_coaching(session, tasks, args.episodes, args.seed, args.profile)
+            finally:
+                session.close()
     finally:
         if recorder is not None:
             recorder.close()  # an episode cut short by an error is kept, marked interrupted
             db.close()
-    summary = summarise(reports)
+    summary = {"tasks": {t: summarise(eps) for t, eps in reports.items()}}
     summary.update({"profile": args.profile, "noise": args.noise, "seeds": [args.seed, args.seed + args.episodes - 1]})
     if db is not None:
         summary["database"] = db.display_url
@@ -115,14 +115,13 @@ def cmd_app(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_robot_server(args: argparse.Namespace) -> dict[str, Any]:
-    from sim.mujoco_robot import MujocoRobot, SimRobotConfig
+    from app.embedded import sim_robot
     from coaching.robot_bridge import RobotBridgeServer
 
     _check_port(args.port)
     if not 1 <= args.hz <= 100:
         raise UserError("--hz must be between 1 and 100.")
-    return _serve(RobotBridgeServer(MujocoRobot(SimRobotConfig(control_hz=args.hz)), f"tcp://{args.host}:{args.port}"),
-                  "robot bridge for the sim")
+    return _serve(RobotBridgeServer(sim_robot(args.hz), f"tcp://{args.host}:{args.port}"), "robot bridge for the sim")
 
 
 def cmd_vla_server(args: argparse.Namespace) -> dict[str, Any]:
@@ -207,7 +206,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("vla-server", help="serve the sim skill policy (or any policy factory) over ZMQ")
     p.add_argument("--port", type=int, default=5555)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--policy", default="sim.skill_policy:from_options", help="module:callable building the policy")
+    p.add_argument("--policy", default=SIM_VLA_FACTORY, help="module:callable building the policy")
     p.add_argument("--options", default="{}", help="JSON keyword arguments for the policy factory")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_vla_server)

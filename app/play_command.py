@@ -1,5 +1,8 @@
-"""`coachlab play`: run a distilled high-level policy autonomously in the sim and report how it did,
-next to the scripted coach's own figures on the same seeds.
+"""`coachlab play`: run a distilled high-level policy autonomously and report how it did, next to
+the scripted coach's own figures on the same seeds.
+
+Both run the one driver of every autonomous episode (`coaching/autonomy.py`, the same the
+Autonomous tab runs) on a stepped session of the embedded sim robot, with the VLA over the wire.
 """
 
 from __future__ import annotations
@@ -7,8 +10,9 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-import numpy as np
 from tqdm import tqdm
+
+from app.errors import UserError
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,54 +33,59 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_play)
 
 
-def _summary(reports: list[Any], interventions: bool) -> dict[str, Any]:
-    out = {
-        "episodes": len(reports),
-        "success_rate": round(float(np.mean([r.success for r in reports])), 3),
-        "mean_subtasks_completed": round(float(np.mean([r.subtasks_completed for r in reports])), 2),
-        "mean_episode_s": round(float(np.mean([r.duration_s for r in reports])), 1),
-    }
-    if interventions:
-        out["interventions"] = int(sum(r.interventions for r in reports))
-    return out
+def play(policy: Any, task_family: str, seeds: list[int], vla: Any, recorder: Any = None,
+         autonomy: Any = None, intervene: bool = False, progress: bool = True) -> list[Any]:
+    """The policy's episodes on the sim, one per seed, through a stepped session (logged with a recorder)."""
+    from app import embedded
+    from coaching.autonomy import AutonomyDriver
+    from coaching.episode import run_episode
+    from coaching.session import CoachingSession, EpisodeSettings
+
+    task = embedded.task_families()[task_family]
+    session = CoachingSession(embedded.sim_robot(), vla, recorder, stepped=True).start()
+    try:
+        reports = []
+        for seed in tqdm(seeds, desc=f"{task_family}: policy", unit="episode", disable=not progress):
+            source = AutonomyDriver(policy, task, autonomy)
+            if intervene:
+                source = embedded.scripted_intervention(source, task_family, seed)
+            reports.append(run_episode(session, source, EpisodeSettings(task, task_family, seed), mode="autonomous",
+                                       policy_checkpoint_id=policy.checkpoint_id))
+        return reports
+    finally:
+        session.close()
 
 
-def policy_id_in(db: Any, checkpoint_dir: str) -> int:
-    """The checkpoint's id in the database the episodes go to, registering it there if it is new."""
-    from pathlib import Path
+def coached(task_family: str, seeds: list[int], vla: Any, progress: bool = True) -> list[Any]:
+    """The scripted expert coach on the same seeds (not logged): the figure the policy is held against."""
+    from app import embedded
+    from coaching.session import CoachingSession
 
-    from distill.checkpoint import load_checkpoint
-    from storage import list_policies, register_policy
-
-    path = str(Path(checkpoint_dir).resolve())
-    for known in list_policies(db, kind="high_level"):
-        if str(Path(known.checkpoint_path).resolve()) == path:
-            return known.id
-    ckpt = load_checkpoint(path)  # already loaded once: any problem was reported then
-    return register_policy(db, "high_level", path, ckpt.episode_ids, ckpt.training.get("metrics", {}))
+    session = CoachingSession(embedded.sim_robot(), vla, stepped=True).start()
+    try:
+        return embedded.scripted_coaching(session, [task_family], len(seeds), seeds[0], progress=progress)[task_family]
+    finally:
+        session.close()
 
 
 def cmd_play(args: argparse.Namespace) -> dict[str, Any]:
-    from app.cli import UserError
-    from coaching.low_level import low_level_policy
-    from coaching.scripted_episode import run_episode
-    from distill.autonomous import PlayConfig, play_episode
-    from distill.model import LearnedHighLevelPolicy
-    from sim.coach import CoachConfig, ScriptedCoach
-    from sim.mujoco_robot import MujocoRobot
-    from sim.tasks import get_family
+    from app import embedded
+    from app.policy_registry import policy_id_in
+    from coaching.autonomy import AutonomyConfig
+    from coaching.episode import summarise
+    from distill.learned_policy import LearnedHighLevelPolicy
 
-    family = get_family(args.task)
+    task_family = embedded.check_task_family(args.task)
     if args.episodes < 1 or args.seed < 0:
         raise UserError("--episodes must be at least 1 and --seed zero or more.")
-    if not 0.1 <= args.decide_hz <= 10:
-        raise UserError("--decide-hz must be between 0.1 and 10 decisions a second.")
+    autonomy = AutonomyConfig(decide_hz=args.decide_hz, max_episode_s=args.max_episode_s)
+    try:
+        autonomy.check()
+    except ValueError as e:
+        raise UserError(str(e)) from None
     policy = LearnedHighLevelPolicy.load(args.policy)
-    policy.check_task(family.description)  # one sentence if it never saw this task
-    config = PlayConfig(decide_hz=args.decide_hz, max_episode_s=args.max_episode_s,
-                        intervene=None if args.intervene == "none" else args.intervene)
+    policy.check_task(embedded.task_families()[task_family])  # one sentence if it never saw this task
     seeds = list(range(args.seed, args.seed + args.episodes))
-    robot = MujocoRobot()
     db = recorder = None
     try:
         if args.db:
@@ -85,12 +94,9 @@ def cmd_play(args: argparse.Namespace) -> dict[str, Any]:
             db = open_database(args.db)
             recorder = Recorder(db)
             policy.checkpoint_id = policy_id_in(db, args.policy)
-        with low_level_policy(args.vla, {"noise": args.noise, "seed": args.seed}) as low_level:
-            played = [play_episode(robot, low_level, policy, family.name, s, config, recorder)
-                      for s in tqdm(seeds, desc="playing", unit="episode")]
-            baseline = [] if args.no_baseline else [
-                run_episode(robot, low_level, ScriptedCoach(family, CoachConfig(profile="expert"), s), family.name, s)
-                for s in tqdm(seeds, desc="scripted coach", unit="episode")]
+        with embedded.vla(args.vla, noise=args.noise, seed=args.seed) as vla:
+            played = play(policy, task_family, seeds, vla, recorder, autonomy, intervene=args.intervene == "scripted")
+            baseline = [] if args.no_baseline else coached(task_family, seeds, vla)
     finally:
         try:
             if recorder is not None:
@@ -98,12 +104,11 @@ def cmd_play(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             if db is not None:
                 db.close()
-            robot.close()
-    result: dict[str, Any] = {"task": family.name, "seeds": [seeds[0], seeds[-1]], "policy": args.policy,
-                              "intervene": args.intervene, "policy_figures": _summary(played, True)}
+    result: dict[str, Any] = {"task": task_family, "seeds": [seeds[0], seeds[-1]], "policy": args.policy,
+                              "intervene": args.intervene, "policy_figures": summarise(played)}
     if baseline:
-        result["scripted_coach_figures"] = _summary(baseline, False)
+        result["scripted_coach_figures"] = summarise(baseline)
     result["episodes"] = [{"seed": r.seed, "success": r.success, "subtasks_completed": r.subtasks_completed,
-                           "interventions": r.interventions, "episode_id": r.episode_id,
-                           "subtasks": [f"{s.source}: {s.text}" for s in r.segments]} for r in played]
+                           "interventions": r.corrections, "episode_id": r.episode_id,
+                           "subtasks": [f"{s['source']}: {s['text']}" for s in r.segments]} for r in played]
     return result

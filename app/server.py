@@ -1,8 +1,8 @@
 """`coachlab app`: put the robot, the low-level policy, the database and the page together and serve them.
 
-On the embedded default that is the MuJoCo sim at 20 Hz, the sim skill policy served by a child
-process over ZMQ, and SQLite; `--robot zmq://...` (a robot bridge, `coaching/robot_bridge.py`), `--vla`
-and `--db` point at a lab's own. The live routes are
+On the embedded default (`app/embedded.py`) that is the MuJoCo sim at 20 Hz, the sim skill policy
+served by a child process over ZMQ, and SQLite; `--robot zmq://...` (a robot bridge,
+`coaching/robot_bridge.py`), `--vla` and `--db` point at a lab's own. The live routes are
 registered before Gradio is mounted at `/` (routes added after the mount are shadowed by it), and
 they check Gradio's own login cookie, so one login covers the page and its camera streams.
 """
@@ -21,15 +21,14 @@ import uvicorn
 from fastapi import FastAPI, Request
 from starlette.routing import Mount
 
+from app import embedded
 from app.live_api import live_router
 from app.page_assets import PAGE_CSS, PAGE_JS
 from app.web import build_page
-from coaching.low_level import check_fits, low_level_policy
+from coaching.low_level import check_fits
 from coaching.session import CoachingSession
-from coaching.subgoals import make_subgoal_generator
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
-SIM_CONTROL_HZ = 20  # the browser shows each camera at the loop's rate; 15 fps is the floor
 
 
 class AppConfigError(ValueError):
@@ -40,19 +39,19 @@ class AppConfigError(ValueError):
 class AppConfig:
     host: str = "127.0.0.1"
     port: int = 7860
-    robot: str = "sim"
+    robot: str = embedded.EMBEDDED
     vla: str | None = None
     db: str | None = None
     subgoals: str = "sim"
     auth: list[tuple[str, str]] | None = None
     sim_noise: float = 1.0
-    scene: str = "bussing"  # what the sim shows before the first episode
+    task_family: str = "bussing"  # what the robot shows before the first episode, if it has it
 
     def check(self) -> None:
         if self.host not in LOOPBACK and not self.auth:
             raise AppConfigError(f"Refusing to serve on {self.host} without a login: pass --auth user:password "
                                  "(or set COACHLAB_AUTH), or bind to 127.0.0.1.")
-        if self.robot != "sim":
+        if self.robot != embedded.EMBEDDED:
             from policy_client import BadAddress, parse_address
 
             try:
@@ -89,23 +88,21 @@ class CoachingApp:
         robot = self._robot()
         self._stack.callback(robot.close)  # until the session's loop closes it on its own thread
         description = robot.describe()
-        policy = self._stack.enter_context(low_level_policy(c.vla, {"noise": c.sim_noise, "control_hz": description.control_hz}))
-        check_fits(policy.metadata, description, description.control_modes[0])
-        subgoals = make_subgoal_generator(c.subgoals, policy)
+        vla = self._stack.enter_context(embedded.vla(c.vla, noise=c.sim_noise, control_hz=description.control_hz))
+        check_fits(vla.metadata, description, description.control_modes[0])
+        subgoals = embedded.subgoal_generator(c.subgoals, vla)
         if hasattr(subgoals, "check_cameras"):  # a learned model must know this robot's cameras
             subgoals.check_cameras(description.cameras)
-        scenes = description.extra.get("scenes") or {"default": ""}
-        idle = (c.scene if c.scene in scenes else next(iter(scenes)), 0)
-        self.session = CoachingSession(robot, policy, self.recorder, subgoals=subgoals, idle_scene=idle).start()
+        task_families = description.extra.get("task_families") or {"default": ""}
+        idle = (c.task_family if c.task_family in task_families else next(iter(task_families)), 0)
+        self.session = CoachingSession(robot, vla, self.recorder, subgoals=subgoals, idle_scene=idle).start()
         self._stack.callback(self.session.close)
-        self.fastapi = self._mount(build_page(self.session, self.db, scenes))
+        self.fastapi = self._mount(build_page(self.session, self.db, task_families))
 
     def _robot(self):
         """The embedded MuJoCo sim, or a bridge to a robot process; nothing past here knows which."""
-        if self.config.robot == "sim":
-            from sim.mujoco_robot import MujocoRobot, SimRobotConfig
-
-            return MujocoRobot(SimRobotConfig(control_hz=SIM_CONTROL_HZ))
+        if self.config.robot == embedded.EMBEDDED:
+            return embedded.sim_robot(embedded.APP_CONTROL_HZ)
         from policy_client import parse_address
         from coaching.robot_bridge import BridgeRobot
 

@@ -1,61 +1,46 @@
-"""The autonomous runner: a high-level policy drives a `CoachingSession`, one episode after another.
+"""The app's autonomous runner: the autonomy driver on a live `CoachingSession`, one episode after another.
 
-It owns one thread. Every `1 / decide_hz` seconds it reads the session's latest observation, asks
-the policy (`coaching.high_level.HighLevelPolicy`) for the next subtask, switches with the same
-hysteresis as `coachlab play` (`coaching.high_level.Hysteresis`; a subtask the VLA refuses is
-replaced by the policy's next choice at once, and so is one still active after `subtask_timeout_s`,
-both kept out of the choices as `coaching.high_level.Exclusions` says; `done` must be
-`done_confidence` sure) and sends the winner through the
-session as a `policy` subtask, so the control loop, the recorder and the live view are the
-coaching ones. An episode ends when the policy says `done` (a success if the robot reports the
-task done in `Observation.task_progress`, a failure if it reports otherwise, the policy's word if
-it cannot tell), at the time limit, or on `stop()`. `take_over()` steps the runner aside and the
-same episode goes on as coaching (`mixed`, the person's subtasks logged as corrections). It never
-looks at which robot it drives. No Gradio here.
+It owns one thread. Every `1 / decide_hz` seconds it hands the session's latest observation and
+status to the `AutonomyDriver` (`coaching/autonomy.py`, the same driver `coachlab play` and the
+benches step) and carries out what it says through the session, so the control loop, the
+recorder and the live view are the coaching ones. The decisions run here, off the loop's thread,
+so a slow high-level policy never slows the robot. An episode ends when the driver ends it
+(`done`, or the time limit), or on `stop()`; `take_over()` steps the runner aside and the same
+episode goes on as coaching (`mixed`, the person's subtasks logged as corrections). No Gradio here.
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from coaching.autonomy import AutonomyConfig, AutonomyDriver
+from coaching.detector import NO_DETECTOR, Detector
+from coaching.high_level import HighLevelPolicy
 from coaching.session import CoachingSession, EpisodeSettings, SessionError
-from coaching.high_level import (DONE_CONFIDENCE, EXCLUSION_S, STILL_S, SUBTASK_TIMEOUT_S, Exclusions, HighLevelPolicy,
-                                Hysteresis, StuckWatch, without_refused)
 
-RUNNER_USER = "autonomous"
+RUNNER_USER = AutonomyDriver.user
 
 
 @dataclass
 class RunnerConfig:
-    scene: str  # what the robot resets to (for the sim, a task family)
+    task_family: str  # what the robot resets to
     task: str  # the task text the policy and the VLA are given
     first_seed: int = 0  # run k uses first_seed + k: a new scene every run
     episodes: int | None = 1  # None: run until stopped (a demo loop with resets)
-    decide_hz: float = 1.0
-    hysteresis: int = 2
-    max_episode_s: float = 300.0
-    subtask_timeout_s: float = SUBTASK_TIMEOUT_S  # one subtask active this long counts as stuck
-    still_s: float = STILL_S  # the robot held still this long on an active subtask: dropped as stuck
-    exclusion_s: float = EXCLUSION_S  # how long a subtask refused at once, or stuck on, stays out of the choices
-    done_confidence: float = DONE_CONFIDENCE  # `done` below this is passed over for the runner-up
     control_mode: str = "ee"
     metadata: dict[str, Any] | None = None  # the prompt's metadata, None to leave it out
-
-
-def verdict(progress: dict[str, Any] | None) -> tuple[str, str | None]:
-    """The outcome of an episode the policy called done, from what the robot reports, and a note."""
-    if progress is None or "success" not in progress:
-        return "success", "the policy said done; this robot cannot tell whether the task succeeded"
-    return ("success", None) if progress["success"] else ("failure", "the policy said done too early")
+    autonomy: AutonomyConfig = field(default_factory=AutonomyConfig)
 
 
 class AutonomousRunner:
     def __init__(self, session: CoachingSession, policy: HighLevelPolicy, config: RunnerConfig,
-                 user: str = RUNNER_USER):
-        if not 0.1 <= config.decide_hz <= 10:
-            raise SessionError("Decide between 0.1 and 10 times a second.")
+                 user: str = RUNNER_USER, detector: Detector = NO_DETECTOR):
+        try:
+            self.driver = AutonomyDriver(policy, config.task, config.autonomy, detector, config.metadata)
+        except ValueError as e:
+            raise SessionError(str(e)) from None
         self.session, self.policy, self.config, self.user = session, policy, config, user
         self._stop = threading.Event()
         self._lock = threading.Lock()  # guards the figures below, read by the page
@@ -85,8 +70,7 @@ class AutonomousRunner:
     def stop(self, user: str) -> None:
         """Stop deciding at once and end the running episode as aborted (the robot holds)."""
         self._halt()
-        episode = self._own_episode()
-        if episode is not None:
+        if self._own_episode() is not None:
             self.session.end_episode("aborted", user, notes="stopped during the autonomous run")
             self._finish("stopped")
 
@@ -127,89 +111,53 @@ class AutonomousRunner:
     def _episode(self, seed: int) -> bool:
         """Run one episode; False if it was stopped or taken over before it ended."""
         c = self.config
-        settings = EpisodeSettings(task=c.task, scene=c.scene, seed=seed, control_mode=c.control_mode)
+        settings = EpisodeSettings(task=c.task, task_family=c.task_family, seed=seed, control_mode=c.control_mode)
+        self.driver.reset()
         episode_id = self.session.start_episode(settings, self.user, mode="autonomous",
                                                 policy_checkpoint_id=self.policy.checkpoint_id)
         with self._lock:
             self.episode_id, self.seed, self.decision = episode_id, seed, None
-        self.policy.reset()
-        ended = self._drive(episode_id)
-        if ended is None:
-            return False
-        outcome, note = ended
-        try:
-            self.session.end_episode(outcome, self.user, notes=note)
-        except SessionError:
-            if self._own_episode() is not None:
-                raise
-            return False  # someone ended or took it over in the same instant
-        self._finish(outcome, count=True)
-        return True
-
-    def _drive(self, episode_id: int) -> tuple[str, str | None] | None:
-        """Decide and send subtasks until done or the time limit; None if stopped or taken over."""
-        c, clock = self.config, self.session.clock
-        hysteresis, active = Hysteresis(c.hysteresis), None
-        exclusions = Exclusions(c.exclusion_s)  # what the VLA refused or got stuck on
-        stuck_watch = StuckWatch(c.subtask_timeout_s, c.still_s)
-        never_ran: set[int] = set()  # ids of segments refused at once
-        sent_at = 0.0
-        start = next_decision = clock.now()
+        period = 1.0 / c.autonomy.decide_hz
         while not self._stop.is_set():
             status = self.session.status()
-            if status["episode_id"] != episode_id or status["mode"] != "autonomous":
-                return None  # taken over or ended from another tab
-            if clock.now() - start > c.max_episode_s:
-                return "failure", f"time limit of {c.max_episode_s:.0f} s reached"
+            if status["episode_id"] != episode_id or status["driver"] != "policy":
+                return False  # taken over or ended from another tab
             obs = self.session.latest_observation()
-            if obs is not None:
-                now = clock.now()
-                running = active is not None and status["subtask"] == active
-                stuck = stuck_watch.stuck(obs.state, now, sent_at)
-                if running and status.get("vla_note") and active not in exclusions.current(now):
-                    at_once = now - sent_at < 1.0  # the VLA cannot do it now: take the policy's next choice
-                    exclusions.refused(active, now, ran=not at_once)
-                    if at_once and status["segments"]:
-                        never_ran.add(status["segments"][-1]["id"])  # refused at once: not history
-                elif running and active not in exclusions.current(now) and stuck:
-                    exclusions.stuck(active, now)  # let the policy's next choice run
-                elif running and not status.get("vla_note") and now - sent_at > 1.0:
-                    exclusions.running()
-                history = [s["text"] for s in status["segments"] if s["id"] not in never_ran]
-                refused = exclusions.current(now)
-                decision = without_refused(self.policy.decide(obs.images, obs.state, c.task, history, c.metadata),
-                                           refused, self.policy, c.done_confidence)
-                with self._lock:
-                    self.decision = {"subtask": decision.subtask, "confidence": round(decision.confidence, 3),
-                                     "alternatives": [(t, round(p, 3)) for t, p in decision.alternatives[:3]]}
-                if decision.subtask == active:
-                    self.session.note_confidence(decision.confidence)
-                if (active in refused and not decision.done) or hysteresis.switch(decision, active):
-                    if decision.done:
-                        return verdict(obs.task_progress)
-                    try:
-                        self.session.send_subtask(decision.subtask, self.user, source="policy",
-                                                  confidence=decision.confidence)
-                    except SessionError:
-                        if self._own_episode() is None:
-                            return None  # a person took over between the decision and the send
-                        raise
-                    active, sent_at = decision.subtask, clock.now()
-            next_decision += 1.0 / c.decide_hz
-            self._stop.wait(max(0.0, next_decision - clock.now()))
-        return None
+            command = self.driver.next(obs, status) if obs is not None else None
+            self._show(self.driver.decision)
+            if command is not None:
+                try:
+                    self.session.apply(command, self.user)
+                except SessionError:
+                    if self._own_episode() is None:
+                        return False  # a person took over or ended it between the decision and the command
+                    raise
+                if command.kind == "end":
+                    self._finish(command.outcome, count=True)
+                    return True
+            self._stop.wait(period)
+        return False
 
     # -- helpers ----------------------------------------------------------------------------
+    def _show(self, decision: Any) -> None:
+        if decision is None:
+            return
+        with self._lock:
+            self.decision = {"subtask": decision.subtask, "confidence": round(decision.confidence, 3),
+                             "alternatives": [(t, round(p, 3)) for t, p in decision.alternatives[:3]]}
+        if decision.subtask == self.session.status()["subtask"]:
+            self.session.note_confidence(decision.confidence)
+
     def _halt(self) -> None:
         self._stop.set()
         if threading.current_thread() is not self._thread:
             self._thread.join(timeout=30)  # a decision in flight finishes first
 
     def _own_episode(self) -> int | None:
-        """The running episode if it is this runner's and still autonomous."""
+        """The running episode if it is this runner's and the policy still drives it."""
         status = self.session.status()
         ok = status["episode_id"] is not None and status["episode_id"] == self.episode_id \
-            and status["mode"] == "autonomous"
+            and status["driver"] == "policy"
         return status["episode_id"] if ok else None
 
     def _finish(self, outcome: str, count: bool = False) -> None:

@@ -7,7 +7,15 @@ real time; `WallClock` paces a loop to the wall so a person (or real hardware) c
 from __future__ import annotations
 
 import time
-from typing import Callable
+from typing import Callable, Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Seconds since the clock started."""
+        ...
+
+    def sleep_until(self, t: float) -> None: ...
 
 
 class WallClock:

@@ -1,9 +1,18 @@
-"""The control loop: one thread, at the robot's fixed rate, that alone touches the robot and the chunker.
+"""The one control loop every driver steps: it alone touches the robot and the action chunker.
 
-Each tick it applies the commands queued by other threads, observes, publishes the frame to
-viewers, asks the chunker for an action (holding when there is none), acts, and hands the step
-to `on_step` (the session records it). An error in a tick is reported and the robot holds; the
-loop goes on. Other threads talk to it only through `submit`, `wait_frame`, `on_frame` and `stats`.
+A tick: apply the queued commands -> observe -> publish the frame to viewers -> `on_observation`
+(a stepped episode's subtask source may change the subtask here) -> ask the chunker for an
+action (it asks the VLA for a chunk when the queue runs low or the subtask changed) -> act, or
+hold when there is none -> hand `(observation, action, segment id)` to `on_step` (the recorder),
+so a step is always filed under the segment that produced it.
+
+Two ways to run it, the same tick either way:
+- threaded (the app): a real-time thread on the wall clock at the robot's rate; an error in a
+  tick is reported and the robot holds, the loop goes on; the chunker prefetches, so a late VLA
+  means the robot holds rather than the loop waiting. Other threads talk to it only through
+  `submit`, `wait_frame`, `on_frame` and `stats`.
+- stepped (`coachlab coach`, `coachlab play`, benches, tests): the caller runs `step()` on a
+  simulated clock, which does not advance while the chunker waits for the VLA; errors raise.
 """
 
 from __future__ import annotations
@@ -17,9 +26,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from coaching.clock import WallClock
-from policy_client import ActionChunker, BasePolicy, ChunkingConfig
+from coaching.clock import Clock
 from coaching.robot import Observation, Robot
+from policy_client import ActionChunker, BasePolicy, ChunkingConfig
 
 LOOP_NICE = -10
 
@@ -51,28 +60,31 @@ class LoopState:
 
     chunker: ActionChunker
     mode: str = "ee"
-    subtask: Any = None  # the active segment (anything with `first_action_wall`), None to hold
+    subtask: Any = None  # the active segment (anything with `id` and `first_action_wall`), None to hold
     paused: bool = False
     prompt: dict[str, Any] = field(default_factory=dict)
 
 
 class ControlLoop:
-    def __init__(self, robot: Robot, policy: BasePolicy, chunking: ChunkingConfig, clock: WallClock,
-                 on_step: Callable[[Observation, np.ndarray | None], None], on_error: Callable[[str], None],
-                 idle_scene: tuple[str, int] | None = None):
-        self.robot, self.policy, self.clock = robot, policy, clock
+    def __init__(self, robot: Robot, vla: BasePolicy, chunking: ChunkingConfig, clock: Clock,
+                 on_step: Callable[[Observation, np.ndarray | None, int | None], None],
+                 on_error: Callable[[str], None], idle_scene: tuple[str, int] | None = None, stepped: bool = False):
+        self.robot, self.vla, self.clock, self.stepped = robot, vla, clock, stepped
         self.description = robot.describe()
         self._chunking, self._on_step, self._on_error, self._idle_scene = chunking, on_step, on_error, idle_scene
+        self.on_observation: Callable[[Observation], None] | None = None
         self._commands: queue.SimpleQueue[Callable[[LoopState], None]] = queue.SimpleQueue()
         self._lock = threading.Lock()
         self._frame_ready = threading.Condition(self._lock)
         self._frame: Frame | None = None
-        self.observation: Observation | None = None  # the latest, for previews
+        self.observation: Observation | None = None  # the latest, for previews and subtask sources
         self._listeners: list[Callable[[Frame], None]] = []
         self._tick_times: list[float] = []
         self._tick_ms: list[float] = []  # how long each tick's work took: the loop's headroom
         self._last_tick = 0.0
-        self._vla: dict[str, Any] = {"vla_rtt_ms": None, "vla_error": None, "vla_note": None}
+        self._vla: dict[str, Any] = {"vla_rtt_ms": None, "vla_error": None, "vla_note": None,
+                                     "vla_segment": None, "vla_replied": False}
+        self._state: LoopState | None = None
         self._running = threading.Event()
         self._ready = threading.Event()
         self._startup_error: BaseException | None = None
@@ -80,7 +92,12 @@ class ControlLoop:
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self, timeout_s: float = 60.0) -> None:
-        """Start the thread; raises RuntimeError with the reason if the robot does not come up."""
+        """Bring the robot up (and, threaded, start the thread); RuntimeError with the reason if it does not."""
+        if self.stepped:
+            self._state = LoopState(ActionChunker(self.vla, self._chunking))
+            if self._idle_scene:
+                self.publish(self.robot.reset(*self._idle_scene))
+            return
         self._running.set()
         self._thread.start()
         if not self._ready.wait(timeout_s):
@@ -89,13 +106,28 @@ class ControlLoop:
             raise RuntimeError(str(self._startup_error))
 
     def stop(self) -> None:
+        if self.stepped:
+            if self._state is not None:
+                self._state.chunker.close()
+            self.robot.close()
+            return
         self._running.clear()
         self._thread.join(timeout=10)
 
+    def step(self) -> None:
+        """Run one tick now (stepped loops only); a robot or VLA failure raises."""
+        self._tick(self._state)
+        if self._state.chunker.last_error is not None:
+            raise self._state.chunker.last_error  # a stepped run cannot go on without its VLA
+
     # -- what other threads use -------------------------------------------------------------
     def submit(self, command: Callable[[LoopState], None]) -> None:
-        """Run `command(state)` on the loop thread at the start of the next tick."""
-        self._commands.put(command)
+        """Run `command(state)` on the loop's thread: at the start of the next tick, or at once when
+        called from that thread (a stepped loop's caller, or a subtask source inside a tick)."""
+        if self.stepped or threading.current_thread() is self._thread:
+            command(self._state)
+        else:
+            self._commands.put(command)
 
     def wait_frame(self, after_seq: int, timeout_s: float = 1.0) -> Frame | None:
         """The newest frame, once it is newer than `after_seq` (or None after the timeout)."""
@@ -122,7 +154,7 @@ class ControlLoop:
     # -- the loop ---------------------------------------------------------------------------
     def _run(self) -> None:
         raise_priority(LOOP_NICE)
-        state = LoopState(ActionChunker(self.policy, self._chunking))
+        state = self._state = LoopState(ActionChunker(self.vla, self._chunking))
         try:
             self.publish(self.robot.reset(*self._idle_scene) if self._idle_scene else self.robot.observe())
         except Exception as e:  # reported by start(), in the caller's thread
@@ -157,14 +189,18 @@ class ControlLoop:
             self._commands.get()(state)
         obs = self.robot.observe()
         self.publish(obs)
+        if self.on_observation is not None:
+            self.on_observation(obs)
         action = None
-        if state.subtask is not None and not state.paused:
+        segment = state.subtask
+        if segment is not None and not state.paused:
             action = state.chunker.step(obs.to_dict(), state.prompt)
             info, error = state.chunker.last_info, state.chunker.last_error
             self._vla = {"vla_rtt_ms": state.chunker.last_round_trip_ms, "vla_error": str(error) if error else None,
-                         "vla_note": info.get("reason") if info.get("refused") else None}
-            if action is not None and state.subtask.first_action_wall is None:
-                state.subtask.first_action_wall = time.time()
+                         "vla_note": info.get("reason") if info.get("refused") else None,
+                         "vla_segment": segment.id, "vla_replied": bool(info)}
+            if action is not None and segment.first_action_wall is None:
+                segment.first_action_wall = time.time()
         if action is not None and len(action) != self.description.action_dim(state.mode):
             self._on_error(f"The VLA sent {len(action)}-d actions; this robot takes "
                            f"{self.description.action_dim(state.mode)} in {state.mode} mode. Holding.")
@@ -174,7 +210,7 @@ class ControlLoop:
             self.robot.hold()  # nothing to do, paused, stopped or the VLA is late: keep still
         else:
             self.robot.act(action, state.mode)
-        self._on_step(obs, action)
+        self._on_step(obs, action, segment.id if segment is not None else None)
         self._last_tick = time.monotonic()
         with self._lock:
             self._tick_times.append(started)

@@ -1,5 +1,6 @@
-"""Reach the low-level policy: a remote VLA at an address, or the embedded sim skill policy served
-by a child process on loopback. Either way the loop talks to it over the wire, never in-process.
+"""Reach the VLA: a remote server at an address, or an embedded policy factory (the app's embedded
+default) served by a child process on loopback. Either way the loop talks to it over the wire,
+never in-process. Also the handshake check that a VLA fits the robot.
 """
 
 from __future__ import annotations
@@ -8,20 +9,22 @@ import os
 from contextlib import contextmanager
 from typing import Any, Iterator
 
+from coaching.robot import RobotDescription
 from policy_client import BasePolicy, connect
 from policy_client.local_server import LocalPolicyServer
-from coaching.robot import RobotDescription
 
-SIM_POLICY_FACTORY = "sim.skill_policy:from_options"
 VLA_ENV = "COACHLAB_VLA"
 
 
 @contextmanager
-def low_level_policy(address: str | None = None, sim_options: dict[str, Any] | None = None,
-                     timeout_s: float = 10.0) -> Iterator[BasePolicy]:
-    """Yield a connected policy client; `address` (or $COACHLAB_VLA) wins over the embedded sim policy."""
+def low_level_policy(address: str | None = None, embedded_factory: str | None = None,
+                     options: dict[str, Any] | None = None, timeout_s: float = 10.0) -> Iterator[BasePolicy]:
+    """Yield a connected VLA client: at `address` (or $COACHLAB_VLA) if given, else `embedded_factory`
+    (`module:callable`, called with `options`) served by a child process. ValueError if neither."""
     address = address or os.environ.get(VLA_ENV)
-    server = None if address else LocalPolicyServer(SIM_POLICY_FACTORY, sim_options)
+    if not address and not embedded_factory:
+        raise ValueError(f"No VLA to connect to: give its address (--vla or ${VLA_ENV}).")
+    server = None if address else LocalPolicyServer(embedded_factory, options)
     try:
         client = connect(address or server.zmq_address, timeout_s=timeout_s)
     except BaseException:

@@ -1,42 +1,48 @@
-"""A coaching session: one robot, one episode at a time, driven by a fixed-rate control loop.
+"""A coaching session: one robot, one episode at a time, driven by the one control loop.
 
-The loop (`coaching/control_loop.py`) alone touches the robot and the action chunker. Commands
-from people (any thread: the web app, tests) are checked at once, written to storage at once
-(segments, events), then queued for the loop; every step the loop hands back is given to the
-recorder, which never blocks. So the loop never waits on the database, the browser or the VLA.
+It owns the episode's commands: start and end, send a subtask (a new segment), try again, pause,
+resume, stop, take over and hand back, marks, subgoal previews. The loop
+(`coaching/control_loop.py`) alone touches the robot and the action chunker. Commands (from
+people on any thread, or from a subtask source through `apply`) are checked at once, written to
+storage at once (segments, events), then run on the loop's thread; every step the loop hands back
+goes to the recorder, which never blocks a real-time loop.
 
-An episode is coached, or autonomous (a high-level policy sends the subtasks, with source
-`policy`, see `coaching/autonomous_runner.py`) until a person takes over: from then on it is
-`mixed` and every subtask a person sends is logged as a correction.
+The app runs the loop threaded on the wall clock; `coachlab coach`, `coachlab play`, the benches
+and tests run it stepped on the robot's simulated clock (`stepped=True`, see `coaching/episode.py`).
+
+An episode is coached, or autonomous (the autonomy driver sends the subtasks, with source
+`policy`) until a person takes over: from then on it is `mixed` and every subtask a person sends
+is logged as a correction; a person may hand it back to the policy.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
 
-from coaching.clock import WallClock
+from coaching.clock import Clock, SimClock, WallClock
 from coaching.control_loop import ControlLoop, Frame, LoopState
-from coaching.subgoals import SubgoalGenerator, SubgoalPreview
 from coaching.low_level import PolicyDoesNotFit, check_fits
-from policy_client import BasePolicy, ChunkingConfig, PolicyError
+from coaching.prompt import vla_prompt
 from coaching.robot import Observation, Robot
+from coaching.settings import SPEEDS, EpisodeSettings, SessionError, check_subtask  # noqa: F401 (re-exported)
+from coaching.subgoals import SubgoalGenerator, SubgoalPreview
+from coaching.subtask_source import SubtaskCommand
+from coaching.timeline import SegmentView
+from policy_client import BasePolicy, ChunkingConfig, PolicyError
 from storage import Recorder, RecorderFailed, RecorderOverflow, StorageError
 
-MAX_SUBTASK_CHARS = 500
 _UNCONFIRMED_TEXT = "The control loop did not confirm within 2 s, so the robot may not be holding: use the robot's own stop."
-SPEEDS = ("slow", "normal", "fast")
-
-
-class SessionError(Exception):
-    """Something a person asked for that cannot be done; the message says what to do instead."""
+# A stepped loop may outrun the database writer; it waits for room (simulated time stands still),
+# while a real-time loop never waits on the database.
+_STEPPED_RECORD_WAIT_S = 60.0
 
 
 def command(method: Callable) -> Callable:
@@ -54,60 +60,62 @@ def command(method: Callable) -> Callable:
     return run
 
 
-@dataclass
-class EpisodeSettings:
-    """What the coach chooses when starting an episode; the tags can be changed when it ends."""
+class _Unrecorded:
+    """Where a session that logs nothing (`coachlab play` without --db) gets its ids from."""
 
-    task: str  # the task text given to the VLA with every subtask
-    scene: str  # what the robot resets to: a sim task family, or a real robot's scene name
-    seed: int = 0
-    speed: str = "normal"
-    quality: int | None = None  # 1-5
-    control_mode: str = "ee"
-    notes: str = ""
+    def __init__(self) -> None:
+        self._ids = itertools.count(1)
+        self.stats = None
 
-    def metadata(self) -> dict[str, Any]:
-        return {"speed": self.speed, "quality": self.quality, "control_mode": self.control_mode, "notes": self.notes}
+    def start_episode(self, *args: Any, **kwargs: Any) -> int:
+        return next(self._ids)
 
+    def start_segment(self, *args: Any, **kwargs: Any) -> int:
+        return next(self._ids)
 
-@dataclass
-class SegmentView:
-    """What the timeline shows of one subtask."""
+    def end_episode(self, *args: Any, **kwargs: Any) -> int:
+        return 0
 
-    id: int
-    text: str
-    source: str
-    issued_s: float
-    user: str
-    with_subgoals: bool = False
-    first_action_wall: float | None = None  # time.time() when its first action reached the robot
-    issued_wall: float = 0.0
-    end_s: float | None = None
-    outcome: str | None = None
-    mistake: bool = False
-    confidence: float | None = None  # a policy's probability for its subtask
+    def end_segment(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def event(self, *args: Any, **kwargs: Any) -> None: ...
+
+    def record_step(self, *args: Any, **kwargs: Any) -> None: ...
 
 
 class CoachingSession:
-    def __init__(self, robot: Robot, policy: BasePolicy, recorder: Recorder,
-                 subgoals: SubgoalGenerator | None = None, chunking: ChunkingConfig | None = None,
-                 clock: WallClock | None = None, idle_scene: tuple[str, int] | None = None):
-        self.robot, self.policy, self.recorder, self.subgoals = robot, policy, recorder, subgoals
+    def __init__(self, robot: Robot, vla: BasePolicy, recorder: Recorder | None = None,
+                 subgoals: SubgoalGenerator | None = None, idle_scene: tuple[str, int] | None = None,
+                 stepped: bool = False):
+        """`stepped`: the loop is run by the caller (`step()`), on the robot's simulated clock;
+        else a real-time thread on the wall clock. Without a `recorder` nothing is logged."""
+        self.robot, self.vla, self.subgoals, self.stepped = robot, vla, subgoals, stepped
+        self.recorder = recorder if recorder is not None else _Unrecorded()
+        self.logging = recorder is not None
         self.description = robot.describe()
-        self.clock = clock or WallClock()
+        self.clock: Clock = SimClock(self._robot_time) if stepped else WallClock()
         self._command_lock = threading.RLock()  # see `command`
         self._lock = threading.Lock()  # guards the fields below, shared with the people's threads
         self._episode: EpisodeSettings | None = None
         self._episode_id: int | None = None
         self._mode = "coached"  # of the running episode: coached | autonomous | mixed
         self._episode_start = 0.0
+        self._driver = "person"  # who sends the subtasks now: person | policy
+        self.last_outcome: str | None = None  # how the last episode ended
         self._paused = False
         self._segments: list[SegmentView] = []
         self._errors: list[str] = []
         self._preview: SubgoalPreview | None = None
         self._preview_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="subgoal-preview")
-        self.loop = ControlLoop(robot, policy, chunking or ChunkingConfig(replan_after=5, prefetch=True), self.clock,
-                                on_step=self._record_step, on_error=self._report, idle_scene=idle_scene)
+        # Prefetching keeps a real-time robot from waiting on the VLA; on a simulated clock it would
+        # make results depend on wall time, so a stepped loop waits for each chunk instead.
+        self.loop = ControlLoop(robot, vla, ChunkingConfig(prefetch=not stepped), self.clock,
+                                on_step=self._record_step, on_error=self._report, idle_scene=idle_scene,
+                                stepped=stepped)
+
+    def _robot_time(self) -> float:
+        obs = self.loop.observation
+        return obs.timestamp if obs is not None else 0.0
 
     # -- lifecycle --------------------------------------------------------------------------
     def start(self) -> "CoachingSession":
@@ -137,18 +145,18 @@ class CoachingSession:
                       policy_checkpoint_id: int | None = None) -> int:
         """Reset the robot into `settings.scene` and start logging; `mode` autonomous when a
         high-level policy will send the subtasks (its checkpoint id, if registered, is logged)."""
-        settings = self._check_settings(settings)
+        settings = settings.checked(self.description.control_modes)
         if mode not in ("coached", "autonomous"):
             raise SessionError("An episode starts coached or autonomous.")
         if self._episode_id is not None:
             raise SessionError("An episode is running; end it before starting a new one.")
-        check_fits(self.policy.metadata, self.description, settings.control_mode)
+        check_fits(self.vla.metadata, self.description, settings.control_mode)
         done = threading.Event()
         failure: list[BaseException] = []
 
         def reset(state: LoopState) -> None:
             try:
-                self.loop.publish(self.robot.reset(settings.scene, settings.seed))
+                self.loop.publish(self.robot.reset(settings.task_family, settings.seed))
             except Exception as e:  # an unknown scene, a robot that refused: report, keep looping
                 failure.append(e)
             state.chunker.new_subtask()
@@ -160,27 +168,31 @@ class CoachingSession:
             raise SessionError("The robot did not reset within 30 s; check the robot connection.")
         if failure:
             raise SessionError(f"Cannot start the episode: {failure[0]}")
-        self.policy.reset()
+        self.vla.reset()
         episode_id = self.recorder.start_episode(
             settings.task, self.description.to_dict(), mode=mode, user=user, seed=settings.seed,
-            metadata=settings.metadata(), family=settings.scene, vla_hello=self.policy.metadata,
+            metadata=settings.metadata(), task_family=settings.task_family, vla_hello=self.vla.metadata,
             policy_checkpoint_id=policy_checkpoint_id)
         with self._lock:
             self._episode, self._episode_id, self._mode = settings, episode_id, mode
+            self._driver = "policy" if mode == "autonomous" else "person"
             self._episode_start, self._paused, self._segments, self._errors = self.clock.now(), False, [], []
             self._preview = None
         return episode_id
 
     @command
-    def end_episode(self, outcome: str, user: str, quality: int | None = None, notes: str | None = None) -> int:
+    def end_episode(self, outcome: str, user: str, quality: int | None = None, notes: str | None = None,
+                    closes_as: str | None = None) -> int:
+        """End the episode as `outcome`; the active segment ends as `closes_as` (a source's judgement)."""
         if outcome not in ("success", "failure", "aborted"):
             raise SessionError("End an episode as success, failure or aborted.")
         if quality is not None and not 1 <= int(quality) <= 5:
             raise SessionError("Quality is a whole number from 1 to 5.")
         self._require_episode()
         self._halt("end", user)
-        self._close_segment(None)
+        self._close_segment(closes_as)
         updates = {k: v for k, v in {"quality": quality, "notes": notes}.items() if v is not None}
+        self.last_outcome = outcome
         try:
             return self.recorder.end_episode(outcome, updates, mode=self._mode)
         finally:  # ended or not, the recorder holds no open episode of ours any more
@@ -190,31 +202,34 @@ class CoachingSession:
     # -- subtasks ---------------------------------------------------------------------------
     @command
     def send_subtask(self, text: str, user: str, source: str = "coach", with_subgoals: bool = False,
-                     confidence: float | None = None) -> SegmentView:
-        text = self.check_subtask(text)
+                     confidence: float | None = None, mistake: bool = False, closes_as: str | None = None) -> SegmentView:
+        """Run `text` now as a new segment from `source` (coach | correction | policy); the active
+        segment ends as `closes_as` if the sender judged it, else as superseded."""
+        text = check_subtask(text)
         self._require_episode()
-        if source == "policy" and self._mode != "autonomous":
+        if source == "policy" and self._driver != "policy":
             raise SessionError("A person has taken over this episode: the policy sends no more subtasks.")
-        if source != "policy" and self._mode == "autonomous":
+        if source != "policy" and self._driver == "policy" and self._mode != "coached":
             self._take_over(user)  # a person typing during an autonomous run takes over
         if source == "coach" and self._mode == "mixed":
             source = "correction"
         preview = self._preview if with_subgoals and self._preview and self._preview.text == text else None
         if with_subgoals and preview is None:
             raise SessionError("Preview this subtask first, or send it without subgoal images.")
-        self._close_segment("superseded")
+        self._close_segment(closes_as or "superseded")
         stored = preview or (self._preview if self._preview and self._preview.text == text else None)
         now = self.clock.now()
         seg_id = self.recorder.start_segment(
-            text, source, now - self._episode_start, user=user,
+            text, source, now - self._episode_start, user=user, mistake=mistake,
             subgoal_images=stored.images if stored else None, subgoal_sent=preview is not None,
             info={"confidence": round(confidence, 4)} if confidence is not None else None)
-        view = SegmentView(seg_id, text, source, round(now - self._episode_start, 2), user,
-                           with_subgoals=preview is not None, issued_wall=time.time(), confidence=confidence)
-        prompt = {"task": self._episode.task, "subtask": text, "control_mode": self._episode.control_mode,
-                  "metadata": self._episode.metadata(), "episode": self._episode_id, "segment": seg_id}
-        if preview is not None:
-            prompt["subgoal_images"] = preview.images
+        number = len(self._segments)
+        view = SegmentView(seg_id, number, text, source, round(now - self._episode_start, 2), user,
+                           with_subgoals=preview is not None, issued_wall=time.time(), mistake=mistake,
+                           confidence=confidence)
+        prompt = vla_prompt(self._episode.task, text, self._episode.control_mode, self._episode.metadata(),
+                            episode=self._episode_id, segment=number,
+                            subgoal_images=preview.images if preview is not None else None)
 
         def switch(state: LoopState) -> None:
             state.chunker.new_subtask()
@@ -240,13 +255,36 @@ class CoachingSession:
         """A person takes an autonomous episode over: the robot holds, the policy's subtask ends,
         the episode becomes mixed and the person's subtasks from now on are corrections."""
         self._require_episode()
-        if self._mode != "autonomous":
+        if self._mode == "coached" or self._driver != "policy":
             raise SessionError("Only a running autonomous episode can be taken over.")
         self._take_over(user)
 
+    @command
+    def hand_back(self, user: str) -> None:
+        """A person who took an episode over hands it back to the policy (it stays mixed)."""
+        self._require_episode()
+        if self._mode != "mixed" or self._driver != "person":
+            raise SessionError("Only an autonomous episode a person has taken over can be handed back.")
+        self.recorder.event("hand_back", self.clock.now() - self._episode_start, user=user)
+        with self._lock:
+            self._driver = "policy"
+
+    @command
+    def apply(self, cmd: SubtaskCommand, user: str) -> None:
+        """Carry out what a subtask source says (`coaching/subtask_source.py`)."""
+        if cmd.kind == "subtask":
+            self.send_subtask(cmd.text, user, source=cmd.source, confidence=cmd.confidence, mistake=cmd.mistake,
+                              closes_as=cmd.closes_as)
+        elif cmd.kind == "end":
+            self.end_episode(cmd.outcome or "failure", user, notes=cmd.note, closes_as=cmd.closes_as)
+        elif cmd.kind == "take_over":
+            self.take_over(user)
+        else:
+            self.hand_back(user)
+
     def _take_over(self, user: str) -> None:
         with self._lock:
-            self._mode = "mixed"
+            self._mode, self._driver = "mixed", "person"
         if not self._halt("takeover", user):
             raise SessionError(_UNCONFIRMED_TEXT)
         self._close_segment("taken over")
@@ -257,15 +295,6 @@ class CoachingSession:
             active = self._segments[-1] if self._segments and self._segments[-1].end_s is None else None
             if active is not None and active.source == "policy":
                 active.confidence = float(confidence)
-
-    def check_subtask(self, text: str) -> str:
-        text = " ".join(str(text or "").split())
-        if not text:
-            raise SessionError("Type a subtask first, e.g. 'pick up the red cup'.")
-        if len(text) > MAX_SUBTASK_CHARS:
-            raise SessionError(f"That subtask is {len(text)} characters; keep it under {MAX_SUBTASK_CHARS}: "
-                               "one short step at a time.")
-        return text
 
     # -- pause / resume / stop --------------------------------------------------------------
     @command
@@ -334,7 +363,7 @@ class CoachingSession:
     # -- subgoal previews -------------------------------------------------------------------
     def preview(self, text: str, timeout_s: float = 60.0) -> SubgoalPreview:
         """Generate the subgoal images of `text` from the latest observation, without moving the robot."""
-        text = self.check_subtask(text)
+        text = check_subtask(text)
         if self.subgoals is None:
             raise SessionError("No subgoal generator is configured; start the app with --subgoals.")
         obs = self.loop.observation
@@ -376,6 +405,8 @@ class CoachingSession:
                 "episode_id": self._episode_id,
                 "task": self._episode.task if self._episode else None,
                 "mode": self._mode if self._episode_id else None,
+                "driver": self._driver if self._episode_id else None,
+                "episode_time_s": self.clock.now() - self._episode_start if self._episode_id else 0.0,
                 "confidence": active.confidence if active else None,
                 "source": active.source if active else None,
                 "elapsed_s": round(self.clock.now() - self._episode_start, 1) if self._episode_id else 0.0,
@@ -383,16 +414,17 @@ class CoachingSession:
                 "subtask": active.text if active else None,
                 "segments": [s.__dict__.copy() for s in self._segments],
                 **self.loop.stats(),
-                "recorder": self.recorder.stats.to_dict(),
+                "recorder": self.recorder.stats.to_dict() if self.logging else None,
                 "errors": list(self._errors[-3:]),
             }
 
     # -- called by the loop thread --------------------------------------------------------
-    def _record_step(self, obs: Observation, action: np.ndarray | None) -> None:
+    def _record_step(self, obs: Observation, action: np.ndarray | None, segment_id: int | None) -> None:
         if self._episode_id is None:
             return
         try:
-            self.recorder.record_step(self.clock.now() - self._episode_start, obs.state, action, obs.images)
+            self.recorder.record_step(self.clock.now() - self._episode_start, obs.state, action, obs.images,
+                                      segment_id=segment_id, wait_s=_STEPPED_RECORD_WAIT_S if self.stepped else 0.0)
         except (RecorderOverflow, RecorderFailed, StorageError, ValueError) as e:
             self._report(str(e))
 
@@ -417,19 +449,3 @@ class CoachingSession:
                 active.outcome = active.outcome or outcome
         if active is not None:
             self.recorder.end_segment(active.id, active.outcome)
-
-    def _check_settings(self, s: EpisodeSettings) -> EpisodeSettings:
-        task = " ".join(str(s.task or "").split())
-        if not task:
-            raise SessionError("Describe the task first, e.g. 'bus the table'.")
-        if len(task) > 2000:
-            raise SessionError("Keep the task description under 2000 characters.")
-        if s.speed not in SPEEDS:
-            raise SessionError(f"Speed is one of {', '.join(SPEEDS)}.")
-        if s.quality is not None and not 1 <= int(s.quality) <= 5:
-            raise SessionError("Quality is a whole number from 1 to 5.")
-        if s.control_mode not in self.description.control_modes:
-            raise SessionError(f"This robot takes {', '.join(self.description.control_modes)} control, not {s.control_mode}.")
-        if not isinstance(s.seed, int) or s.seed < 0:
-            raise SessionError("The seed is a whole number, zero or more.")
-        return EpisodeSettings(task, s.scene, s.seed, s.speed, s.quality, s.control_mode, s.notes or "")

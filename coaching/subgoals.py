@@ -2,13 +2,14 @@
 
 Implementations: the sim's lookahead (`sim.lookahead.SimLookahead`, runs the subtask in a copy of
 the simulation) and a model learned from the logs (`distill.learned_subgoals.LearnedSubgoals`,
-trained by `coachlab distill-subgoals`; the only kind a real robot can use). `make_subgoal_generator` picks one from the app's `--subgoals` option.
+trained by `coachlab distill-subgoals`; the only kind a real robot can use). The app picks one from its
+`--subgoals` option (`app/embedded.py`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol
 
 import numpy as np
 
@@ -30,24 +31,3 @@ class SubgoalPreview:
 
     text: str
     images: dict[str, np.ndarray]
-
-
-def make_subgoal_generator(spec: str, policy: Any) -> SubgoalGenerator | None:
-    """`sim` (lookahead with the same low-level policy), `none`, or `learned:DIR` (a subgoal model checkpoint).
-
-    A bad checkpoint directory raises `distill.dataset.DistillError` with one sentence."""
-    if spec == "none":
-        return None
-    if spec == "sim":
-        from sim.lookahead import SimLookahead
-
-        return SimLookahead(policy)
-    if spec.startswith("learned:"):
-        from distill.learned_subgoals import LearnedSubgoals
-
-        directory = spec[len("learned:"):].strip()
-        if not directory:
-            raise ValueError("--subgoals learned: needs a directory, e.g. learned:runs/subgoals (the --out of "
-                             "coachlab distill-subgoals).")
-        return LearnedSubgoals.load(directory)
-    raise ValueError(f"--subgoals {spec!r} is not understood; use sim, none or learned:DIR.")

@@ -55,8 +55,8 @@ class MujocoRobot(Robot):
             state_names=STATE_NAMES,
             action_names={"ee": EE_ACTION, "joint": JOINT_ACTION},
             control_hz=self.config.control_hz,
-            # scenes a coach can choose, with the task text each implies
-            extra={"simulated": True, "scenes": {name: f.description for name, f in tasks.FAMILIES.items()}},
+            # task families a coach can choose, with the task text each implies
+            extra={"simulated": True, "task_families": {name: f.description for name, f in tasks.FAMILIES.items()}},
         )
 
     def reset(self, task: str, seed: int) -> Observation:

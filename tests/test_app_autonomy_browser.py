@@ -61,7 +61,7 @@ def test_run_a_policy_take_over_and_coach(page, app, tiny_policy):
     _fill(page, "au-folder", "")
     page.locator("#au-policy input").first.wait_for()
     page.wait_for_function("document.querySelector('#au-policy input').value.includes('policy')")  # the registered one
-    page.wait_for_function("document.querySelector('#au-scene input').value === 'sort_blocks'")  # a task it learned
+    page.wait_for_function("document.querySelector('#au-task-family input').value === 'sort_blocks'")  # a task it learned
 
     page.click("#au-run")
     text = _toast(page, "the policy is driving", timeout_s=60)

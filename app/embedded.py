@@ -1,0 +1,99 @@
+"""The embedded default: the one module of the app that names the sim.
+
+Out of the box (no robot, no GPU) coachlab runs on the MuJoCo sim robot, the sim skill policy
+served over ZMQ by a child process as the stand-in VLA, and, for previews, the sim's lookahead.
+Everything else in `app/`, and all of `coaching/`, `distill/`, `storage/` and `policy_client/`,
+reaches the sim only through the seams this module fills in (`Robot`, the VLA address,
+`SubgoalGenerator`, `SubtaskSource`), exactly as a lab's robot, VLA and perception plug in.
+The sim's scripted coach and its intervener are here too: they are person stand-ins that read
+the sim's privileged state, so only the sim has them.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Any, Iterator
+
+from coaching.autonomy import AutonomyDriver
+from coaching.episode import EpisodeReport
+from coaching.robot import Robot
+from coaching.session import CoachingSession
+from coaching.subgoals import SubgoalGenerator
+from coaching.subtask_source import SubtaskSource
+from policy_client import BasePolicy
+from sim.tasks import FAMILIES, UnknownTask, get_family  # noqa: F401 (UnknownTask: for the CLI's error list)
+
+SIM_VLA_FACTORY = "sim.skill_policy:from_options"
+APP_CONTROL_HZ = 20  # the browser shows each camera at the loop's rate; 15 fps is the floor
+EMBEDDED = "sim"  # the name of the embedded robot for --robot
+
+
+def task_families() -> dict[str, str]:
+    """The sim's task families and the task text each implies."""
+    return {name: family.description for name, family in FAMILIES.items()}
+
+
+def check_task_family(name: str) -> str:
+    """`name` if the sim has that task family; UnknownTask with the list otherwise."""
+    return get_family(name).name
+
+
+def sim_robot(control_hz: float | None = None) -> Robot:
+    """The MuJoCo tabletop arm (both cameras); `control_hz` None keeps the sim's default rate."""
+    from sim.mujoco_robot import MujocoRobot, SimRobotConfig
+
+    return MujocoRobot(SimRobotConfig(control_hz=control_hz) if control_hz else None)
+
+
+@contextmanager
+def vla(address: str | None = None, **options: Any) -> Iterator[BasePolicy]:
+    """The VLA at `address` (or $COACHLAB_VLA), else the sim skill policy in a child process with
+    `options` (noise, seed, control_hz, ...)."""
+    from coaching.low_level import low_level_policy
+
+    with low_level_policy(address, SIM_VLA_FACTORY, options) as client:
+        yield client
+
+
+def subgoal_generator(spec: str, vla_client: BasePolicy) -> SubgoalGenerator | None:
+    """`sim` (lookahead in a copy of the sim with the same VLA), `none`, or `learned:DIR` (a subgoal
+    model checkpoint, the only kind a real robot can use). ValueError for anything else; a bad
+    checkpoint folder raises `distill.dataset.DistillError` with one sentence."""
+    if spec == "none":
+        return None
+    if spec == "sim":
+        from sim.lookahead import SimLookahead
+
+        return SimLookahead(vla_client)
+    if spec.startswith("learned:"):
+        from distill.learned_subgoals import LearnedSubgoals
+
+        directory = spec[len("learned:"):].strip()
+        if not directory:
+            raise ValueError("--subgoals learned: needs a directory, e.g. learned:runs/subgoals (the --out of "
+                             "coachlab distill-subgoals).")
+        return LearnedSubgoals.load(directory)
+    raise ValueError(f"--subgoals {spec!r} is not understood; use sim, none or learned:DIR.")
+
+
+def scripted_coaching(session: CoachingSession, task_families: list[str], episodes: int, seed: int = 0,
+                      profile: str = "expert", progress: bool = True) -> dict[str, list[EpisodeReport]]:
+    """The scripted coach coaching `episodes` seeded episodes of each task family on `session`."""
+    from sim.scripted_runs import coach_episodes
+
+    return coach_episodes(session, task_families, episodes, seed, profile, progress)
+
+
+def scripted_coach(task_family: str, seed: int, profile: str = "expert") -> SubtaskSource:
+    """The scripted coach for one episode (`.settings()` gives its episode settings)."""
+    from sim.coach import CoachConfig
+    from sim.coach_source import ScriptedCoachSource
+
+    return ScriptedCoachSource(get_family(task_family), CoachConfig(profile=profile), seed)
+
+
+def scripted_intervention(driver: AutonomyDriver, task_family: str, seed: int) -> SubtaskSource:
+    """The autonomy driver with the scripted coach stepping in when it stalls or stops early."""
+    from sim.intervention import ScriptedIntervention
+
+    return ScriptedIntervention(driver, get_family(task_family), seed)

@@ -1,0 +1,255 @@
+"""The autonomy driver: a `HighLevelPolicy` as the subtask source of the one control loop.
+
+Every `1 / decide_hz` seconds the policy looks at the observation, what the detector sees, the
+task and the subtasks so far and names the next subtask; a *different* subtask must win
+`hysteresis` decisions in a row before it is sent, so a policy torn between two answers does not
+flap. A subtask the VLA refuses (`info["refused"]`), or is stuck on (still active after
+`subtask_timeout_s`, or the robot still for `still_s`), is replaced by the policy's next choice at
+once and kept out of the choices as `Exclusions` says. The episode ends on a `done` the policy is
+at least `done_confidence` sure of (a success if the robot reports the task done in
+`Observation.task_progress`, a failure if it reports otherwise, the policy's word if it cannot
+tell), or at the time limit. While a person drives (taken over) it waits, and goes on from the
+person's subtasks once handed back. It never looks at which robot it drives.
+
+The same driver runs everywhere: stepped every tick by `coachlab play`, the benches and the
+Distill tab's Evaluate (`coaching/episode.py`), and from the app's runner thread at `decide_hz`
+(`coaching/autonomous_runner.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from coaching.detector import NO_DETECTOR, Detector
+from coaching.high_level import DONE, Decision, HighLevelPolicy
+from coaching.robot import Observation
+from coaching.subtask_source import SubtaskCommand, SubtaskSource
+
+# A subtask still active after this long counts as stuck (an item it cannot reach, a grasp that
+# misses the same way every time), so the policy's next choice runs instead. Of 567 coached
+# segments that succeeded (60 expert episodes) the median took 2.5 s, the 99th percentile 4.3 s.
+# A real robot is slower: set it from your own logs.
+SUBTASK_TIMEOUT_S = 10.0
+# The robot has not moved for this long on an active subtask: the VLA is stuck on it (a missed grasp,
+# an item it cannot get at). A finished subtask is switched within ~2 s (hysteresis), well before.
+STILL_S = 5.0
+# How long a subtask refused on its first reply (the object is not there) or stuck on stays out of
+# the policy's choices, whatever runs meanwhile; long enough to try the rest of its list.
+EXCLUSION_S = 30.0
+# `done` ends the episode for good while a wrong subtask costs seconds, so `done` must be this sure.
+DONE_CONFIDENCE = 0.7
+
+
+
+@dataclass
+class Hysteresis:
+    """Whether a decision should replace the active subtask: a different subtask must win `needed`
+    decisions in a row (the first subtask of an episode is taken at once)."""
+
+    needed: int = 2
+    candidate: str | None = None
+    streak: int = 0
+
+    def switch(self, decision: Decision, active: str | None) -> bool:
+        if decision.subtask == active:
+            self.reset()
+            return False
+        self.streak = self.streak + 1 if decision.subtask == self.candidate else 1
+        self.candidate = decision.subtask
+        if self.streak >= self.needed or active is None:
+            self.reset()
+            return True
+        return False
+
+    def reset(self) -> None:
+        self.candidate, self.streak = None, 0
+
+
+def without_refused(decision: Decision, refused: set[str], policy: "HighLevelPolicy | None" = None,
+                    done_confidence: float = 0.0) -> Decision:
+    """The decision, or else its best runner-up that is no phrasing of a subtask the low-level policy
+    refused or got stuck on (see `Exclusions`), and is not a `done` said with less than `done_confidence`
+    (`done` ends the episode for good, while a wrong subtask costs seconds).
+
+    A VLA that reports a refusal (`info["refused"]`, e.g. the object named is not in the scene)
+    tells the driver more than the cameras at 64 pixels do; the high-level policy's next choice is
+    tried instead of holding on to an instruction that will never run."""
+    same = policy.same_subtask if policy is not None else (lambda a, b: a == b)
+    ranked = [(decision.subtask, decision.confidence), *decision.alternatives]
+    may_end = [(t, p) for t, p in ranked if not (t == DONE and p < done_confidence)]
+    allowed = [(t, p) for t, p in may_end if not any(same(t, r) for r in refused)]
+    # Everything left is excluded: the best one again (a retry), never a `done` that was held back.
+    allowed = allowed or may_end[:1]
+    if not allowed or allowed[0][0] == decision.subtask:
+        return decision
+    return Decision(allowed[0][0], allowed[0][1], allowed[1:])
+
+
+class Stillness:
+    """How long the robot's proprio state has stayed within `tolerance` of where it last moved to:
+    a VLA stuck on a subtask holds still, one at work does not. Uses the state vector only, so it
+    works on any robot."""
+
+    def __init__(self, tolerance: float = 2e-3):
+        self.tolerance = tolerance
+        self._anchor: np.ndarray | None = None
+        self._since = 0.0
+
+    def update(self, state: np.ndarray, now: float) -> float:
+        state = np.nan_to_num(np.asarray(state, dtype=np.float64))
+        if self._anchor is None or self._anchor.shape != state.shape or \
+                np.max(np.abs(state - self._anchor), initial=0.0) > self.tolerance:
+            self._anchor, self._since = state, now
+        return now - self._since
+
+
+class StuckWatch:
+    """Whether the active subtask is stuck: still active after `timeout_s`, or the robot still
+    (`Stillness`) for `still_s` since it began."""
+
+    def __init__(self, timeout_s: float = SUBTASK_TIMEOUT_S, still_s: float = STILL_S):
+        self.timeout_s, self.still_s = timeout_s, still_s
+        self._stillness = Stillness()
+
+    def stuck(self, state: np.ndarray, now: float, started_at: float) -> bool:
+        active_s = now - started_at
+        return active_s > self.timeout_s or min(self._stillness.update(state, now), active_s) > self.still_s
+
+
+class Exclusions:
+    """The subtasks the policy may not choose now, from what the low-level VLA did with them.
+
+    - refused on its first reply (an object that is not there): out for `memory_s`, whatever runs
+      meanwhile, so the policy goes down its list instead of circling back to it;
+    - refused after it ran (a place, once the hand is empty): out until another subtask runs, since
+      such refusals depend on the moment;
+    - stuck on (`StuckWatch`: active past the subtask timeout, or the robot still): out for `memory_s`."""
+
+    def __init__(self, memory_s: float = EXCLUSION_S):
+        self.memory_s = memory_s
+        self._until: dict[str, float] = {}
+        self._momentary: set[str] = set()
+
+    def refused(self, text: str, now: float, ran: bool) -> None:
+        if ran:
+            self._momentary.add(text)
+        else:
+            self._until[text] = now + self.memory_s
+
+    def stuck(self, text: str, now: float) -> None:
+        self._until[text] = now + self.memory_s
+
+    def running(self) -> None:
+        """A subtask runs: refusals of the moment are over."""
+        self._momentary.clear()
+
+    def current(self, now: float) -> set[str]:
+        return self._momentary | {t for t, until in self._until.items() if until > now}
+
+
+
+
+@dataclass
+class AutonomyConfig:
+    decide_hz: float = 1.0
+    hysteresis: int = 2  # decisions in a row a new subtask must win before the VLA is re-prompted
+    max_episode_s: float = 300.0
+    subtask_timeout_s: float = SUBTASK_TIMEOUT_S  # one subtask active this long counts as stuck
+    still_s: float = STILL_S  # the robot held still this long on an active subtask: dropped as stuck
+    exclusion_s: float = EXCLUSION_S  # how long a subtask refused at once, or stuck on, stays out of the choices
+    done_confidence: float = DONE_CONFIDENCE  # `done` below this is passed over for the runner-up
+
+    def check(self) -> None:
+        if not 0.1 <= self.decide_hz <= 10:
+            raise ValueError("Decide between 0.1 and 10 times a second.")
+        if self.max_episode_s <= 0:
+            raise ValueError("The time limit must be above zero seconds.")
+
+
+def verdict(progress: dict[str, Any] | None) -> tuple[str, str | None]:
+    """The outcome of an episode the policy called done, from what the robot reports, and a note."""
+    if progress is None or "success" not in progress:
+        return "success", "the policy said done; this robot cannot tell whether the task succeeded"
+    return ("success", None) if progress["success"] else ("failure", "the policy said done too early")
+
+
+class AutonomyDriver(SubtaskSource):
+    user = "autonomous"
+
+    def __init__(self, policy: HighLevelPolicy, task: str, config: AutonomyConfig | None = None,
+                 detector: Detector = NO_DETECTOR, metadata: dict[str, Any] | None = None):
+        self.policy, self.task, self.detector, self.metadata = policy, task, detector, metadata
+        self.config = config or AutonomyConfig()
+        self.config.check()
+        self.reset()
+
+    def reset(self) -> None:
+        c = self.config
+        self.policy.reset()
+        self.decision: Decision | None = None  # the latest, for the page
+        self._hysteresis = Hysteresis(c.hysteresis)
+        self._exclusions = Exclusions(c.exclusion_s)  # what the VLA refused or got stuck on
+        self._stuck = StuckWatch(c.subtask_timeout_s, c.still_s)
+        self._active: str | None = None  # the subtask this driver sent last
+        self._active_id: int | None = None  # its segment id, once the session has it
+        self._sent_at = 0.0
+        self._ran = False  # the VLA has answered it without refusing
+        self._never_ran: set[int] = set()  # segments refused on their first reply: not part of the history
+        self._next_decision = 0.0
+
+    def next(self, observation: Observation, status: dict[str, Any]) -> SubtaskCommand | None:
+        now = status["episode_time_s"]
+        if status["driver"] != "policy":  # a person drives: watch, and start afresh from what they did
+            self._active, self._active_id = None, None
+            self._hysteresis.reset()
+            self._next_decision = now
+            return None
+        if now >= self.config.max_episode_s:  # the robot may still report the task done
+            done = bool((observation.task_progress or {}).get("success"))
+            return SubtaskCommand("end", outcome="success" if done else "failure",
+                                  note=f"time limit of {self.config.max_episode_s:.0f} s reached")
+        self._watch_vla(observation, status, now)
+        if now < self._next_decision:
+            return None
+        self._next_decision = now + 1.0 / self.config.decide_hz
+        history = [s["text"] for s in status["segments"] if s["id"] not in self._never_ran]
+        excluded = self._exclusions.current(now)
+        detections = self.detector.detect(observation.images)
+        decision = without_refused(self.policy.decide(observation, detections, self.task, history, self.metadata),
+                                   excluded, self.policy, self.config.done_confidence)
+        self.decision = decision
+        if not ((self._active in excluded and not decision.done) or self._hysteresis.switch(decision, self._active)):
+            return None
+        if decision.done:
+            outcome, note = verdict(observation.task_progress)
+            return SubtaskCommand("end", outcome=outcome, note=note)
+        self._active, self._active_id, self._sent_at, self._ran = decision.subtask, None, now, False
+        return SubtaskCommand("subtask", decision.subtask, source="policy", confidence=decision.confidence)
+
+    def _watch_vla(self, observation: Observation, status: dict[str, Any], now: float) -> None:
+        """Note what the VLA did with the active subtask: refused it, runs it, or is stuck on it."""
+        segments = status["segments"]
+        if self._active is None or not segments:
+            return
+        last = segments[-1]
+        if self._active_id is None and last["text"] == self._active and last["source"] == "policy":
+            self._active_id = last["id"]
+        if last["id"] != self._active_id or last["end_s"] is not None:
+            return  # the active subtask is not (or no longer) the one running
+        excluded = self._exclusions.current(now)
+        if status.get("vla_segment") == self._active_id:
+            if status.get("vla_note"):
+                if self._active not in excluded:  # the VLA cannot do it now: take the policy's next choice
+                    self._exclusions.refused(self._active, now, ran=self._ran)
+                    if not self._ran:
+                        self._never_ran.add(self._active_id)
+                    self._next_decision = now
+            elif status.get("vla_replied"):
+                self._ran = True  # it runs: a subtask that ran stays in the history even if refused later
+                self._exclusions.running()
+        if self._stuck.stuck(observation.state, now, self._sent_at) and self._active not in self._exclusions.current(now):
+            self._exclusions.stuck(self._active, now)  # let the policy's next choice run
+            self._next_decision = now
