@@ -109,15 +109,17 @@ def sustained(url: str, duration_s: float, label: str) -> dict[str, float]:
     rec = Recorder(db, RecorderConfig())
     episode_id = _start(rec, spec)
     stop = threading.Event()
+    # The subtask the loop executes: its segment id goes with every step, as the control loop passes it.
+    active = [rec.start_segment("subtask: start", "coach", 0.0, user="bench")]
 
     def coach() -> None:  # segments arrive from another thread, like browser callbacks
         k = 0
         while not stop.wait(4.0):
-            rec.start_segment(f"subtask {k}: pick up the 'blue' cup", "coach", time.perf_counter(), user="bench")
+            active[0] = rec.start_segment(f"subtask {k}: pick up the 'blue' cup", "coach", time.perf_counter(),
+                                          user="bench")
             k += 1
 
     coach_thread = threading.Thread(target=coach, daemon=True)
-    rec.start_segment("subtask: start", "coach", 0.0, user="bench")
     coach_thread.start()
     steps = int(duration_s * spec.fps)
     latencies = np.zeros(steps)
@@ -133,7 +135,7 @@ def sustained(url: str, duration_s: float, label: str) -> dict[str, float]:
             state, action = rng.normal(size=spec.state_dim), rng.normal(size=spec.action_dim)
             t0 = time.perf_counter()
             try:
-                rec.record_step(k * period, state, action, images)
+                rec.record_step(k * period, state, action, images, segment_id=active[0])
             except RecorderOverflow:
                 refused += 1
             latencies[k] = time.perf_counter() - t0
@@ -176,11 +178,13 @@ def coached_minute_size(url: str, size_of: Callable[[], int], label: str) -> flo
     steps = int(60 * spec.fps)
     for k in tqdm(range(steps), desc=f"{label}: a coached minute", unit="step", file=sys.stderr, leave=False):
         if k % 120 == 0:  # a new subtask every 8 s
-            rec.start_segment(f"subtask {k // 120}: put the red cup in the bussing tub", "coach", k / spec.fps)
+            segment = rec.start_segment(f"subtask {k // 120}: put the red cup in the bussing tub", "coach",
+                                        k / spec.fps)
         while rec.stats.queue_depth > rec.config.max_queue_steps // 2:
             time.sleep(0.01)  # not a real-time test: just never overflow
         images = {f"cam{c}": bank[c][k % len(bank[c])] for c in range(spec.cameras)}
-        rec.record_step(k / spec.fps, rng.normal(size=spec.state_dim), rng.normal(size=spec.action_dim), images)
+        rec.record_step(k / spec.fps, rng.normal(size=spec.state_dim), rng.normal(size=spec.action_dim), images,
+                        segment_id=segment)
     rec.end_episode("success")
     rec.close()
     db.close()  # SQLite folds its WAL into the file when the last connection closes

@@ -1,4 +1,5 @@
-"""coachlab storage: the SQL schema and migrations, the episode recorder, frame encoding, queries.
+"""coachlab storage: the SQL schema and migrations, the episode recorder, frame encoding, and reading
+(episodes), curating (curation) and the registry of distilled checkpoints (checkpoints).
 
 Everything public is importable from here; the names load lazily, so importing
 `storage.errors` (for `StorageError`) does not pull in SQLAlchemy, OpenCV or numpy.
@@ -13,12 +14,15 @@ _EXPORTS = {
     "StorageError": "storage.errors", "NotFound": "storage.errors", "RecorderOverflow": "storage.errors",
     "RecorderFailed": "storage.errors",
     "Database": "storage.database", "DatabaseConfig": "storage.database", "open_database": "storage.database",
-    "resolve_url": "storage.database", "default_sqlite_path": "storage.database",
+    "resolve_url": "storage.database", "configured_url": "storage.database",
+    "default_sqlite_path": "storage.database",
     "Recorder": "storage.recorder", "RecorderConfig": "storage.recorder", "RecorderStats": "storage.recorder",
-    "EpisodeSummary": "storage.queries", "EpisodeRecord": "storage.queries", "SegmentRecord": "storage.queries",
-    "EventRecord": "storage.queries", "StepArrays": "storage.queries", "PolicyRecord": "storage.queries",
-    "list_episodes": "storage.queries", "load_episode": "storage.queries", "edit_annotations": "storage.queries",
-    "delete_episode": "storage.queries", "register_policy": "storage.queries", "list_policies": "storage.queries",
+    "EpisodeSummary": "storage.episodes", "EpisodeRecord": "storage.episodes", "SegmentRecord": "storage.episodes",
+    "EventRecord": "storage.episodes", "StepArrays": "storage.episodes",
+    "list_episodes": "storage.episodes", "load_episode": "storage.episodes",
+    "edit_annotations": "storage.curation", "delete_episode": "storage.curation",
+    "PolicyRecord": "storage.checkpoints", "register_policy": "storage.checkpoints",
+    "list_policies": "storage.checkpoints",
     "encode_image": "storage.frames", "decode_image": "storage.frames",
 }
 

@@ -1,9 +1,10 @@
 """Opening a database: URL handling, engine set-up, migrations to head, crash recovery on open.
 
-It owns the `Database` handle everything else in storage takes. A URL is `sqlite:///path`,
-`postgresql://user@host:port/db` (driven by psycopg 3) or a bare file path (SQLite). Without one,
-the `COACHLAB_DB` environment variable decides, else a SQLite file under the user's data dir.
-Connection problems become one-sentence `StorageError`s, never tracebacks.
+It owns the `Database` handle everything else in storage takes, and it is the one place that
+reads `$COACHLAB_DB`. A URL is `sqlite:///path`, `postgresql://user@host:port/db` (driven by
+psycopg 3) or a bare file path (SQLite). Without one, the `COACHLAB_DB` environment variable
+decides, else a SQLite file under the user's data dir (`configured_url` and `resolve_url` answer
+which, without opening). Connection problems become one-sentence `StorageError`s, never tracebacks.
 """
 
 from __future__ import annotations
@@ -45,9 +46,24 @@ def default_sqlite_path() -> Path:
     return Path(platformdirs.user_data_dir("coachlab")) / "coachlab.db"
 
 
-def resolve_url(url: str | None = None) -> URL:
+def configured_url(url: str | None = None) -> str | None:
+    """The database a user asked for: `url`, else `$COACHLAB_DB`, else None (no default applied).
+
+    For commands that record only when asked to; open_database(url) opens the same one.
+    """
+    return (url or "").strip() or (os.environ.get(ENV_VAR) or "").strip() or None
+
+
+def resolve_url(url: str | None = None) -> str:
+    """The full URL open_database(url) would open (password included, as `Database.url` gives it):
+    `url`, else `$COACHLAB_DB`, else the default SQLite file. Raises StorageError if it is not one
+    storage can open."""
+    return _sa_url(url).render_as_string(hide_password=False)
+
+
+def _sa_url(url: str | None) -> URL:
     """The SQLAlchemy URL for `url`, `$COACHLAB_DB`, or the default SQLite file, with our drivers."""
-    raw = (url or os.environ.get(ENV_VAR) or "").strip() or f"sqlite:///{default_sqlite_path()}"
+    raw = configured_url(url) or f"sqlite:///{default_sqlite_path()}"
     if "://" not in raw:  # a bare path means a SQLite file
         raw = f"sqlite:///{Path(raw).expanduser().absolute()}"
     hint = "use sqlite:///path/to/file.db or postgresql://user@host:port/dbname"
@@ -205,7 +221,7 @@ def open_database(url: str | None = None, config: DatabaseConfig | None = None) 
     Running episodes whose writer process is gone are marked `interrupted` (see recovery.py).
     """
     config = config or DatabaseConfig()
-    sa_url = resolve_url(url)
+    sa_url = _sa_url(url)
     is_sqlite = sa_url.get_backend_name() == "sqlite"
     engine = _sqlite_engine(sa_url, config) if is_sqlite else _postgres_engine(sa_url, config)
     db = Database(sa_url, engine, config)

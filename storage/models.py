@@ -102,7 +102,7 @@ class Episode(Base):
 
     id: Mapped[int] = mapped_column(primary_key=True)
     task_id: Mapped[int] = mapped_column(sa.ForeignKey("tasks.id"), index=True)
-    family: Mapped[str | None] = mapped_column(sa.Text)
+    task_family: Mapped[str | None] = mapped_column(sa.Text)  # the sim's task family, when the sim ran it
     robot: Mapped[dict[str, Any]] = mapped_column()
     mode: Mapped[str] = mapped_column(sa.String(16))
     user_name: Mapped[str | None] = mapped_column(sa.Text)
@@ -167,7 +167,7 @@ class SubgoalImage(Base):
 
 
 class Step(Base):
-    """One control step: time, proprio state, the action sent (None = held still), active segment."""
+    """One control step: time, proprio state, the action sent (None = held still), the segment that produced it."""
 
     __tablename__ = "steps"
 

@@ -1,11 +1,11 @@
 """The episode recorder: the control loop hands it steps and never waits on the database.
 
-`record_step` only copies the inputs and puts them on a bounded queue; one writer thread encodes
-the frames (JPEG or PNG) and commits steps and frames in small batches (every `commit_every_s`),
-refreshing the episode's heartbeat with each commit. A full queue raises `RecorderOverflow` at
-once (the step is refused, loudly, never dropped in silence); a writer that cannot reach the
-database makes the next call raise `RecorderFailed`. Episode, segment and event rows are written
-synchronously by the calling thread, because they are rare and the UI wants their ids.
+`record_step` only copies the inputs and queues them for the writer thread (storage/writer.py),
+which encodes frames and commits in small batches; each step is filed under the segment id the
+loop passes with it, so a step always belongs to the segment that produced it. A full queue raises
+`RecorderOverflow` at once (the step is refused, loudly, never dropped in silence); a writer that
+cannot reach the database makes the next call raise `RecorderFailed`. Episode, segment and event
+rows are written synchronously by the calling thread, because they are rare and the UI wants their ids.
 
 Crash safety: a SIGKILL loses at most the batch being assembled (about `commit_every_s` of steps);
 the next `open_database` marks the episode `interrupted` (see recovery.py).
@@ -18,20 +18,18 @@ import os
 import queue
 import socket
 import threading
-import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from storage.database import Database
-from storage.errors import NotFound, RecorderFailed, RecorderOverflow, StorageError, first_line
+from storage.errors import NotFound, RecorderFailed, RecorderOverflow, StorageError
 from storage.frames import FORMATS, check_image, encode_image
-from storage.models import (FINAL_STATUSES, MODES, SOURCES, Episode, Event, Frame, Segment, Step, SubgoalImage,
-                            utcnow)
+from storage.models import FINAL_STATUSES, MODES, SOURCES, Episode, Event, Segment, Step, SubgoalImage, utcnow
 from storage.rows import get_or_create_task, jsonable, split_metadata
+from storage.writer import StepItem, Writer
 
 log = logging.getLogger("coachlab.storage")
 
@@ -86,24 +84,6 @@ class RecorderStats:
         return asdict(self)
 
 
-@dataclass(slots=True)
-class _StepItem:
-    episode_id: int
-    index: int
-    t: float
-    state: bytes
-    action: bytes | None
-    images: dict[str, np.ndarray]
-    segment_id: int | None
-    encoded: dict[str, bytes] = field(default_factory=dict)
-
-
-@dataclass
-class _Control:
-    kind: str  # "flush" | "stop"
-    done: threading.Event = field(default_factory=threading.Event)
-
-
 def _as_f8_bytes(x: Any) -> bytes:
     return np.ascontiguousarray(x, dtype="<f8").tobytes()
 
@@ -114,18 +94,15 @@ class Recorder:
     def __init__(self, db: Database, config: RecorderConfig | None = None) -> None:
         self.db = db
         self.config = config or RecorderConfig()
-        self._queue: queue.Queue[_StepItem | _Control] = queue.Queue(maxsize=self.config.max_queue_steps)
         self._lock = threading.Lock()  # guards the fields below; held only for a few microseconds
         self._episode_id: int | None = None
         self._next_index = 0
         self._next_ordinal = 0
-        self._active_segment: int | None = None
+        self._segment_ids: set[int] = set()  # the current episode's segments: what record_step accepts
         self._stats = RecorderStats()
-        self._failure: str | None = None  # set once by the writer thread when it gives up
         self._closed = False
         self._host = socket.gethostname()
-        self._writer = threading.Thread(target=self._run_writer, name="coachlab-recorder", daemon=True)
-        self._writer.start()
+        self._writer = Writer(db, self.config, self._stats, lambda: self._episode_id)
 
     # ----- the control loop's side ---------------------------------------------------------
 
@@ -136,23 +113,28 @@ class Recorder:
     @property
     def stats(self) -> RecorderStats:
         snap = RecorderStats(**asdict(self._stats))
-        snap.queue_depth = self._queue.qsize()
+        snap.queue_depth = self._writer.depth()
         return snap
 
-    def record_step(self, t: float, state: np.ndarray, action: np.ndarray | None,
-                    images: dict[str, np.ndarray], wait_s: float = 0.0) -> int:
+    def record_step(self, t: float, state: np.ndarray, action: np.ndarray | None, images: dict[str, np.ndarray],
+                    *, segment_id: int | None, wait_s: float = 0.0) -> int:
         """Queue one step and return its index at once; never touches the database.
 
-        Raises RecorderOverflow if the queue is full (this step is not recorded) and
+        `segment_id` is the segment that produced the step (an id start_segment returned in this
+        episode; it may have ended since), or None when no subtask was active: the step is filed
+        under it. Raises RecorderOverflow if the queue is full (this step is not recorded) and
         RecorderFailed if the writer thread has given up on the database. `wait_s` > 0 waits that
         long for room instead: only for loops on a simulated clock, which may run faster than the
         writer and lose nothing by waiting (a real-time loop must never wait on the database).
         """
-        if self._failure is not None:
-            raise RecorderFailed(self._failure)
+        if self._writer.failure is not None:
+            raise RecorderFailed(self._writer.failure)
         episode_id = self._episode_id
         if episode_id is None:
             raise StorageError("record_step was called with no episode being recorded: call start_episode first.")
+        if segment_id is not None and segment_id not in self._segment_ids:
+            raise ValueError(f"Segment {segment_id} is not a segment of episode {episode_id}: pass the id "
+                             f"start_segment returned for the subtask that produced the step, or None.")
         state_b = _as_f8_bytes(state)
         action_b = None if action is None else _as_f8_bytes(action)
         frames = {}
@@ -161,9 +143,10 @@ class Recorder:
             frames[name] = image.copy() if self.config.copy_images else image
         with self._lock:
             index = self._next_index
-            item = _StepItem(episode_id, index, float(t), state_b, action_b, frames, self._active_segment)
+            item = StepItem(episode_id, index, float(t), state_b, action_b, frames,
+                            None if segment_id is None else int(segment_id))
             try:
-                self._queue.put(item, timeout=wait_s) if wait_s > 0 else self._queue.put_nowait(item)
+                self._writer.put(item, wait_s)
             except queue.Full:
                 self._stats.dropped += 1
                 message = (f"The recorder's queue is full ({self.config.max_queue_steps} steps waiting), so step "
@@ -174,7 +157,7 @@ class Recorder:
                 raise RecorderOverflow(message) from None
             self._next_index = index + 1
             self._stats.queued += 1
-            depth = self._queue.qsize()
+            depth = self._writer.depth()
             if depth > self._stats.max_queue_depth:
                 self._stats.max_queue_depth = depth
         return index
@@ -182,12 +165,13 @@ class Recorder:
     # ----- rows written at once --------------------------------------------------------------
 
     def start_episode(self, task: str, robot: dict[str, Any] | Any, mode: str = "coached", user: str | None = None,
-                      seed: int | None = None, metadata: dict[str, Any] | None = None, family: str | None = None,
+                      seed: int | None = None, metadata: dict[str, Any] | None = None, task_family: str | None = None,
                       vla_hello: dict[str, Any] | None = None, policy_checkpoint_id: int | None = None) -> int:
         """Write a new `running` episode and make it the one steps go to; returns its id.
 
         `robot` is the robot's description (a dict, or anything with `to_dict()`); `metadata` may
-        hold speed, quality (1-5), control_mode, notes and any other keys (kept verbatim).
+        hold speed, quality (1-5), control_mode, notes and any other keys (kept verbatim);
+        `task_family` is the sim's task family (`bussing`, ...) when the sim runs the episode.
         """
         self._check_open()
         if self._episode_id is not None:
@@ -202,24 +186,25 @@ class Recorder:
         now = utcnow()
         with self.db.session() as s:
             task_id = get_or_create_task(s, task)
-            ep = Episode(task_id=task_id, family=family, robot=jsonable(robot_dict), mode=mode, user_name=user,
-                         seed=None if seed is None else int(seed), started_at=now, status="running", extra=extra,
-                         vla_hello=None if vla_hello is None else jsonable(vla_hello),
+            ep = Episode(task_id=task_id, task_family=task_family, robot=jsonable(robot_dict), mode=mode,
+                         user_name=user, seed=None if seed is None else int(seed), started_at=now,
+                         status="running", extra=extra, vla_hello=None if vla_hello is None else jsonable(vla_hello),
                          policy_checkpoint_id=policy_checkpoint_id, num_steps=0, writer_pid=os.getpid(),
                          writer_host=self._host, heartbeat_at=now, **columns)
             s.add(ep)
             s.flush()
             episode_id = ep.id
         with self._lock:
-            self._episode_id, self._next_index, self._next_ordinal, self._active_segment = episode_id, 0, 0, None
+            self._episode_id, self._next_index, self._next_ordinal = episode_id, 0, 0
+            self._segment_ids = set()
         return episode_id
 
     def start_segment(self, text: str, source: str, issued_at: float, user: str | None = None, mistake: bool = False,
                       subgoal_images: dict[str, np.ndarray] | None = None, subgoal_sent: bool = False,
                       info: dict[str, Any] | None = None) -> int:
-        """Write a new segment (a subtask) and make it active: steps recorded from now on belong to it.
+        """Write a new segment (a subtask) of the current episode; returns its id, what record_step takes.
 
-        Its first and last step are filled in by the writer as those steps are committed.
+        Its first and last step are filled in by the writer as steps filed under it are committed.
         `subgoal_images` are the previewed images (camera -> RGB), stored whether sent or not.
         """
         episode_id = self._require_episode("start_segment")
@@ -245,12 +230,13 @@ class Recorder:
                 s.add(SubgoalImage(segment_id=seg.id, camera=cam, format=self.config.image_format, data=data))
             segment_id = seg.id
         with self._lock:
-            self._active_segment = segment_id
+            if self._episode_id == episode_id:
+                self._segment_ids.add(segment_id)
         return segment_id
 
     def end_segment(self, segment_id: int, outcome: str | None, info: dict[str, Any] | None = None) -> None:
-        """Write the segment's outcome (e.g. success, failure; None = not judged); later steps have no segment
-        until the next start_segment. `info` is merged into the segment's info."""
+        """Write the segment's outcome (e.g. success, failure; None = not judged). `info` is merged into the
+        segment's info. Steps it produced may still be recorded under it afterwards."""
         with self.db.session() as s:
             seg = s.get(Segment, segment_id)
             if seg is None:
@@ -258,9 +244,6 @@ class Recorder:
             seg.outcome = outcome
             if info:
                 seg.info = {**(seg.info or {}), **jsonable(info)}
-        with self._lock:
-            if self._active_segment == segment_id:
-                self._active_segment = None
 
     def event(self, kind: str, t: float | None, user: str | None = None, data: dict[str, Any] | None = None,
               episode_id: int | None = None) -> int:
@@ -290,7 +273,7 @@ class Recorder:
         columns, extra = split_metadata(metadata_updates or {})  # a bad value must not end the episode
         self.flush()
         with self._lock:
-            self._episode_id, self._active_segment = None, None
+            self._episode_id, self._segment_ids = None, set()
         with self.db.session() as s:
             ep = s.get(Episode, episode_id)
             if ep is None:
@@ -303,31 +286,13 @@ class Recorder:
                 setattr(ep, key, value)
             if extra:
                 ep.extra = {**(ep.extra or {}), **extra}
-        if self._failure is not None:
-            raise RecorderFailed(self._failure)
+        if self._writer.failure is not None:
+            raise RecorderFailed(self._writer.failure)
         return episode_id
 
     def flush(self) -> None:
         """Block until every step queued so far is committed (or the writer has given up)."""
-        self._send_control(_Control("flush"))
-
-    def _send_control(self, ctrl: _Control) -> None:
-        give_up_at = time.monotonic() + self.config.flush_timeout_s
-        while True:  # a blocking put, but one that notices a dead writer instead of hanging
-            try:
-                self._queue.put(ctrl, timeout=0.1)
-                break
-            except queue.Full:
-                self._check_writer(give_up_at)
-        while not ctrl.done.wait(0.1):
-            self._check_writer(give_up_at)
-
-    def _check_writer(self, give_up_at: float) -> None:
-        if not self._writer.is_alive():
-            raise RecorderFailed(self._failure or "The recorder's writer thread has stopped: start a new Recorder.")
-        if time.monotonic() > give_up_at:
-            raise StorageError(f"The recorder could not write its queued steps within {self.config.flush_timeout_s:.0f}"
-                               f" s: the database at {self.db.display_url} is too slow or stuck.")
+        self._writer.flush()
 
     def close(self) -> None:
         """End any open episode as `interrupted` (with an event saying why), then stop the writer."""
@@ -341,9 +306,7 @@ class Recorder:
                     self.end_episode("interrupted")
         finally:
             self._closed = True
-            if self._writer.is_alive():
-                self._send_control(_Control("stop"))
-            self._writer.join(timeout=5)
+            self._writer.stop()
 
     def __enter__(self) -> Recorder:
         return self
@@ -354,149 +317,11 @@ class Recorder:
     def _check_open(self) -> None:
         if self._closed:
             raise StorageError("This recorder is closed: make a new Recorder.")
-        if self._failure is not None:
-            raise RecorderFailed(self._failure)
+        if self._writer.failure is not None:
+            raise RecorderFailed(self._writer.failure)
 
     def _require_episode(self, what: str) -> int:
         episode_id = self._episode_id
         if episode_id is None:
             raise StorageError(f"{what} was called with no episode being recorded: call start_episode first.")
         return episode_id
-
-    # ----- the writer thread -----------------------------------------------------------------
-
-    def _run_writer(self) -> None:
-        try:
-            self._writer_loop()
-        except BaseException as err:  # a bug must stop the recording loudly, not kill the thread quietly
-            self._give_up([], err)
-            raise
-
-    def _writer_loop(self) -> None:
-        cfg = self.config
-        pending: list[_StepItem] = []
-        deadline = 0.0
-        last_beat = time.monotonic()
-        while True:
-            wait = max(0.0, deadline - time.monotonic()) if pending else cfg.heartbeat_every_s
-            try:
-                item: _StepItem | _Control | None = self._queue.get(timeout=wait)
-            except queue.Empty:
-                item = None
-            if isinstance(item, _StepItem):
-                if self._failure is not None:
-                    self._stats.lost += 1
-                    continue
-                try:
-                    self._encode(item)
-                except Exception as err:
-                    self._give_up(pending + [item], err)
-                    pending = []
-                    continue
-                pending.append(item)
-                if len(pending) == 1:
-                    deadline = time.monotonic() + cfg.commit_every_s
-                if time.monotonic() < deadline:
-                    continue
-            if pending:
-                self._commit(pending)
-                pending = []
-                last_beat = time.monotonic()
-            elif item is None and time.monotonic() - last_beat >= cfg.heartbeat_every_s:
-                self._heartbeat()
-                last_beat = time.monotonic()
-            if isinstance(item, _Control):
-                item.done.set()
-                if item.kind == "stop":
-                    return
-
-    def _encode(self, item: _StepItem) -> None:
-        cfg = self.config
-        for cam, image in item.images.items():
-            item.encoded[cam] = encode_image(image, cfg.image_format, cfg.jpeg_quality, cfg.png_compression)
-        item.images = {}  # free the raw pixels now rather than after the commit
-
-    def _commit(self, batch: list[_StepItem]) -> None:
-        give_up_at = time.monotonic() + self.config.retry_for_s
-        attempt = 0
-        while True:
-            try:
-                self._write_batch(batch)
-                break
-            except IntegrityError as err:
-                # A retry after a commit whose reply got lost finds its own rows already there.
-                if attempt > 0 and self._batch_exists(batch):
-                    break
-                return self._give_up(batch, err)
-            except DBAPIError as err:
-                self._stats.writer_errors += 1
-                self._stats.last_error = first_line(err)
-                log.warning("recorder: commit failed (%s); retrying", first_line(err))
-                if time.monotonic() >= give_up_at:
-                    return self._give_up(batch, err)
-                time.sleep(min(0.1 * 2 ** attempt, 1.0))
-                attempt += 1
-            except Exception as err:  # a bug must still stop the recording loudly
-                return self._give_up(batch, err)
-        self._stats.written += len(batch)
-        self._stats.frames_written += sum(len(item.encoded) for item in batch)
-
-    def _write_batch(self, batch: list[_StepItem]) -> None:
-        steps, frames = [], []
-        ranges: dict[int, list[int]] = {}
-        counts: dict[int, int] = {}
-        for item in batch:
-            steps.append({"episode_id": item.episode_id, "step_index": item.index, "t": item.t,
-                          "state": item.state, "action": item.action, "segment_id": item.segment_id})
-            for cam, data in item.encoded.items():
-                frames.append({"episode_id": item.episode_id, "camera": cam, "step_index": item.index,
-                               "format": self.config.image_format, "data": data})
-            if item.segment_id is not None:
-                r = ranges.setdefault(item.segment_id, [item.index, item.index])
-                r[1] = item.index
-            counts[item.episode_id] = counts.get(item.episode_id, 0) + 1
-        with self.db.engine.begin() as conn:
-            conn.execute(sa.insert(Step.__table__), steps)
-            if frames:
-                conn.execute(sa.insert(Frame.__table__), frames)
-            seg = Segment.__table__.c
-            for seg_id, (first, last) in ranges.items():
-                conn.execute(sa.update(Segment.__table__).where(seg.id == seg_id)
-                             .values(first_step=sa.func.coalesce(seg.first_step, first), last_step=last))
-            ep = Episode.__table__.c
-            now = utcnow()
-            for episode_id, n in counts.items():
-                conn.execute(sa.update(Episode.__table__).where(ep.id == episode_id)
-                             .values(num_steps=ep.num_steps + n, heartbeat_at=now))
-
-    def _batch_exists(self, batch: list[_StepItem]) -> bool:
-        last = batch[-1]
-        try:
-            with self.db.engine.connect() as conn:
-                return conn.scalar(sa.select(sa.func.count()).select_from(Step.__table__).where(
-                    Step.__table__.c.episode_id == last.episode_id,
-                    Step.__table__.c.step_index == last.index)) == 1
-        except DBAPIError:
-            return False
-
-    def _heartbeat(self) -> None:
-        episode_id = self._episode_id
-        if episode_id is None or self._failure is not None:
-            return
-        try:
-            with self.db.engine.begin() as conn:
-                conn.execute(sa.update(Episode.__table__).where(Episode.__table__.c.id == episode_id)
-                             .values(heartbeat_at=utcnow()))
-        except DBAPIError as err:  # the next batch commit will retry and, if need be, fail loudly
-            self._stats.writer_errors += 1
-            self._stats.last_error = first_line(err)
-
-    def _give_up(self, batch: list[_StepItem], err: BaseException) -> None:
-        self._stats.writer_errors += 1
-        self._stats.lost += len(batch)
-        self._stats.last_error = first_line(err)
-        where = (f", so episode {batch[0].episode_id} is saved only up to step {batch[0].index - 1}"
-                 if batch else "")
-        self._failure = (f"The recorder could not write to the database at {self.db.display_url} "
-                         f"({first_line(err)}){where}; fix the database, then start a new episode.")
-        log.error(self._failure)

@@ -31,12 +31,13 @@ RECORDING = textwrap.dedent(f"""
     rec = Recorder(db)
     eid = rec.start_episode("survive a crash", {{"name": "child"}}, seed=3)
     print("episode", eid, flush=True)
-    rec.start_segment("keep going", "coach", 0.0)
+    seg = rec.start_segment("keep going", "coach", 0.0)
     start, k = time.monotonic(), 0
     while True:
         time.sleep(max(0.0, start + k / {HZ} - time.monotonic()))
         img = np.full((48, 64, 3), k % 256, np.uint8)
-        rec.record_step(k / {HZ}, np.full(4, float(k)), np.full(2, float(k)), {{"base": img, "wrist": img}})
+        rec.record_step(k / {HZ}, np.full(4, float(k)), np.full(2, float(k)), {{"base": img, "wrist": img}},
+                        segment_id=seg)
         print(k, flush=True)
         k += 1
 """)
@@ -112,7 +113,7 @@ def test_a_stale_heartbeat_counts_as_dead_even_from_another_host(tmp_path):
 
         rec = Recorder(db)
         eid = rec.start_episode("elsewhere", {})
-        rec.record_step(0.0, np.zeros(2), None, {})
+        rec.record_step(0.0, np.zeros(2), None, {}, segment_id=None)
         rec.flush()
         with db.session() as s:  # pretend another machine wrote it and went quiet 40 s ago
             s.execute(sa.update(Episode).where(Episode.id == eid).values(

@@ -17,19 +17,20 @@ from storage.models import utcnow
 
 @pytest.fixture
 def filled(db_url):
-    """Three episodes: (task, family, mode, status, quality)."""
+    """Three episodes: (task, task family, mode, status, quality)."""
     db = open_database(db_url)
     plan = [("bus the table", "bussing", "coached", "success", 5),
             ("open the drawer and stow the cup", "drawer", "autonomous", "failure", 2),
             ("Bus the TABLE quickly", "bussing", "mixed", "aborted", None)]
     ids = []
     with Recorder(db) as rec:
-        for k, (task, family, mode, status, quality) in enumerate(plan):
-            ids.append(rec.start_episode(task, {"name": "arm"}, mode=mode, user=f"user{k}", family=family,
+        for k, (task, task_family, mode, status, quality) in enumerate(plan):
+            ids.append(rec.start_episode(task, {"name": "arm"}, mode=mode, user=f"user{k}", task_family=task_family,
                                          metadata={"quality": quality}))
             seg = rec.start_segment(f"step of {task}", "coach", 0.0)
             for i in range(3):
-                rec.record_step(i / 10, np.zeros(2), np.ones(2), {"base": np.full((8, 8, 3), i, np.uint8)})
+                rec.record_step(i / 10, np.zeros(2), np.ones(2), {"base": np.full((8, 8, 3), i, np.uint8)},
+                                segment_id=seg)
             rec.end_segment(seg, "success")
             rec.end_episode(status)
     yield db, ids
@@ -43,7 +44,7 @@ def _ids(found):
 def test_list_and_filter(filled):
     db, (a, b, c) = filled
     assert [e.id for e in list_episodes(db)] == [c, b, a]  # newest first
-    assert _ids(list_episodes(db, task="bussing")) == [a, c]  # a family
+    assert _ids(list_episodes(db, task="bussing")) == [a, c]  # a task family
     assert _ids(list_episodes(db, task="bus the table")) == [a, c]  # part of the text, any case
     assert _ids(list_episodes(db, task="drawer")) == [b]
     assert _ids(list_episodes(db, status="failure")) == [b]
@@ -55,6 +56,7 @@ def test_list_and_filter(filled):
     assert list_episodes(db, until=date(2000, 1, 1)) == []
     assert len(list_episodes(db, limit=2)) == 2
     summary = list_episodes(db, status="success")[0].to_dict()
+    assert summary["task_family"] == "bussing" and "family" not in summary
     assert summary["num_steps"] == 3 and summary["num_segments"] == 1 and summary["quality"] == 5
     assert json.dumps(summary)
     with pytest.raises(StorageError, match="Unknown status 'done'"):

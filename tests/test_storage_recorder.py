@@ -1,5 +1,6 @@
-"""The recorder on real SQLite files and a real PostgreSQL server: a full round trip, text stored
-verbatim, a loud bounded-queue overflow, a writer failure that surfaces, two writer processes."""
+"""The recorder on real SQLite files and a real PostgreSQL server: a full round trip, steps filed under
+the segment that produced them, text stored verbatim, a loud bounded-queue overflow, a writer
+failure that surfaces, two writer processes."""
 
 from __future__ import annotations
 
@@ -40,17 +41,20 @@ def test_round_trip(db):
         eid = rec.start_episode("put the cup in the bin", ROBOT, mode="mixed", user="ana", seed=7,
                                 metadata={"speed": "normal", "quality": 4, "control_mode": "ee", "notes": "first",
                                           "mistake": False, "coach": "human"},
-                                family="bussing", vla_hello=hello)
-        base = rec.record_step(0.0, np.zeros(3), None, {"base": scene(0), "wrist": scene(100)})  # before any segment
+                                task_family="bussing", vla_hello=hello)
+        base = rec.record_step(0.0, np.zeros(3), None, {"base": scene(0), "wrist": scene(100)},
+                               segment_id=None)  # before any segment
         s1 = rec.start_segment("pick up the cup", "coach", 0.1, user="ana", subgoal_images={"base": scene(50)},
                                subgoal_sent=True)
         for k in range(1, 6):
-            rec.record_step(k / 10, np.array([k, k + 0.5, -k]), np.arange(4) * k, {"base": scene(k), "wrist": scene(100 + k)})
+            rec.record_step(k / 10, np.array([k, k + 0.5, -k]), np.arange(4) * k,
+                            {"base": scene(k), "wrist": scene(100 + k)}, segment_id=s1)
         rec.end_segment(s1, "failure", info={"why": "slipped"})
         rec.event("takeover", 0.55, "ana", {"reason": "it slipped"})
         s2 = rec.start_segment("pick it up again", "correction", 0.6, user="ana", mistake=True)
         for k in range(6, 9):
-            rec.record_step(k / 10, np.array([k, k + 0.5, -k]), np.arange(4) * k, {"base": scene(k), "wrist": scene(100 + k)})
+            rec.record_step(k / 10, np.array([k, k + 0.5, -k]), np.arange(4) * k,
+                            {"base": scene(k), "wrist": scene(100 + k)}, segment_id=s2)
         rec.end_segment(s2, "success")
         rec.end_episode("success", {"quality": 5})
         stats = rec.stats
@@ -59,7 +63,7 @@ def test_round_trip(db):
 
     ep = load_episode(db, eid)
     s = ep.summary
-    assert (s.task, s.family, s.mode, s.status, s.user, s.seed, s.num_steps, s.num_segments) == (
+    assert (s.task, s.task_family, s.mode, s.status, s.user, s.seed, s.num_steps, s.num_segments) == (
         "put the cup in the bin", "bussing", "mixed", "success", "ana", 7, 9, 2)
     assert s.started_at < s.ended_at and s.started_at.tzinfo is not None
     assert ep.metadata == {"speed": "normal", "quality": 5, "control_mode": "ee", "notes": "first", "mistake": False,
@@ -86,11 +90,38 @@ def test_round_trip(db):
     assert ep.frame_bytes("base", 2)[0] == "png"
 
 
+def test_a_step_is_filed_under_the_segment_that_produced_it(db):
+    """The id passed with each step decides, not which segment was started last: a step that an
+    older subtask produced arrives after the next one started, and is still filed under it."""
+    with Recorder(db, RecorderConfig(commit_every_s=0.02)) as rec:
+        other = rec.start_episode("another episode", ROBOT)
+        foreign = rec.start_segment("not this episode's", "coach", 0.0)
+        rec.end_episode("aborted")
+        eid = rec.start_episode("two subtasks overlap", ROBOT)
+        s1 = rec.start_segment("pick up the cup", "coach", 0.0)
+        rec.record_step(0.0, np.zeros(2), None, {}, segment_id=None)
+        rec.record_step(0.1, np.zeros(2), None, {}, segment_id=s1)
+        s2 = rec.start_segment("put it in the bin", "policy", 0.15)  # started by another thread, mid-step
+        rec.record_step(0.2, np.zeros(2), None, {}, segment_id=s1)  # produced by s1, arriving late
+        rec.record_step(0.3, np.zeros(2), None, {}, segment_id=s2)
+        rec.end_segment(s2, "success")
+        rec.record_step(0.4, np.zeros(2), None, {}, segment_id=s2)  # produced before s2 ended
+        rec.record_step(0.5, np.zeros(2), None, {}, segment_id=None)  # nothing active
+        for bad in (foreign, s2 + 1000):
+            with pytest.raises(ValueError, match=f"Segment {bad} is not a segment of episode {eid}"):
+                rec.record_step(0.6, np.zeros(2), None, {}, segment_id=bad)
+        rec.end_episode("success")
+    ep = load_episode(db, eid)
+    assert list(ep.steps().segment_id) == [-1, s1, s1, s2, s2, -1]
+    assert [(g.id, g.first_step, g.last_step) for g in ep.segments] == [(s1, 1, 2), (s2, 3, 4)]
+    assert load_episode(db, other).summary.num_steps == 0
+
+
 def test_jpeg_frames_are_close_and_small(db):
     with Recorder(db, RecorderConfig(image_format="jpeg", jpeg_quality=90)) as rec:
         eid = rec.start_episode("look", ROBOT)
         img = scene(3, 96, 128)
-        rec.record_step(0.0, np.zeros(3), np.zeros(2), {"base": img})
+        rec.record_step(0.0, np.zeros(3), np.zeros(2), {"base": img}, segment_id=None)
         rec.end_episode("aborted")
     ep = load_episode(db, eid)
     fmt, data = ep.frame_bytes("base", 0)
@@ -102,7 +133,7 @@ def test_the_caller_may_reuse_its_arrays(db):
     with Recorder(db, RecorderConfig(image_format="png")) as rec:
         eid = rec.start_episode("reuse", ROBOT)
         img, state = scene(1), np.ones(3)
-        rec.record_step(0.0, state, None, {"base": img, "flipped": img[::-1, ::-1]})
+        rec.record_step(0.0, state, None, {"base": img, "flipped": img[::-1, ::-1]}, segment_id=None)
         img[:] = 0
         state[:] = 0  # overwritten right after the call, as a loop reusing buffers would
         rec.end_episode("success")
@@ -126,7 +157,7 @@ def test_text_is_stored_verbatim(db):
         eid = rec.start_episode(long_text, {"name": AWKWARD[0]}, user=AWKWARD[2],
                                 metadata={"notes": AWKWARD[1], "speed": AWKWARD[2], "free": AWKWARD})
         sid = rec.start_segment(AWKWARD[1] + long_text, "coach", 0.0, user=AWKWARD[0])
-        rec.record_step(0.0, np.zeros(2), None, {})
+        rec.record_step(0.0, np.zeros(2), None, {}, segment_id=sid)
         rec.event("annotation", 0.0, AWKWARD[2], {"text": long_text, AWKWARD[0]: AWKWARD[1]})
         rec.end_segment(sid, AWKWARD[0])
         rec.end_episode("success")
@@ -173,7 +204,7 @@ def test_a_full_queue_is_a_loud_error_and_nothing_accepted_is_lost(db):
     try:
         for k in range(200):
             try:
-                rec.record_step(k * 0.01, np.full(3, k), None, {"base": scene(k)})
+                rec.record_step(k * 0.01, np.full(3, k), None, {"base": scene(k)}, segment_id=None)
                 accepted += 1
             except RecorderOverflow as err:
                 error = err
@@ -194,13 +225,13 @@ def test_a_full_queue_is_a_loud_error_and_nothing_accepted_is_lost(db):
 def test_a_writer_that_cannot_write_surfaces_on_the_next_call(db):
     rec = Recorder(db, RecorderConfig(commit_every_s=0.02, retry_for_s=0.3))
     eid = rec.start_episode("doomed", ROBOT)
-    rec.record_step(0.0, np.zeros(3), None, {"base": scene(0)})
+    rec.record_step(0.0, np.zeros(3), None, {"base": scene(0)}, segment_id=None)
     rec.flush()
     with db.engine.begin() as conn:  # something outside breaks the schema under the recorder
         conn.exec_driver_sql("DROP TABLE frames")
     with pytest.raises(RecorderFailed) as err:
         for k in range(1, 400):
-            rec.record_step(k * 0.01, np.zeros(3), None, {"base": scene(k)})
+            rec.record_step(k * 0.01, np.zeros(3), None, {"base": scene(k)}, segment_id=None)
             threading.Event().wait(0.005)
     text = str(err.value)
     assert text.startswith("The recorder could not write to the database at") and "\n" not in text
@@ -217,10 +248,12 @@ def test_a_writer_that_cannot_write_surfaces_on_the_next_call(db):
 def test_misuse_is_explained(db):
     with Recorder(db) as rec:
         with pytest.raises(StorageError, match="call start_episode first"):
-            rec.record_step(0.0, np.zeros(2), None, {})
+            rec.record_step(0.0, np.zeros(2), None, {}, segment_id=None)
         rec.start_episode("x", {})
+        with pytest.raises(TypeError, match="segment_id"):  # the loop must say which segment produced the step
+            rec.record_step(0.0, np.zeros(2), None, {})
         with pytest.raises(ValueError, match="HxWx3 uint8"):
-            rec.record_step(0.0, np.zeros(2), None, {"base": np.zeros((4, 4), np.float32)})
+            rec.record_step(0.0, np.zeros(2), None, {"base": np.zeros((4, 4), np.float32)}, segment_id=None)
         with pytest.raises(ValueError, match="source must be one of"):
             rec.start_segment("x", "oracle", 0.0)
         with pytest.raises(StorageError, match="still being recorded"):
@@ -240,8 +273,8 @@ WRITER = textwrap.dedent("""
             sid = rec.start_segment(f"{sys.argv[2]} subtask {s}", "coach", s)
             for k in range(20):
                 i = s * 20 + k
-                rec.record_step(i / 30, np.full(3, i), np.full(2, i),
-                                {"base": np.full((24, 32, 3), i, np.uint8), "wrist": np.full((24, 32, 3), 255 - i, np.uint8)})
+                images = {"base": np.full((24, 32, 3), i, np.uint8), "wrist": np.full((24, 32, 3), 255 - i, np.uint8)}
+                rec.record_step(i / 30, np.full(3, i), np.full(2, i), images, segment_id=sid)
             rec.event("pause", s + 0.5, sys.argv[2])
             rec.end_segment(sid, "success")
         rec.end_episode("success")

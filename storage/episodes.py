@@ -1,6 +1,7 @@
-"""Reading and curating recorded episodes: list and filter, load lazily, edit annotations, delete,
-and register distilled policies. Distillation, the app and export read storage only through here.
+"""Reading recorded episodes: list and filter them, load one with its segments and events.
 
+It owns the records an episode is read as (`EpisodeSummary`, `EpisodeRecord`, `SegmentRecord`,
+`EventRecord`, `StepArrays`); distillation, the app and export read episodes only through here.
 `load_episode` returns the episode's rows (segments, events) at once, but steps and frames only on
 demand: `steps()` reads arrays, `frame(camera, i)` decodes one image, `frame_bytes` hands out the
 stored JPEG/PNG untouched (what a browser replay wants).
@@ -8,23 +9,19 @@ stored JPEG/PNG untouched (what a browser replay wants).
 
 from __future__ import annotations
 
-import socket
 from dataclasses import asdict, dataclass, field
 from datetime import date, datetime, time, timezone
 from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from storage.database import Database
 from storage.errors import NotFound, StorageError
 from storage.frames import decode_image
-from storage.models import (FINAL_STATUSES, MODES, STATUSES, Episode, Event, Frame, Policy, Segment, Step,
-                            SubgoalImage, Task, utcnow)
-from storage.recovery import writer_dead_reason
-from storage.rows import check_quality, jsonable
-
-_UNSET: Any = object()
+from storage.models import MODES, STATUSES, Episode, Event, Frame, Segment, Step, SubgoalImage, Task
+from storage.rows import METADATA_COLUMNS, check_quality
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -51,7 +48,7 @@ class EpisodeSummary:
 
     id: int
     task: str
-    family: str | None
+    task_family: str | None
     mode: str
     status: str
     user: str | None
@@ -117,7 +114,7 @@ class EventRecord:
 @dataclass
 class StepArrays:
     """Steps as arrays. `action` rows are NaN where the robot held still (no action);
-    `segment_id` is -1 where no segment was active. Ragged state/action become object arrays."""
+    `segment_id` is -1 where the step was filed under no segment. Ragged state/action become object arrays."""
 
     index: np.ndarray
     t: np.ndarray
@@ -213,34 +210,19 @@ class EpisodeRecord:
                 "segments": [s.to_dict() for s in self.segments], "events": [e.to_dict() for e in self.events]}
 
 
-@dataclass
-class PolicyRecord:
-    id: int
-    kind: str
-    checkpoint_path: str
-    training_episode_ids: list[int]
-    metrics: dict[str, Any]
-    created_at: datetime
-
-    def to_dict(self) -> dict[str, Any]:
-        d = asdict(self)
-        d["created_at"] = _iso(self.created_at)
-        return d
-
-
 def _num_segments() -> sa.ScalarSelect[int]:
     return (sa.select(sa.func.count(Segment.id)).where(Segment.episode_id == Episode.id)
             .correlate(Episode).scalar_subquery())
 
 
 def _summary(ep: Episode, task_text: str, num_segments: int) -> EpisodeSummary:
-    return EpisodeSummary(id=ep.id, task=task_text, family=ep.family, mode=ep.mode, status=ep.status,
+    return EpisodeSummary(id=ep.id, task=task_text, task_family=ep.task_family, mode=ep.mode, status=ep.status,
                           user=ep.user_name, seed=ep.seed, started_at=ep.started_at, ended_at=ep.ended_at,
                           num_steps=ep.num_steps, num_segments=int(num_segments), quality=ep.quality, speed=ep.speed,
                           control_mode=ep.control_mode, notes=ep.notes, policy_checkpoint_id=ep.policy_checkpoint_id)
 
 
-def _check_choice(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
+def check_choice(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
     if value is not None and value not in allowed:
         raise StorageError(f"Unknown {name} '{value}': use one of {', '.join(allowed)}.")
 
@@ -251,8 +233,8 @@ def list_episodes(db: Database, task: str | None = None, status: str | None = No
                   offset: int = 0) -> list[EpisodeSummary]:
     """Episodes newest first. `task` matches a task family exactly or any part of the task text
     (case-insensitive); `since`/`until` bound the start time (a bare date covers that whole day)."""
-    _check_choice("status", status, STATUSES)
-    _check_choice("mode", mode, MODES)
+    check_choice("status", status, STATUSES)
+    check_choice("mode", mode, MODES)
     if min_quality is not None:
         try:
             check_quality(min_quality)
@@ -260,7 +242,7 @@ def list_episodes(db: Database, task: str | None = None, status: str | None = No
             raise StorageError(str(err)) from None
     q = sa.select(Episode, Task.text, _num_segments()).join(Task, Task.id == Episode.task_id)
     if task:
-        q = q.where(sa.or_(Episode.family == task, Task.text.icontains(task, autoescape=True)))
+        q = q.where(sa.or_(Episode.task_family == task, Task.text.icontains(task, autoescape=True)))
     if status:
         q = q.where(Episode.status == status)
     if mode:
@@ -280,13 +262,14 @@ def list_episodes(db: Database, task: str | None = None, status: str | None = No
 
 def _metadata(ep: Episode) -> dict[str, Any]:
     meta = dict(ep.extra or {})
-    for key in ("speed", "quality", "control_mode", "notes"):
+    for key in METADATA_COLUMNS:
         if getattr(ep, key) is not None:
             meta[key] = getattr(ep, key)
     return meta
 
 
-def _get_episode(s: Any, db: Database, episode_id: int) -> Episode:
+def get_episode_row(s: Session, db: Database, episode_id: int) -> Episode:
+    """The episode's row in session `s`, or NotFound in one sentence."""
     ep = s.get(Episode, episode_id)
     if ep is None:
         raise NotFound(f"There is no episode {episode_id} in the database at {db.display_url}.")
@@ -294,8 +277,9 @@ def _get_episode(s: Any, db: Database, episode_id: int) -> Episode:
 
 
 def load_episode(db: Database, episode_id: int) -> EpisodeRecord:
+    """The episode with its segments and events; its steps and frames are read when asked for."""
     with db.session(readonly=True) as s:
-        ep = _get_episode(s, db, episode_id)
+        ep = get_episode_row(s, db, episode_id)
         task_text = s.scalar(sa.select(Task.text).where(Task.id == ep.task_id))
         cams: dict[int, list[str]] = {}
         for seg_id, cam in s.execute(sa.select(SubgoalImage.segment_id, SubgoalImage.camera)
@@ -312,90 +296,3 @@ def load_episode(db: Database, episode_id: int) -> EpisodeRecord:
                   for e in s.scalars(sa.select(Event).where(Event.episode_id == episode_id).order_by(Event.id))]
         return EpisodeRecord(summary=_summary(ep, task_text or "", len(segments)), robot=ep.robot,
                              metadata=_metadata(ep), vla_hello=ep.vla_hello, segments=segments, events=events, db=db)
-
-
-def edit_annotations(db: Database, episode_id: int, user: str | None, *, quality: int | None = _UNSET,
-                     status: str | None = None, outcome: str | None = None, notes: str | None = _UNSET,
-                     segment_outcomes: dict[int, str | None] | None = None,
-                     segment_mistakes: dict[int, bool] | None = None) -> dict[str, Any]:
-    """Change an episode's annotations and write an `annotation_edit` event with before and after.
-
-    `outcome` is another name for `status` (success, failure, aborted, interrupted). Pass
-    `quality=None` / `notes=None` to clear them; leave them out to keep them. Returns the event data.
-    """
-    if outcome is not None and status is not None and outcome != status:
-        raise StorageError("Give the episode's outcome once: status and outcome differ.")
-    status = status if status is not None else outcome
-    _check_choice("outcome", status, FINAL_STATUSES)
-    if quality is not _UNSET:
-        try:
-            quality = check_quality(quality)
-        except ValueError as err:
-            raise StorageError(str(err)) from None
-    before: dict[str, Any] = {}
-    after: dict[str, Any] = {}
-    with db.session() as s:
-        ep = _get_episode(s, db, episode_id)
-        for key, value in (("status", status), ("quality", quality), ("notes", notes)):
-            if value is _UNSET or (key == "status" and value is None):
-                continue
-            if getattr(ep, key) != value:
-                before[key], after[key] = getattr(ep, key), value
-                setattr(ep, key, value)
-        seg_ids = set(segment_outcomes or {}) | set(segment_mistakes or {})
-        segs = {g.id: g for g in s.scalars(sa.select(Segment).where(Segment.id.in_(seg_ids)))} if seg_ids else {}
-        for seg_id in seg_ids:
-            if seg_id not in segs or segs[seg_id].episode_id != episode_id:
-                raise NotFound(f"Episode {episode_id} has no segment {seg_id}.")
-        for seg_id, value in (segment_outcomes or {}).items():
-            if segs[seg_id].outcome != value:
-                before.setdefault("segments", {}).setdefault(str(seg_id), {})["outcome"] = segs[seg_id].outcome
-                after.setdefault("segments", {}).setdefault(str(seg_id), {})["outcome"] = value
-                segs[seg_id].outcome = value
-        for seg_id, flag in (segment_mistakes or {}).items():
-            if segs[seg_id].mistake != bool(flag):
-                before.setdefault("segments", {}).setdefault(str(seg_id), {})["mistake"] = segs[seg_id].mistake
-                after.setdefault("segments", {}).setdefault(str(seg_id), {})["mistake"] = bool(flag)
-                segs[seg_id].mistake = bool(flag)
-        data = jsonable({"before": before, "after": after})
-        if after:
-            s.add(Event(episode_id=episode_id, kind="annotation_edit", t=None, user_name=user, data=data,
-                        created_at=utcnow()))
-    return data
-
-
-def delete_episode(db: Database, episode_id: int) -> None:
-    """Delete an episode and everything recorded with it. A live recording cannot be deleted."""
-    with db.session() as s:
-        ep = _get_episode(s, db, episode_id)
-        if ep.status == "running" and writer_dead_reason(ep, utcnow(), db.config.stale_after_s,
-                                                         socket.gethostname()) is None:
-            raise StorageError(f"Episode {episode_id} is still being recorded: end it before deleting it.")
-        seg_ids = sa.select(Segment.id).where(Segment.episode_id == episode_id).scalar_subquery()
-        # Explicit deletes, children first, so this works whether or not the backend cascades.
-        s.execute(sa.delete(SubgoalImage).where(SubgoalImage.segment_id.in_(seg_ids)))
-        for table in (Frame, Step, Event, Segment):
-            s.execute(sa.delete(table).where(table.episode_id == episode_id))
-        s.execute(sa.delete(Episode).where(Episode.id == episode_id))
-
-
-def register_policy(db: Database, kind: str, checkpoint_path: str, episode_ids: list[int],
-                    metrics: dict[str, Any] | None = None) -> int:
-    """Record a distilled policy checkpoint and the episodes it was trained on; returns its id."""
-    with db.session() as s:
-        policy = Policy(kind=kind, checkpoint_path=str(checkpoint_path),
-                        training_episode_ids=[int(i) for i in episode_ids], metrics=jsonable(metrics or {}),
-                        created_at=utcnow())
-        s.add(policy)
-        s.flush()
-        return policy.id
-
-
-def list_policies(db: Database, kind: str | None = None) -> list[PolicyRecord]:
-    q = sa.select(Policy).order_by(Policy.id.desc())
-    if kind:
-        q = q.where(Policy.kind == kind)
-    with db.session(readonly=True) as s:
-        return [PolicyRecord(id=p.id, kind=p.kind, checkpoint_path=p.checkpoint_path,
-                             training_episode_ids=list(p.training_episode_ids), metrics=p.metrics,
-                             created_at=p.created_at) for p in s.scalars(q)]
