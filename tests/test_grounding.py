@@ -1,4 +1,4 @@
-"""Tests of the sim's language grounding (sim.grounding) and its sentence encoder."""
+"""Tests of the sim's language grounding (sim.parse, sim.grounding) and its sentence encoder."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from bench.grounding import ground_case, load_cases, run
 from sim.grounding import Grounder, Grounding, Refusal
 from sim.objects import SceneObject
+from sim.parse import parse
 from coaching.text_encoder import default_encoder
 
 TABLE = [
@@ -152,6 +153,20 @@ def test_no_guessing(grounder: Grounder, text: str) -> None:
 def test_stop_wins_and_never_waits_for_the_model(grounder: Grounder) -> None:
     assert_grounded(ground(grounder, "no no, stop!", held="red_cup"), "stop")
     assert ground(grounder, "freeze").score == 1.0
+
+
+def test_parse_reads_the_command_without_a_scene() -> None:
+    intent = parse("oops, put it in the trash instead")
+    assert (intent.skill, intent.verb, intent.text) == ("place", "place", "put it in the trash instead")
+    assert [sp.value for sp in intent.targets] == ["trash_bin"] and intent.phrase.pronoun
+    intent = parse("the red cup - pick it up")
+    assert intent.skill == "pick" and (intent.earlier.value, intent.earlier.colour) == ("cup", "red")
+    assert parse("slide the can left, no, right").direction == "right"
+    assert parse("no no, stop!").skill == "stop"
+    # No cue: the embedding decides; only names said is "verbless".
+    assert parse("the blue bowl").skill is None and parse("the blue bowl").verbless
+    assert parse("grab the tumbler").phrase.head == "tumbler"
+    assert parse("put it in the wastebasket").destination.text == "wastebasket"
 
 
 def test_to_info_is_json_able(grounder: Grounder) -> None:
