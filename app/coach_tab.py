@@ -21,8 +21,8 @@ from storage import StorageError
 TIMELINE_COLUMNS = ["segment", "at (s)", "source", "subtask", "outcome", "mistake", "by"]
 
 
-def coach_tab(session: CoachingSession, scenes: dict[str, str]) -> None:
-    """Build the tab's widgets and events; `scenes` maps scene names to a default task text."""
+def coach_tab(session: CoachingSession, task_families: dict[str, str]) -> None:
+    """Build the tab's widgets and events; `task_families` maps task family names to a default task text."""
     cams = session.description.cameras
     recent = gr.State([])
     gr.HTML(camera_html(tuple(html.escape(c) for c in cams), session.description.image_size), elem_id="cl-live")
@@ -49,9 +49,9 @@ def coach_tab(session: CoachingSession, scenes: dict[str, str]) -> None:
             mark_as = gr.Radio(["failed", "mistake", "success"], value="failed", label="A click marks the segment as")
     with gr.Accordion("New episode", open=True):
         with gr.Row():
-            scene = gr.Dropdown(list(scenes), value=next(iter(scenes)), label="Scene (sim task family)",
-                                allow_custom_value=True, elem_id="cl-scene")
-            task = gr.Textbox(value=next(iter(scenes.values())), label="Task", elem_id="cl-task", scale=3)
+            task_family = gr.Dropdown(list(task_families), value=next(iter(task_families)), label="Task family",
+                                allow_custom_value=True, elem_id="cl-task-family")
+            task = gr.Textbox(value=next(iter(task_families.values())), label="Task", elem_id="cl-task", scale=3)
             seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="cl-seed")
         with gr.Row():
             speed = gr.Radio(list(SPEEDS), value="normal", label="Speed")
@@ -142,10 +142,10 @@ def coach_tab(session: CoachingSession, scenes: dict[str, str]) -> None:
         return timeline_rows()
 
     timeline.select(do_mark, [mark_as], [timeline], show_progress="hidden")
-    scene.change(lambda s: scenes.get(s, gr.skip()), [scene], [task], show_progress="hidden")
+    task_family.change(lambda s: task_families.get(s, gr.skip()), [task_family], [task], show_progress="hidden")
 
-    def do_start(scene_name, task_text, seed_value, speed_value, quality_value, mode_value, request: gr.Request):
-        settings = EpisodeSettings(task=task_text, scene=str(scene_name or ""), seed=int(seed_value or 0),
+    def do_start(family_name, task_text, seed_value, speed_value, quality_value, mode_value, request: gr.Request):
+        settings = EpisodeSettings(task=task_text, task_family=str(family_name or ""), seed=int(seed_value or 0),
                                    speed=speed_value, quality=int(quality_value), control_mode=mode_value)
         try:
             episode_id = session.start_episode(settings, user_of(request))
@@ -154,7 +154,7 @@ def coach_tab(session: CoachingSession, scenes: dict[str, str]) -> None:
         gr.Info(f"Episode {episode_id} started: type the first subtask.")
         return [], gr.Dataset(samples=[]), timeline_rows(), *[None for _ in cams]
 
-    start.click(do_start, [scene, task, seed, speed, quality, mode], [recent, repeats, timeline, *goal_images])
+    start.click(do_start, [task_family, task, seed, speed, quality, mode], [recent, repeats, timeline, *goal_images])
 
     def do_end(outcome_value, quality_value, notes_value, request: gr.Request):
         try:

@@ -10,16 +10,14 @@ commands do not pay for it. For several processes run `torchrun -m distill.train
 from __future__ import annotations
 
 import argparse
-import os
 from typing import Any
 
-DB_ENV = "COACHLAB_DB"
 
 
 def cmd_distill(args: argparse.Namespace) -> dict[str, Any]:
     from distill.train import config_from_args, train
 
-    return train(args.db or os.environ.get(DB_ENV), args.out, config_from_args(args))
+    return train(args.db, args.out, config_from_args(args))
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
@@ -41,5 +39,5 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
 def cmd_distill_subgoals(args: argparse.Namespace) -> dict[str, Any]:
     from distill.subgoal_train import config_from_args, train
 
-    metrics = train(args.db or os.environ.get(DB_ENV), args.out, config_from_args(args))
+    metrics = train(args.db, args.out, config_from_args(args))
     return {k: v for k, v in metrics.items() if k != "history"}  # the history is in the plot and training.json

@@ -20,9 +20,10 @@ import gradio as gr
 
 from app.distill_jobs import Job, play_command, train_command
 from storage import Database, StorageError
+from storage.database import ENV_VAR as DB_ENV_VAR
 from storage.vocab import FINAL_STATUSES
 
-PLOT = "training.png"  # what distill.train redraws after every epoch
+from distill.run import PLOT  # what distill.train redraws after every epoch
 RESULT_COLUMNS = ["task", "policy", "scripted coach", "subtasks done", "episodes"]  # success rates, policy's mean
 
 
@@ -52,8 +53,8 @@ def default_out_dir() -> str:
 class DistillJobs:
     """The training and the evaluation of the moment (one each: the machine's cores are shared)."""
 
-    def __init__(self, db: Database, scenes: dict[str, str]):
-        self.db, self.scenes = db, scenes
+    def __init__(self, db: Database, task_families: dict[str, str]):
+        self.db, self.task_families = db, task_families
         self.train: Job | None = None
         self.train_out: str | None = None
         self.evaluation: Job | None = None
@@ -75,12 +76,12 @@ class DistillJobs:
                 raise ValueError(f"{out} already holds a policy: choose a new folder.")
             cmd = train_command(out, epochs, list(tasks), list(status) or ["success"],
                                 int(min_quality) if min_quality and min_quality > 1 else None)
-            self.train, self.train_out = Job([cmd], env={"COACHLAB_DB": self.db.url}).start(), out
+            self.train, self.train_out = Job([cmd], env={DB_ENV_VAR: self.db.url}).start(), out
             return out
 
     def start_evaluation(self, policy_dir: str, episodes: int, seed: int, max_episode_s: float) -> list[str]:
-        """Evaluate on every task the policy learned that this robot offers; returns their scene names."""
-        from distill.checkpoint import load_checkpoint
+        """Evaluate on every task the policy learned that this robot offers; returns their task family names."""
+        from distill.learned_policy import load_checkpoint
 
         with self._lock:
             if self.evaluation is not None and self.evaluation.running:
@@ -90,7 +91,7 @@ class DistillJobs:
             if not 1 <= episodes <= 100:
                 raise ValueError("Evaluate on 1 to 100 episodes per task.")
             learned = load_checkpoint(policy_dir.strip()).training.get("tasks", [])
-            by_text = {text: name for name, text in self.scenes.items()}
+            by_text = {text: name for name, text in self.task_families.items()}
             names = [by_text[t] for t in learned if t in by_text]
             if not names:
                 raise ValueError("This policy learned none of this robot's tasks, so there is nothing to evaluate.")
@@ -160,12 +161,12 @@ def results_figure(rows: list[list[Any]]):
     return fig
 
 
-def distill_tab(db: Database, scenes: dict[str, str], tab: gr.Tab, fail: Any) -> None:
+def distill_tab(db: Database, task_families: dict[str, str], tab: gr.Tab, fail: Any) -> None:
     """Build the tab's widgets and events; `fail(err)` makes the toast."""
-    jobs = DistillJobs(db, scenes)
+    jobs = DistillJobs(db, task_families)
     gr.Markdown("### 1 · Episodes to learn from")
     with gr.Row():
-        tasks = gr.CheckboxGroup(list(scenes), label="Tasks (none ticked: all)", elem_id="dl-tasks", scale=3)
+        tasks = gr.CheckboxGroup(list(task_families), label="Tasks (none ticked: all)", elem_id="dl-tasks", scale=3)
         status = gr.CheckboxGroup(list(FINAL_STATUSES), value=["success"], label="Status", elem_id="dl-status",
                                   scale=3)
         quality = gr.Slider(1, 5, value=1, step=1, label="Quality at least", elem_id="dl-quality", scale=2)

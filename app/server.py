@@ -95,7 +95,7 @@ class CoachingApp:
             subgoals.check_cameras(description.cameras)
         task_families = description.extra.get("task_families") or {"default": ""}
         idle = (c.task_family if c.task_family in task_families else next(iter(task_families)), 0)
-        self.session = CoachingSession(robot, vla, self.recorder, subgoals=subgoals, idle_scene=idle).start()
+        self.session = CoachingSession(robot, vla, self.recorder, subgoals=subgoals, idle_reset=idle).start()
         self._stack.callback(self.session.close)
         self.fastapi = self._mount(build_page(self.session, self.db, task_families))
 

@@ -16,15 +16,15 @@ from coaching.session import CoachingSession
 from storage import Database
 
 
-def build_page(session: CoachingSession, db: Database, scenes: dict[str, str]) -> gr.Blocks:
-    """`scenes` maps the robot's scene names (the sim's task families) to a default task text."""
+def build_page(session: CoachingSession, db: Database, task_families: dict[str, str]) -> gr.Blocks:
+    """`task_families` maps the robot's task families to a default task text."""
     with gr.Blocks(title="coachlab", delete_cache=(120, 300)) as page:
         with gr.Tab("Coach"):
-            coach_tab(session, scenes)
+            coach_tab(session, task_families)
         with gr.Tab("Episodes"):
             episodes_tab(db, session.description.cameras)
         with gr.Tab("Autonomous") as autonomous:
-            autonomous_tab(session, db, scenes, autonomous, user_of, fail)
+            autonomous_tab(session, db, task_families, autonomous, user_of, fail)
         with gr.Tab("Distill") as distill:
-            distill_tab(db, scenes, distill, fail)
+            distill_tab(db, task_families, distill, fail)
     return page

@@ -10,17 +10,20 @@ import time
 
 
 def run(episodes: int = 20, seed: int = 0) -> dict:
-    from coaching.low_level import low_level_policy
-    from coaching.scripted_coaching import CoachingRun, run as run_coaching, summarise
-    from sim.mujoco_robot import MujocoRobot
-    from sim.tasks import FAMILIES
+    from app import embedded
+    from coaching.episode import summarise
+    from coaching.session import CoachingSession
 
-    with low_level_policy(sim_options={"seed": seed}) as policy:
-        start = time.perf_counter()
-        reports = run_coaching(MujocoRobot(), policy, CoachingRun(list(FAMILIES), episodes, seed, "expert"))
-        wall = time.perf_counter() - start
+    with embedded.vla(seed=seed) as vla:
+        session = CoachingSession(embedded.sim_robot(), vla, stepped=True).start()
+        try:
+            start = time.perf_counter()
+            reports = embedded.scripted_coaching(session, list(embedded.task_families()), episodes, seed, "expert")
+            wall = time.perf_counter() - start
+        finally:
+            session.close()
     sim_s = sum(e.duration_s for eps in reports.values() for e in eps)
-    return {**summarise(reports), "profile": "expert", "noise": 1.0,
+    return {"tasks": {t: summarise(eps) for t, eps in reports.items()}, "profile": "expert", "noise": 1.0,
             "realtime_factor": round(sim_s / wall, 2)}
 
 

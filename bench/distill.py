@@ -21,53 +21,50 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
 FAMILIES = ("sort_blocks", "drawer", "bussing")
 TRAIN_SEEDS, EVAL_SEEDS, CORRECTION_SEEDS = 0, 1000, 2000
 
 
 def _coach(db_url: str, families: tuple[str, ...], episodes: int, seed: int) -> None:
-    from coaching.low_level import low_level_policy
-    from coaching.scripted_coaching import CoachingRun, run
-    from sim.mujoco_robot import MujocoRobot
+    from app import embedded
+    from coaching.session import CoachingSession
     from storage import Recorder, open_database
 
-    with open_database(db_url) as db, Recorder(db) as recorder, low_level_policy(sim_options={"seed": seed}) as vla:
-        run(MujocoRobot(), vla, CoachingRun(list(families), episodes, seed, "expert"), recorder)
+    with open_database(db_url) as db, Recorder(db) as recorder, embedded.vla(seed=seed) as vla:
+        session = CoachingSession(embedded.sim_robot(), vla, recorder, stepped=True).start()
+        try:
+            embedded.scripted_coaching(session, list(families), episodes, seed, "expert")
+        finally:
+            session.close()
 
 
 def _evaluate(policy: Any, families: tuple[str, ...], episodes: int, with_coach: bool, with_task_only: bool,
-              db_url: str | None = None, intervene: str | None = None) -> dict[str, dict[str, float]]:
-    from coaching.low_level import low_level_policy
-    from coaching.scripted_episode import run_episode
-    from distill.autonomous import PlayConfig, play_episode
+              db_url: str | None = None, intervene: bool = False) -> dict[str, dict[str, float]]:
+    """Success per family on unseen seeds: the policy (through the one autonomy driver, as
+    `coachlab play` and the Autonomous tab run it), the scripted coach and the task text alone."""
+    from app import embedded
+    from app.play_command import coached, play
+    from coaching.autonomy import AutonomyConfig
     from distill.baselines import TaskTextPolicy
-    from sim.coach import CoachConfig, ScriptedCoach
-    from sim.mujoco_robot import MujocoRobot
-    from sim.tasks import get_family
     from storage import Recorder, open_database
 
-    robot, out = MujocoRobot(), {}
+    out = {}
     db = open_database(db_url) if db_url else None
     recorder = Recorder(db) if db else None
     seed0 = CORRECTION_SEEDS if intervene else EVAL_SEEDS
     try:
-        with low_level_policy(sim_options={"seed": seed0}) as vla:
+        with embedded.vla(seed=seed0) as vla:
             for family in families:
-                seeds = range(seed0, seed0 + episodes)
+                seeds = list(range(seed0, seed0 + episodes))
                 row = {}
                 if policy is not None:
-                    reports = [play_episode(robot, vla, policy, family, s, PlayConfig(intervene=intervene), recorder)
-                               for s in tqdm(seeds, desc=f"{family}: policy", unit="episode")]
+                    reports = play(policy, family, seeds, vla, recorder, intervene=intervene)
                     row["autonomous_success"] = float(np.mean([r.success for r in reports]))
                 if with_coach:
-                    coached = [run_episode(robot, vla, ScriptedCoach(get_family(family), CoachConfig(), s), family, s)
-                               for s in tqdm(seeds, desc=f"{family}: coach", unit="episode")]
-                    row["coached_success"] = float(np.mean([r.success for r in coached]))
+                    row["coached_success"] = float(np.mean([r.success for r in coached(family, seeds, vla)]))
                 if with_task_only:
-                    task_only = [play_episode(robot, vla, TaskTextPolicy(), family, s, PlayConfig(max_episode_s=120))
-                                 for s in tqdm(seeds, desc=f"{family}: task text only", unit="episode")]
+                    task_only = play(TaskTextPolicy(), family, seeds, vla, autonomy=AutonomyConfig(max_episode_s=120))
                     row["task_only_success"] = float(np.mean([r.success for r in task_only]))
                 out[family] = {k: round(v, 3) for k, v in row.items()}
     finally:
@@ -80,21 +77,23 @@ def _evaluate(policy: Any, families: tuple[str, ...], episodes: int, with_coach:
 def _decision_ms(policy: Any) -> float:
     import torch
 
+    from coaching.robot import Observation
+
     torch.set_num_threads(1)
     rng = np.random.default_rng(0)
     images = {c: rng.integers(0, 256, (224, 224, 3), dtype=np.uint8) for c in ("base", "wrist")}
-    state = np.zeros(10, np.float32)
+    observation = Observation(images, np.zeros(10, np.float32), 0.0)
     samples = []
     for _ in range(50):
         start = time.perf_counter()
-        policy.decide(images, state, policy.tasks[0] if policy.tasks else "", ["pick up the red block"])
+        policy.decide(observation, [], policy.tasks[0] if policy.tasks else "", ["pick up the red block"])
         samples.append((time.perf_counter() - start) * 1e3)
     return round(float(np.median(samples[5:])), 2)
 
 
 def _autonomy(work: Path, episodes: int, eval_episodes: int, epochs: int, families: tuple[str, ...]) -> dict[str, Any]:
     """Steps 1-3 and 5: coach, distil (timed), evaluate against the coach and the task text alone."""
-    from distill.model import LearnedHighLevelPolicy
+    from distill.learned_policy import LearnedHighLevelPolicy
     from distill.train import TrainConfig, train
 
     db = f"sqlite:///{work}/coached.db"
@@ -111,14 +110,14 @@ def _correction_loop(work: Path, seed_episodes: int, correction_episodes: int, e
                      families: tuple[str, ...]) -> dict[str, Any]:
     """Step 4: distil from a few coached episodes, play with the scripted coach correcting, re-distil."""
     from distill.dataset import DatasetConfig
-    from distill.model import LearnedHighLevelPolicy
+    from distill.learned_policy import LearnedHighLevelPolicy
     from distill.train import TrainConfig, train
 
     small = f"sqlite:///{work}/corrections.db"
     _coach(small, families, seed_episodes, TRAIN_SEEDS)
     train(small, str(work / "before"), TrainConfig(epochs=epochs))
     before = LearnedHighLevelPolicy.load(str(work / "before"))
-    _evaluate(before, families, correction_episodes, False, False, db_url=small, intervene="scripted")
+    _evaluate(before, families, correction_episodes, False, False, db_url=small, intervene=True)
     # learn from coached and corrected runs alike: the corrections are what the next model should do
     train(small, str(work / "after"), TrainConfig(epochs=epochs, data=DatasetConfig(status=("success",))))
     after = LearnedHighLevelPolicy.load(str(work / "after"))

@@ -68,10 +68,10 @@ class LoopState:
 class ControlLoop:
     def __init__(self, robot: Robot, vla: BasePolicy, chunking: ChunkingConfig, clock: Clock,
                  on_step: Callable[[Observation, np.ndarray | None, int | None], None],
-                 on_error: Callable[[str], None], idle_scene: tuple[str, int] | None = None, stepped: bool = False):
+                 on_error: Callable[[str], None], idle_reset: tuple[str, int] | None = None, stepped: bool = False):
         self.robot, self.vla, self.clock, self.stepped = robot, vla, clock, stepped
         self.description = robot.describe()
-        self._chunking, self._on_step, self._on_error, self._idle_scene = chunking, on_step, on_error, idle_scene
+        self._chunking, self._on_step, self._on_error, self._idle_reset = chunking, on_step, on_error, idle_reset
         self.on_observation: Callable[[Observation], None] | None = None
         self._commands: queue.SimpleQueue[Callable[[LoopState], None]] = queue.SimpleQueue()
         self._lock = threading.Lock()
@@ -95,8 +95,8 @@ class ControlLoop:
         """Bring the robot up (and, threaded, start the thread); RuntimeError with the reason if it does not."""
         if self.stepped:
             self._state = LoopState(ActionChunker(self.vla, self._chunking))
-            if self._idle_scene:
-                self.publish(self.robot.reset(*self._idle_scene))
+            if self._idle_reset:
+                self.publish(self.robot.reset(*self._idle_reset))
             return
         self._running.set()
         self._thread.start()
@@ -156,7 +156,7 @@ class ControlLoop:
         raise_priority(LOOP_NICE)
         state = self._state = LoopState(ActionChunker(self.vla, self._chunking))
         try:
-            self.publish(self.robot.reset(*self._idle_scene) if self._idle_scene else self.robot.observe())
+            self.publish(self.robot.reset(*self._idle_reset) if self._idle_reset else self.robot.observe())
         except Exception as e:  # reported by start(), in the caller's thread
             self._startup_error = e
             self._ready.set()

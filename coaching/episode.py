@@ -29,7 +29,7 @@ class EpisodeReport:
     duration_s: float
     subtasks_completed: int  # task steps achieved, as CALVIN's average length counts them (0 if the robot cannot tell)
     corrections: int  # segments a person (or its stand-in) sent as corrections
-    segments: list[dict[str, Any]] = field(default_factory=list)  # number, text, source, outcome, mistake, confidence
+    segments: list[dict[str, Any]] = field(default_factory=list)  # number, text, source, issued_s, outcome, mistake, confidence
     episode_id: int | None = None  # where it was logged, if it was
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,7 +70,7 @@ def run_episode(session: CoachingSession, source: SubtaskSource, settings: Episo
     finally:
         session.loop.on_observation = None
     last = session.latest_observation().task_progress or {}
-    segments = [{k: s[k] for k in ("number", "text", "source", "outcome", "mistake", "confidence")}
+    segments = [{k: s[k] for k in ("number", "text", "source", "issued_s", "outcome", "mistake", "confidence")}
                 for s in session.status()["segments"]]  # the ended episode's, with their outcomes
     outcome = session.last_outcome
     return EpisodeReport(

@@ -85,7 +85,7 @@ class _Unrecorded:
 
 class CoachingSession:
     def __init__(self, robot: Robot, vla: BasePolicy, recorder: Recorder | None = None,
-                 subgoals: SubgoalGenerator | None = None, idle_scene: tuple[str, int] | None = None,
+                 subgoals: SubgoalGenerator | None = None, idle_reset: tuple[str, int] | None = None,
                  stepped: bool = False):
         """`stepped`: the loop is run by the caller (`step()`), on the robot's simulated clock;
         else a real-time thread on the wall clock. Without a `recorder` nothing is logged."""
@@ -110,7 +110,7 @@ class CoachingSession:
         # Prefetching keeps a real-time robot from waiting on the VLA; on a simulated clock it would
         # make results depend on wall time, so a stepped loop waits for each chunk instead.
         self.loop = ControlLoop(robot, vla, ChunkingConfig(prefetch=not stepped), self.clock,
-                                on_step=self._record_step, on_error=self._report, idle_scene=idle_scene,
+                                on_step=self._record_step, on_error=self._report, idle_reset=idle_reset,
                                 stepped=stepped)
 
     def _robot_time(self) -> float:

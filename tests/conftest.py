@@ -40,10 +40,22 @@ def policy(grounder):
 @pytest.fixture(scope="session")
 def served_policy():
     """A client of the sim skill policy (noise 0) served by a child process, as every run uses it."""
-    from coaching.low_level import low_level_policy
+    from app.embedded import vla
 
-    with low_level_policy(sim_options={"noise": 0.0}) as client:
+    with vla(noise=0.0) as client:
         yield client
+
+
+@pytest.fixture(scope="session")
+def stepped_session(served_policy):
+    """A stepped `CoachingSession` (the loop on the sim's clock, nothing logged) on its own sim robot:
+    what `coachlab coach` and `coachlab play` drive."""
+    from app.embedded import sim_robot
+    from coaching.session import CoachingSession
+
+    session = CoachingSession(sim_robot(), served_policy, stepped=True).start()
+    yield session
+    session.close()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -89,19 +101,17 @@ def tiny_policy(tmp_path_factory) -> tuple[str, str]:
 def _coaching_session(db_path, subgoals: str = "none"):
     """A started `CoachingSession`: the sim robot at 20 Hz, the sim policy (no noise) served by a child
     process, a SQLite log at `db_path`, previews from `subgoals` (sim, none or learned:DIR)."""
-    from coaching.low_level import low_level_policy
+    from app import embedded
     from coaching.session import CoachingSession
-    from coaching.subgoals import make_subgoal_generator
-    from sim.mujoco_robot import MujocoRobot, SimRobotConfig
     from storage import Recorder, open_database
 
     db = open_database(str(db_path))
     recorder = Recorder(db)
     try:
-        with low_level_policy(sim_options={"noise": 0.0, "control_hz": 20}) as vla:
-            session = CoachingSession(MujocoRobot(SimRobotConfig(control_hz=20)), vla, recorder,
-                                      subgoals=make_subgoal_generator(subgoals, vla),
-                                      idle_scene=("sort_blocks", 0)).start()
+        with embedded.vla(noise=0.0, control_hz=20) as vla:
+            session = CoachingSession(embedded.sim_robot(20), vla, recorder,
+                                      subgoals=embedded.subgoal_generator(subgoals, vla),
+                                      idle_reset=("sort_blocks", 0)).start()
             try:
                 yield session
             finally:

@@ -19,7 +19,7 @@ def app(tiny_policy):
     from app.server import AppConfig, CoachingApp
 
     url, _ = tiny_policy
-    running = CoachingApp(AppConfig(port=0, db=url, sim_noise=0.0, subgoals="none", scene="sort_blocks")).start()
+    running = CoachingApp(AppConfig(port=0, db=url, sim_noise=0.0, subgoals="none", task_family="sort_blocks")).start()
     yield running
     running.close()
 

@@ -9,7 +9,8 @@ import time
 import numpy as np
 import pytest
 
-from coaching.autonomous_runner import AutonomousRunner, RunnerConfig, verdict
+from coaching.autonomous_runner import AutonomousRunner, RunnerConfig
+from coaching.autonomy import AutonomyConfig, verdict
 from coaching.session import EpisodeSettings, SessionError
 from coaching.high_level import Decision, HighLevelPolicy
 from sim.tasks import get_family
@@ -26,8 +27,8 @@ def session(tmp_path_factory, coaching_session):
 
 @pytest.fixture(scope="module")
 def policy(tiny_policy, session):
-    from app.play_command import policy_id_in
-    from distill.model import LearnedHighLevelPolicy
+    from app.policy_registry import policy_id_in
+    from distill.learned_policy import LearnedHighLevelPolicy
 
     _, folder = tiny_policy
     p = LearnedHighLevelPolicy.load(folder)
@@ -38,8 +39,8 @@ def policy(tiny_policy, session):
 class SaysDone(HighLevelPolicy):
     """A high-level policy that thinks every task is finished from the start."""
 
-    def decide(self, images, state, task, history, metadata=None) -> Decision:
-        assert set(images) == {"base", "wrist"} and np.asarray(state).ndim == 1
+    def decide(self, observation, detections, task, history, metadata=None) -> Decision:
+        assert set(observation.images) == {"base", "wrist"} and np.asarray(observation.state).ndim == 1
         return Decision("done", 0.9)
 
 
@@ -51,8 +52,8 @@ def _policy_subtask(session) -> bool:
 def test_the_policy_drives_an_episode_to_its_time_limit(session, policy):
     from storage import load_episode
 
-    runner = AutonomousRunner(session, policy, RunnerConfig("sort_blocks", TASK, first_seed=500, decide_hz=2,
-                                                            max_episode_s=6)).start()
+    runner = AutonomousRunner(session, policy, RunnerConfig("sort_blocks", TASK, first_seed=500,
+                                                            autonomy=AutonomyConfig(decide_hz=2, max_episode_s=6))).start()
     assert wait_until(lambda: session.status()["mode"] == "autonomous")
     assert wait_until(lambda: _policy_subtask(session))
     assert 0 < session.status()["confidence"] <= 1
@@ -72,7 +73,7 @@ def test_take_over_turns_the_same_episode_into_coaching(session, policy):
     from storage import load_episode
 
     runner = AutonomousRunner(session, policy, RunnerConfig("sort_blocks", TASK, first_seed=501, episodes=None,
-                                                            max_episode_s=120)).start()
+                                                            autonomy=AutonomyConfig(max_episode_s=120))).start()
     assert wait_until(lambda: _policy_subtask(session))
     episode_id = runner.take_over("ana")
     assert not runner.running and runner.status()["taken_over"]
@@ -93,7 +94,7 @@ def test_take_over_turns_the_same_episode_into_coaching(session, policy):
 
 def test_a_person_typing_during_a_run_takes_over(session, policy):
     runner = AutonomousRunner(session, policy, RunnerConfig("sort_blocks", TASK, first_seed=502,
-                                                            max_episode_s=120)).start()
+                                                            autonomy=AutonomyConfig(max_episode_s=120))).start()
     assert wait_until(lambda: _policy_subtask(session))
     assert session.send_subtask("pick up the blue block", "ben").source == "correction"
     assert runner.wait(10), "the runner steps aside by itself"
@@ -105,7 +106,7 @@ def test_stop_ends_the_run_as_aborted(session, policy):
     from storage import load_episode
 
     runner = AutonomousRunner(session, policy, RunnerConfig("sort_blocks", TASK, first_seed=503, episodes=None,
-                                                            max_episode_s=120)).start()
+                                                            autonomy=AutonomyConfig(max_episode_s=120))).start()
     assert wait_until(lambda: _policy_subtask(session))
     episode_id = session.status()["episode_id"]
     runner.stop("ana")
@@ -129,8 +130,8 @@ def test_done_ends_each_run_with_the_robots_verdict_and_loops_with_new_seeds(ses
 
 def test_bad_input_is_one_sentence(session, policy):
     with pytest.raises(SessionError, match="0.1 and 10"):
-        AutonomousRunner(session, policy, RunnerConfig("sort_blocks", TASK, decide_hz=50))
-    runner = AutonomousRunner(session, policy, RunnerConfig("no_such_scene", TASK)).start()
+        AutonomousRunner(session, policy, RunnerConfig("sort_blocks", TASK, autonomy=AutonomyConfig(decide_hz=50)))
+    runner = AutonomousRunner(session, policy, RunnerConfig("no_such_task_family", TASK)).start()
     assert runner.wait(30)
     assert "Cannot start the episode" in runner.status()["error"] and session.status()["episode_id"] is None
     session.start_episode(EpisodeSettings(TASK, "sort_blocks"), "ana")  # a coached one

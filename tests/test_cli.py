@@ -88,7 +88,7 @@ def test_coach_logs_every_episode_and_episodes_lists_them(tmp_path):
     listed = json.loads(coachlab("episodes", "--db", db, "--status", "success", "--json").stdout)
     assert [e["id"] for e in listed["episodes"]] == [episode_id]
     shown = json.loads(coachlab("episodes", "show", str(episode_id), "--db", db, "--json").stdout)
-    assert shown["family"] == "sort_blocks" and shown["user"] == "scripted-coach"
+    assert shown["task_family"] == "sort_blocks" and shown["user"] == "scripted-coach"
     assert shown["num_steps"] > 50 and len(shown["segments"]) >= 6
     assert all(s["source"] in ("coach", "correction") and s["outcome"] for s in shown["segments"])
     assert shown["vla_hello"]["policy"] == "coachlab-sim-skill-policy"

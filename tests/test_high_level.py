@@ -1,12 +1,14 @@
-"""The decision helpers shared by `play` and the app's runner: paraphrase groups and refusals."""
+"""The autonomy driver's decision helpers (paraphrase groups, refusals, stillness, hysteresis) and the
+driver itself stepping the one control loop."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from coaching.high_level import DONE, Decision, Exclusions, HighLevelPolicy, Hysteresis, Stillness, without_refused
-from distill.model import same_subtask_groups
+from coaching.autonomy import Exclusions, Hysteresis, Stillness, without_refused
+from coaching.high_level import DONE, Decision, HighLevelPolicy
+from distill.candidates import same_subtask_groups
 
 
 def test_phrasings_with_near_vectors_are_one_subtask_and_done_stays_alone():
@@ -22,7 +24,7 @@ def test_phrasings_with_near_vectors_are_one_subtask_and_done_stays_alone():
 
 
 def test_phrasings_that_do_not_read_alike_stay_apart_when_every_learned_vector_is_close():
-    from distill.model import TextTable
+    from distill.text_table import TextTable
 
     bank = ["lift the red block", "lift the red cube", "place it on the red square", "put it on the red square", DONE]
     close = torch.nn.functional.normalize(torch.ones(5, 3) + 0.01 * torch.eye(5, 3), dim=1)  # a few-episode policy
@@ -94,20 +96,20 @@ def test_hysteresis_switches_after_two_wins_in_a_row():
 class AlwaysRed(HighLevelPolicy):
     """Ranks the same two subtasks whatever it sees: it never notices that the first one is finished."""
 
-    def decide(self, images, state, task, history, metadata=None) -> Decision:
+    def decide(self, observation, detections, task, history, metadata=None) -> Decision:
         return Decision("pick up the red block", 0.9, [("pick up the blue block", 0.1)])
 
 
 @pytest.mark.parametrize("timeout_s", [4.0, 300.0])
-def test_a_subtask_active_past_the_timeout_gives_way_to_the_next_choice(timeout_s):
-    from coaching.low_level import low_level_policy
-    from distill.autonomous import PlayConfig, play_episode
-    from sim.mujoco_robot import MujocoRobot
+def test_a_subtask_active_past_the_timeout_gives_way_to_the_next_choice(timeout_s, stepped_session):
+    from coaching.autonomy import AutonomyConfig, AutonomyDriver
+    from coaching.episode import run_episode
+    from coaching.session import EpisodeSettings
 
-    with low_level_policy(sim_options={"seed": 3}) as vla:
-        report = play_episode(MujocoRobot(), vla, AlwaysRed(), "sort_blocks", 3,
-                              PlayConfig(max_episode_s=7.0, subtask_timeout_s=timeout_s))
-    texts = [(s.text, s.start_s) for s in report.segments]
+    driver = AutonomyDriver(AlwaysRed(), "sort the blocks", AutonomyConfig(max_episode_s=7.0, subtask_timeout_s=timeout_s))
+    report = run_episode(stepped_session, driver, EpisodeSettings("sort the blocks", "sort_blocks", 3), mode="autonomous")
+    assert report.outcome == "failure" and report.duration_s <= 7.1  # the time limit ends it
+    texts = [(s["text"], s["issued_s"]) for s in report.segments]
     assert texts[0] == ("pick up the red block", 0.0)
     if timeout_s < 7.0:  # the red block is held long before; the policy would ask for it forever
         assert texts[1][0] == "pick up the blue block" and timeout_s <= texts[1][1] <= timeout_s + 1.5, texts

@@ -68,7 +68,7 @@ def test_app_coaches_a_robot_behind_a_bridge(bridge_address, tmp_path):
                                 db=str(tmp_path / "bridge.db"), subgoals="sim"))
     try:
         session = app.session
-        episode_id = session.start_episode(EpisodeSettings(task="sort", scene="sort_blocks", seed=0), user="ana")
+        episode_id = session.start_episode(EpisodeSettings(task="sort", task_family="sort_blocks", seed=0), user="ana")
         before = session.wait_frame(0).images["wrist"].astype(int)
         preview = session.preview("pick up the red block")  # sim lookahead works through the bridge too
         assert np.abs(preview.images["wrist"].astype(int) - before).mean() > 2

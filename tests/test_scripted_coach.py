@@ -1,44 +1,57 @@
-"""The scripted coach drives real episodes over the wire: expert succeeds, sloppy makes and corrects mistakes."""
+"""The scripted coach drives real episodes over the wire, as a subtask source of the one control loop
+(stepped on the sim's clock): expert succeeds, sloppy makes and corrects mistakes."""
 
 from __future__ import annotations
 
-from coaching.scripted_episode import run_episode
-from sim.coach import CoachConfig, ScriptedCoach
+from coaching.episode import run_episode
+from sim.coach import CoachConfig
+from sim.coach_source import ScriptedCoachSource
 from sim.tasks import get_family
 
 
-def test_expert_finishes_the_drawer_task(robot, served_policy):
-    coach = ScriptedCoach(get_family("drawer"), CoachConfig(profile="expert"), seed=4)
-    report = run_episode(robot, served_policy, coach, "drawer", 4)
-    assert report.success, [(s.text, s.outcome) for s in report.segments]
-    texts = [s.text for s in report.segments]
+def _coach(family: str, seed: int, **config) -> ScriptedCoachSource:
+    return ScriptedCoachSource(get_family(family), CoachConfig(**config), seed)
+
+
+def test_expert_finishes_the_drawer_task(stepped_session):
+    source = _coach("drawer", 4, profile="expert")
+    report = run_episode(stepped_session, source, source.settings())
+    assert report.success and report.outcome == "success", report.segments
+    texts = [s["text"] for s in report.segments]
     assert "drawer" in texts[0] and "drawer" in texts[-1]  # open first, close last
-    assert report.subtasks_completed >= 6 and report.metadata["quality"] == 5
-    assert all(s.outcome == "success" for s in report.segments)
+    assert report.subtasks_completed >= 6 and source.settings().quality == 5
+    assert all(s["outcome"] == "success" for s in report.segments)
+    assert [s["number"] for s in report.segments] == list(range(len(report.segments)))
     assert report.duration_s < 900
 
 
-def test_sloppy_coach_makes_a_mistake_then_corrects_it(robot, served_policy):
-    coach = ScriptedCoach(get_family("bussing"), CoachConfig(profile="sloppy", mistake_rate=1.0), seed=5)
-    report = run_episode(robot, served_policy, coach, "bussing", 5)
-    mistakes = [s for s in report.segments if s.mistake]
+def test_sloppy_coach_makes_a_mistake_then_corrects_it(stepped_session):
+    source = _coach("bussing", 5, profile="sloppy", mistake_rate=1.0)
+    report = run_episode(stepped_session, source, source.settings())
+    mistakes = [s for s in report.segments if s["mistake"]]
     assert mistakes, "a sloppy coach with mistake_rate=1 must send something to the wrong place"
     assert report.corrections >= 1
-    assert report.metadata["quality"] <= 2 and report.metadata["mistake"]
-    # the first mistaken item is later put right by a correction
-    wrong = mistakes[0]
-    later = report.segments[wrong.index + 1:]
-    assert any(s.source == "correction" and s.outcome == "success" and s.interpretation.get("object")
-               == wrong.interpretation["object"] and s.interpretation.get("skill") == "place" for s in later)
+    assert source.settings().quality <= 2 and source.settings().mistake
+    # the first mistaken item is later put right by a correction that succeeds
+    judged = source.coach.outcomes
+    first = next(i for i, (cmd, _) in enumerate(judged) if cmd.mistake)
+    item = judged[first][0].step.object
+    assert any(cmd.source == "correction" and outcome == "success" and cmd.step.object == item
+               and cmd.step.skill == "place" for cmd, outcome in judged[first + 1:])
 
 
-def test_failed_grasp_is_corrected(robot):
-    from coaching.low_level import low_level_policy
+def test_failed_grasp_is_corrected():
+    from app import embedded
+    from coaching.session import CoachingSession
 
-    coach = ScriptedCoach(get_family("sort_blocks"), CoachConfig(profile="expert"), seed=0)
-    with low_level_policy(sim_options={"noise": 1.0, "miss_probability": 0.5, "seed": 1}) as noisy:
-        report = run_episode(robot, noisy, coach, "sort_blocks", 0)
-    failed = [s for s in report.segments if s.outcome == "failure"]
+    source = _coach("sort_blocks", 0, profile="expert")
+    with embedded.vla(noise=1.0, miss_probability=0.5, seed=1) as noisy:
+        session = CoachingSession(embedded.sim_robot(), noisy, stepped=True).start()
+        try:
+            report = run_episode(session, source, source.settings())
+        finally:
+            session.close()
+    failed = [s for s in report.segments if s["outcome"] == "failure"]
     assert failed and report.corrections >= len(failed)
-    corrections = [s for s in report.segments if s.source == "correction"]
-    assert all(s.text.split(":")[0] in s.text for s in corrections)
+    corrections = [s for s in report.segments if s["source"] == "correction"]
+    assert all(s["text"].split(":")[0] in s["text"] for s in corrections)

@@ -22,7 +22,7 @@ def test_a_coached_episode_is_driven_and_logged(session):
 
     with pytest.raises(SessionError, match="No episode is running"):
         session.send_subtask("pick up the red block", user="ana")
-    episode_id = session.start_episode(EpisodeSettings(task="Sort the blocks onto their pads.", scene="sort_blocks",
+    episode_id = session.start_episode(EpisodeSettings(task="Sort the blocks onto their pads.", task_family="sort_blocks",
                                                        seed=0, quality=4), user="ana")
     start_frame = session.wait_frame(0)
     for bad, needle in (("", "Type a subtask"), ("x" * 10_000, "keep it under")):
@@ -70,9 +70,9 @@ def test_a_coached_episode_is_driven_and_logged(session):
 
 def test_bad_settings_are_refused(session):
     with pytest.raises(SessionError, match="Describe the task"):
-        session.start_episode(EpisodeSettings(task="  ", scene="sort_blocks"), user="ana")
+        session.start_episode(EpisodeSettings(task="  ", task_family="sort_blocks"), user="ana")
     with pytest.raises(SessionError, match="Quality"):
-        session.start_episode(EpisodeSettings(task="t", scene="sort_blocks", quality=9), user="ana")
+        session.start_episode(EpisodeSettings(task="t", task_family="sort_blocks", quality=9), user="ana")
     with pytest.raises(SessionError, match="Cannot start the episode: Unknown task"):
         session.start_episode(EpisodeSettings(task="t", scene="juggling"), user="ana")
     assert session.status()["episode_id"] is None
