@@ -16,7 +16,7 @@ from app.embedded import SIM_VLA_FACTORY, UnknownTask
 from app.episodes_command import add_parsers as add_episodes_parsers
 from app.errors import UserError
 from app.play_command import add_parser as add_play_parser
-from coaching.low_level import PolicyDoesNotFit
+from coaching.vla import VLADoesNotFit
 from distill.dataset import DistillError
 from policy_client import BadAddress, PolicyError
 from storage.errors import StorageError
@@ -173,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", choices=["expert", "sloppy"], default="expert")
     p.add_argument("--noise", type=float, default=1.0, help="failure noise of the sim skill policy (0 = none)")
-    p.add_argument("--vla", default=None, help="low-level policy address, zmq://host:port or openpi://host:port "
+    p.add_argument("--vla", default=None, help="VLA address, zmq://host:port or openpi://host:port "
                                                "(default: $COACHLAB_VLA, else the sim skill policy in a child process)")
     p.add_argument("--db", default=None, help="log every episode to this database URL or SQLite file "
                                               "(default: $COACHLAB_DB if set, else nothing is logged)")
@@ -189,7 +189,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860)
     p.add_argument("--robot", default=os.environ.get("COACHLAB_ROBOT", "sim"),
                    help="sim (the embedded MuJoCo arm) or zmq://host:port (a robot bridge); default $COACHLAB_ROBOT or sim")
-    p.add_argument("--vla", default=None, help="low-level policy address (default: $COACHLAB_VLA, else the sim policy)")
+    p.add_argument("--vla", default=None, help="VLA address (default: $COACHLAB_VLA, else the sim policy)")
     p.add_argument("--db", default=None, help="database URL or SQLite file (default: $COACHLAB_DB, else the user data dir)")
     p.add_argument("--subgoals", default="sim", help="subgoal previews: sim (lookahead), none, or learned:DIR")
     p.add_argument("--auth", default=None, help="user:password[,user:password] (or $COACHLAB_AUTH)")
@@ -224,7 +224,7 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], dict[str, Any]] = args.func
     try:
         result = handler(args)
-    except (UserError, UnknownTask, PolicyError, BadAddress, PolicyDoesNotFit, StorageError, DistillError) as err:
+    except (UserError, UnknownTask, PolicyError, BadAddress, VLADoesNotFit, StorageError, DistillError) as err:
         print(f"coachlab {args.command}: {err}", file=sys.stderr)
         return 2
     _emit(result, getattr(args, "json", False))

@@ -49,9 +49,9 @@ def sim_robot(control_hz: float | None = None) -> Robot:
 def vla(address: str | None = None, **options: Any) -> Iterator[BasePolicy]:
     """The VLA at `address` (or $COACHLAB_VLA), else the sim skill policy in a child process with
     `options` (noise, seed, control_hz, ...)."""
-    from coaching.low_level import low_level_policy
+    from coaching.vla import connect_vla
 
-    with low_level_policy(address, SIM_VLA_FACTORY, options) as client:
+    with connect_vla(address, SIM_VLA_FACTORY, options) as client:
         yield client
 
 

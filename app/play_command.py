@@ -25,7 +25,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                    help="scripted: the scripted coach takes over when the policy stalls or stops early")
     p.add_argument("--decide-hz", type=float, default=1.0, dest="decide_hz")
     p.add_argument("--max-episode-s", type=float, default=300.0, dest="max_episode_s")
-    p.add_argument("--vla", default=None, help="low-level policy address (default: the sim policy in a child process)")
+    p.add_argument("--vla", default=None, help="VLA address (default: the sim policy in a child process)")
     p.add_argument("--db", default=None, help="log the episodes (as autonomous) to this database")
     p.add_argument("--noise", type=float, default=1.0, help="failure noise of the sim skill policy")
     p.add_argument("--no-baseline", action="store_true", help="skip the scripted coach's run on the same seeds")

@@ -1,4 +1,4 @@
-"""`coachlab app`: put the robot, the low-level policy, the database and the page together and serve them.
+"""`coachlab app`: put the robot, the VLA, the database and the page together and serve them.
 
 On the embedded default (`app/embedded.py`) that is the MuJoCo sim at 20 Hz, the sim skill policy
 served by a child process over ZMQ, and SQLite; `--robot zmq://...` (a robot bridge,
@@ -25,7 +25,7 @@ from app import embedded
 from app.live_api import live_router
 from app.page_assets import PAGE_CSS, PAGE_JS
 from app.web import build_page
-from coaching.low_level import check_fits
+from coaching.vla import check_fits
 from coaching.session import CoachingSession
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")

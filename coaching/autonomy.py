@@ -70,7 +70,7 @@ class Hysteresis:
 
 def without_refused(decision: Decision, refused: set[str], policy: "HighLevelPolicy | None" = None,
                     done_confidence: float = 0.0) -> Decision:
-    """The decision, or else its best runner-up that is no phrasing of a subtask the low-level policy
+    """The decision, or else its best runner-up that is no phrasing of a subtask the VLA
     refused or got stuck on (see `Exclusions`), and is not a `done` said with less than `done_confidence`
     (`done` ends the episode for good, while a wrong subtask costs seconds).
 
@@ -120,7 +120,7 @@ class StuckWatch:
 
 
 class Exclusions:
-    """The subtasks the policy may not choose now, from what the low-level VLA did with them.
+    """The subtasks the policy may not choose now, from what the VLA did with them.
 
     - refused on its first reply (an object that is not there): out for `memory_s`, whatever runs
       meanwhile, so the policy goes down its list instead of circling back to it;

@@ -85,8 +85,8 @@ class Robot(abc.ABC):
     def describe(self) -> RobotDescription: ...
 
     @abc.abstractmethod
-    def reset(self, task: str, seed: int) -> Observation:
-        """Set up a new episode of `task` (for the sim, a task family; seeded) and observe."""
+    def reset(self, task_family: str, seed: int) -> Observation:
+        """Set up a new episode of `task_family` (the sim builds a seeded scene of it) and observe."""
 
     @abc.abstractmethod
     def observe(self) -> Observation: ...

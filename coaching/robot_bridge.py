@@ -4,7 +4,7 @@ A lab runs `RobotBridgeServer(its_robot, "tcp://10.0.0.5:5560").serve_forever()`
 hardware, bound to the lab's private robot network only (the bridge takes commands from anyone who
 can reach it; see docs/robot.md) (or `coachlab robot-server` for the sim) and starts the app with
 `--robot zmq://robot-pc:5560`. The messages reuse the policy wire format (docs/protocol.md):
-`describe` -> `description`, `reset {task, seed}` / `observe` -> `observation` (images as raw
+`describe` -> `description`, `reset {task_family, seed}` / `observe` -> `observation` (images as raw
 frames), `act {action, mode}` / `hold` -> `ok`. The server uses its robot from the one thread that
 serves, since renderers and drivers are often bound to the thread that opened them.
 """
@@ -33,9 +33,10 @@ class RobotBridgeServer(ZmqServer):
         if request.kind == "describe":
             return Message("description", request.id, self.robot.describe().to_dict())
         if request.kind == "reset":
-            if not isinstance(body.get("task"), str) or not isinstance(body.get("seed"), int):
-                raise ProtocolError("malformed", "reset needs a 'task' text and an integer 'seed'.")
-            return Message("observation", request.id, _observation_body(self.robot.reset(body["task"], body["seed"])))
+            if not isinstance(body.get("task_family"), str) or not isinstance(body.get("seed"), int):
+                raise ProtocolError("malformed", "reset needs a 'task_family' text and an integer 'seed'.")
+            return Message("observation", request.id,
+                           _observation_body(self.robot.reset(body["task_family"], body["seed"])))
         if request.kind == "observe":
             return Message("observation", request.id, _observation_body(self.robot.observe()))
         if request.kind == "act":
@@ -68,8 +69,9 @@ class BridgeRobot(Robot):
     def describe(self) -> RobotDescription:
         return self._description
 
-    def reset(self, task: str, seed: int) -> Observation:
-        return _observation(self._wire.request("reset", {"task": task, "seed": int(seed)}, timeout_s=60).body)
+    def reset(self, task_family: str, seed: int) -> Observation:
+        return _observation(self._wire.request("reset", {"task_family": task_family, "seed": int(seed)},
+                                               timeout_s=60).body)
 
     def observe(self) -> Observation:
         return _observation(self._wire.request("observe", {}).body)

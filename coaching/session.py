@@ -29,7 +29,7 @@ import numpy as np
 
 from coaching.clock import Clock, SimClock, WallClock
 from coaching.control_loop import ControlLoop, Frame, LoopState
-from coaching.low_level import PolicyDoesNotFit, check_fits
+from coaching.vla import VLADoesNotFit, check_fits
 from coaching.prompt import vla_prompt
 from coaching.robot import Observation, Robot
 from coaching.settings import SPEEDS, EpisodeSettings, SessionError, check_subtask  # noqa: F401 (re-exported)
@@ -54,7 +54,7 @@ def command(method: Callable) -> Callable:
         with self._command_lock:
             try:
                 return method(self, *args, **kwargs)
-            except (PolicyError, StorageError, PolicyDoesNotFit) as e:
+            except (PolicyError, StorageError, VLADoesNotFit) as e:
                 raise SessionError(str(e)) from None
 
     return run

@@ -68,12 +68,6 @@ class ScriptedCoach:
         self._last_move_t = 0.0
         self.outcomes: list[tuple[CoachCommand, str]] = []
 
-    @property
-    def metadata(self) -> dict:
-        expert = self.config.profile == "expert"
-        return {"speed": "normal", "quality": 5 if expert else 2, "mistake": not expert, "control_mode": "ee",
-                "coach": f"scripted-{self.config.profile}"}
-
     def decide(self, env: dict, now: float) -> CoachCommand | None:
         """Called every control step; returns a command when the coach acts, else None."""
         self._track_motion(env, now)

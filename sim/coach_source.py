@@ -29,11 +29,11 @@ class ScriptedCoachSource(SubtaskSource):
         self.coach = ScriptedCoach(self.family, self.config, self.seed)
 
     def settings(self) -> EpisodeSettings:
-        """The episode this coach coaches: its task family and seed, tagged with its metadata."""
-        m = self.coach.metadata
+        """The episode this coach coaches: its task family and seed, tagged as a person would tag it
+        (the expert: quality 5, no mistakes; the sloppy coach: quality 2, with mistakes)."""
+        expert = self.config.profile == "expert"
         return EpisodeSettings(task=self.family.description, task_family=self.family.name, seed=self.seed,
-                               speed=m["speed"], quality=m["quality"], control_mode=m["control_mode"],
-                               mistake=m["mistake"], coach=m["coach"])
+                               quality=5 if expert else 2, mistake=not expert, coach=f"scripted-{self.config.profile}")
 
     def next(self, observation: Observation, status: dict[str, Any]) -> SubtaskCommand | None:
         cmd = self.coach.decide(observation.env_state, status["episode_time_s"])

@@ -59,8 +59,8 @@ class MujocoRobot(Robot):
             extra={"simulated": True, "task_families": {name: f.description for name, f in tasks.FAMILIES.items()}},
         )
 
-    def reset(self, task: str, seed: int) -> Observation:
-        self.family = tasks.get_family(task)
+    def reset(self, task_family: str, seed: int) -> Observation:
+        self.family = tasks.get_family(task_family)
         self.seed = int(seed)
         rng = np.random.default_rng(seed)
         self.spec = self.family.sample_scene(rng)

@@ -17,7 +17,7 @@ VLA_ENV = "COACHLAB_VLA"
 
 
 @contextmanager
-def low_level_policy(address: str | None = None, embedded_factory: str | None = None,
+def connect_vla(address: str | None = None, embedded_factory: str | None = None,
                      options: dict[str, Any] | None = None, timeout_s: float = 10.0) -> Iterator[BasePolicy]:
     """Yield a connected VLA client: at `address` (or $COACHLAB_VLA) if given, else `embedded_factory`
     (`module:callable`, called with `options`) served by a child process. ValueError if neither."""
@@ -39,17 +39,17 @@ def low_level_policy(address: str | None = None, embedded_factory: str | None = 
             server.close()
 
 
-class PolicyDoesNotFit(ValueError):
-    """The low-level policy's handshake says it cannot drive this robot."""
+class VLADoesNotFit(ValueError):
+    """The VLA's handshake says it cannot drive this robot."""
 
 
 def check_fits(hello: dict[str, Any], robot: RobotDescription, mode: str) -> None:
     """Refuse early, with one sentence, a VLA whose action space does not match the robot's."""
     modes = hello.get("control_modes")
     if modes and mode not in modes:
-        raise PolicyDoesNotFit(f"The low-level policy {hello.get('policy', '')!r} acts in {', '.join(modes)} mode, "
+        raise VLADoesNotFit(f"The VLA {hello.get('policy', '')!r} acts in {', '.join(modes)} mode, "
                                f"not {mode}; choose one of those control modes.")
     dim = hello.get("action_dim")
     if dim is not None and mode in robot.action_names and dim != robot.action_dim(mode):
-        raise PolicyDoesNotFit(f"The low-level policy outputs {dim}-d actions but {robot.name} takes "
+        raise VLADoesNotFit(f"The VLA outputs {dim}-d actions but {robot.name} takes "
                                f"{robot.action_dim(mode)} in {mode} mode; serve a policy trained for this robot.")
