@@ -74,5 +74,5 @@ def test_bad_settings_are_refused(session):
     with pytest.raises(SessionError, match="Quality"):
         session.start_episode(EpisodeSettings(task="t", task_family="sort_blocks", quality=9), user="ana")
     with pytest.raises(SessionError, match="Cannot start the episode: Unknown task"):
-        session.start_episode(EpisodeSettings(task="t", scene="juggling"), user="ana")
+        session.start_episode(EpisodeSettings(task="t", task_family="juggling"), user="ana")
     assert session.status()["episode_id"] is None
