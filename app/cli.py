@@ -15,6 +15,7 @@ from app.distill_command import add_parser as add_distill_parser
 from app.embedded import SIM_VLA_FACTORY, UnknownTask
 from app.episodes_command import add_parsers as add_episodes_parsers
 from app.errors import UserError
+from app.flags import add_flags, from_flags
 from app.play_command import add_parser as add_play_parser
 from coaching.vla import VLADoesNotFit
 from distill.dataset import DistillError
@@ -87,7 +88,8 @@ def cmd_coach(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_app(args: argparse.Namespace) -> dict[str, Any]:
-    from app.server import AppConfig, AppConfigError, CoachingApp
+    from app.app_config import APP_FLAGS, AppConfig, AppConfigError
+    from app.server import CoachingApp
 
     auth_text = args.auth or os.environ.get("COACHLAB_AUTH", "")
     auth = []
@@ -96,8 +98,7 @@ def cmd_app(args: argparse.Namespace) -> dict[str, Any]:
         if not sep or not user or not password:
             raise UserError("--auth takes user:password pairs separated by commas, e.g. ana:secret,ben:hunter2.")
         auth.append((user, password))
-    config = AppConfig(host=args.host, port=args.port, robot=args.robot, vla=args.vla, db=args.db,
-                       subgoals=args.subgoals, auth=auth or None, sim_noise=args.noise)
+    config = from_flags(AppConfig, args, APP_FLAGS, auth=auth or None)
     from coaching.session import SessionError
 
     # The control loop re-takes Python's GIL after every physics step and render; while the web
@@ -185,15 +186,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_distill_parser(sub)
 
     p = sub.add_parser("app", help="the coaching web app (sim robot + served sim policy + SQLite by default)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on; anything but loopback needs --auth")
-    p.add_argument("--port", type=int, default=7860)
-    p.add_argument("--robot", default=os.environ.get("COACHLAB_ROBOT", "sim"),
-                   help="sim (the embedded MuJoCo arm) or zmq://host:port (a robot bridge); default $COACHLAB_ROBOT or sim")
-    p.add_argument("--vla", default=None, help="VLA address (default: $COACHLAB_VLA, else the sim policy)")
-    p.add_argument("--db", default=None, help="database URL or SQLite file (default: $COACHLAB_DB, else the user data dir)")
-    p.add_argument("--subgoals", default="sim", help="subgoal previews: sim (lookahead), none, or learned:DIR")
+    from app.app_config import APP_FLAGS, AppConfig
+
+    add_flags(p, AppConfig, APP_FLAGS, flag_names={"sim_noise": "noise"})
     p.add_argument("--auth", default=None, help="user:password[,user:password] (or $COACHLAB_AUTH)")
-    p.add_argument("--noise", type=float, default=1.0, help="failure noise of the sim skill policy (0 = none)")
     p.set_defaults(func=cmd_app)
 
     p = sub.add_parser("robot-server", help="serve the MuJoCo sim robot as a robot bridge over ZMQ")

@@ -12,16 +12,18 @@ the sim's privileged state, so only the sim has them.
 from __future__ import annotations
 
 from contextlib import contextmanager
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
-from coaching.autonomy import AutonomyDriver
-from coaching.episode import EpisodeReport
-from coaching.robot import Robot
-from coaching.session import CoachingSession
-from coaching.subgoals import SubgoalGenerator
-from coaching.subtask_source import SubtaskSource
-from policy_client import BasePolicy
 from sim.tasks import FAMILIES, UnknownTask, get_family  # noqa: F401 (UnknownTask: for the CLI's error list)
+
+if TYPE_CHECKING:  # the command line imports this module; the heavy parts load when used
+    from coaching.autonomy import AutonomyDriver
+    from coaching.episode import EpisodeReport
+    from coaching.robot import Robot
+    from coaching.session import CoachingSession
+    from coaching.subgoals import SubgoalGenerator
+    from coaching.subtask_source import SubtaskSource
+    from policy_client import BasePolicy
 
 SIM_VLA_FACTORY = "sim.skill_policy:from_options"
 APP_CONTROL_HZ = 20  # the browser shows each camera at the loop's rate; 15 fps is the floor

@@ -13,6 +13,10 @@ from typing import Any
 from tqdm import tqdm
 
 from app.errors import UserError
+from app.flags import add_flags, from_flags
+from coaching.autonomy import AutonomyConfig
+
+AUTONOMY_FLAGS = ("decide_hz", "max_episode_s")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -23,8 +27,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--intervene", choices=["none", "scripted"], default="none",
                    help="scripted: the scripted coach takes over when the policy stalls or stops early")
-    p.add_argument("--decide-hz", type=float, default=1.0, dest="decide_hz")
-    p.add_argument("--max-episode-s", type=float, default=300.0, dest="max_episode_s")
+    add_flags(p, AutonomyConfig, AUTONOMY_FLAGS)
     p.add_argument("--vla", default=None, help="VLA address (default: the sim policy in a child process)")
     p.add_argument("--db", default=None, help="log the episodes (as autonomous) to this database")
     p.add_argument("--noise", type=float, default=1.0, help="failure noise of the sim skill policy")
@@ -71,14 +74,13 @@ def coached(task_family: str, seeds: list[int], vla: Any, progress: bool = True)
 def cmd_play(args: argparse.Namespace) -> dict[str, Any]:
     from app import embedded
     from app.policy_registry import policy_id_in
-    from coaching.autonomy import AutonomyConfig
     from coaching.episode import summarise
     from distill.learned_policy import LearnedHighLevelPolicy
 
     task_family = embedded.check_task_family(args.task)
     if args.episodes < 1 or args.seed < 0:
         raise UserError("--episodes must be at least 1 and --seed zero or more.")
-    autonomy = AutonomyConfig(decide_hz=args.decide_hz, max_episode_s=args.max_episode_s)
+    autonomy = from_flags(AutonomyConfig, args, AUTONOMY_FLAGS)
     try:
         autonomy.check()
     except ValueError as e:

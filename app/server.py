@@ -13,7 +13,6 @@ import socket
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass
 from typing import Any
 
 import gradio as gr
@@ -22,46 +21,13 @@ from fastapi import FastAPI, Request
 from starlette.routing import Mount
 
 from app import embedded
+from app.app_config import AppConfig, AppConfigError  # noqa: F401 (AppConfigError: callers catch it here)
 from app.live_api import live_router
 from app.page_assets import PAGE_CSS, PAGE_JS
 from app.web import build_page
 from coaching.vla import check_fits
 from coaching.session import CoachingSession
 
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-class AppConfigError(ValueError):
-    """A setting that cannot work; the message says which and what to do."""
-
-
-@dataclass
-class AppConfig:
-    host: str = "127.0.0.1"
-    port: int = 7860
-    robot: str = embedded.EMBEDDED
-    vla: str | None = None
-    db: str | None = None
-    subgoals: str = "sim"
-    auth: list[tuple[str, str]] | None = None
-    sim_noise: float = 1.0
-    task_family: str = "bussing"  # what the robot shows before the first episode, if it has it
-
-    def check(self) -> None:
-        if self.host not in LOOPBACK and not self.auth:
-            raise AppConfigError(f"Refusing to serve on {self.host} without a login: pass --auth user:password "
-                                 "(or set COACHLAB_AUTH), or bind to 127.0.0.1.")
-        if self.robot != embedded.EMBEDDED:
-            from policy_client import BadAddress, parse_address
-
-            try:
-                if parse_address(self.robot)[0] != "zmq":
-                    raise BadAddress("")
-            except BadAddress:
-                raise AppConfigError(f"--robot {self.robot!r} is not understood; use sim (the embedded default) or "
-                                     "zmq://host:port for a robot bridge.") from None
-        if not 0 <= self.port <= 65535:
-            raise AppConfigError("--port must be between 0 (any free port) and 65535.")
 
 
 class CoachingApp:

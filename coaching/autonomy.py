@@ -18,7 +18,7 @@ Distill tab's Evaluate (`coaching/episode.py`), and from the app's runner thread
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -154,9 +154,9 @@ class Exclusions:
 
 @dataclass
 class AutonomyConfig:
-    decide_hz: float = 1.0
+    decide_hz: float = field(default=1.0, metadata={"help": "decisions a second, 0.1 to 10"})
     hysteresis: int = 2  # decisions in a row a new subtask must win before the VLA is re-prompted
-    max_episode_s: float = 300.0
+    max_episode_s: float = field(default=300.0, metadata={"help": "an episode's time limit in seconds"})
     subtask_timeout_s: float = SUBTASK_TIMEOUT_S  # one subtask active this long counts as stuck
     still_s: float = STILL_S  # the robot held still this long on an active subtask: dropped as stuck
     exclusion_s: float = EXCLUSION_S  # how long a subtask refused at once, or stuck on, stays out of the choices
