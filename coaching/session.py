@@ -143,7 +143,7 @@ class CoachingSession:
     @command
     def start_episode(self, settings: EpisodeSettings, user: str, mode: str = "coached",
                       policy_checkpoint_id: int | None = None) -> int:
-        """Reset the robot into `settings.scene` and start logging; `mode` autonomous when a
+        """Reset the robot into `settings.task_family` and start logging; `mode` autonomous when a
         high-level policy will send the subtasks (its checkpoint id, if registered, is logged)."""
         settings = settings.checked(self.description.control_modes)
         if mode not in ("coached", "autonomous"):
@@ -157,7 +157,7 @@ class CoachingSession:
         def reset(state: LoopState) -> None:
             try:
                 self.loop.publish(self.robot.reset(settings.task_family, settings.seed))
-            except Exception as e:  # an unknown scene, a robot that refused: report, keep looping
+            except Exception as e:  # an unknown task family, a robot that refused: report, keep looping
                 failure.append(e)
             state.chunker.new_subtask()
             state.subtask, state.paused, state.mode = None, False, settings.control_mode
