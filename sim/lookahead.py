@@ -17,8 +17,10 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from sim.mujoco_robot import MujocoRobot, SimRobotConfig
+from coaching.prompt import vla_prompt
 from coaching.robot import Observation
+from policy_client import ChunkingConfig
+from sim.mujoco_robot import MujocoRobot, SimRobotConfig
 
 NEEDS_SIM_STATE = ("Sim lookahead needs the sim's state; a real robot needs a learned subgoal model "
                    "(--subgoals learned:DIR).")
@@ -48,7 +50,7 @@ class SimLookahead:
     """
 
     def __init__(self, policy: _Policy, robot_config: SimRobotConfig | None = None, max_steps: int = 150,
-                 settle_steps: int = 10, replan_after: int = 5):
+                 settle_steps: int = 10, replan_after: int = ChunkingConfig().replan_after):
         self.policy = policy
         self.robot_config = robot_config  # None: the cameras and image size of the observations given
         self.max_steps = max_steps
@@ -59,6 +61,7 @@ class SimLookahead:
         # Every preview is a fresh try: the skill policy keys its per-instruction memory and noise by
         # (episode, segment, text), and a long-lived policy server outlives this object, so the
         # counter starts at a random base instead of 0 (a restarted app must not resume old tries).
+        # The prompt is marked as a probe: nothing it returns is executed on the robot.
         self._segments = itertools.count(int.from_bytes(os.urandom(4), "little"))
 
     def generate(self, observation: Observation, subtask: str, task: str = "", control_mode: str = "ee") -> SubgoalResult:
@@ -67,8 +70,7 @@ class SimLookahead:
             raise ValueError(NEEDS_SIM_STATE)
         robot = self._private_robot(observation)
         obs = robot.restore(sim_state)
-        prompt = {"task": task, "subtask": subtask, "control_mode": control_mode, "episode": "lookahead",
-                  "segment": next(self._segments)}
+        prompt = vla_prompt(task, subtask, control_mode, segment=next(self._segments), probe=True)
         chunk: list[np.ndarray] = []
         info: dict[str, Any] = {}
         last = robot.proprio()
