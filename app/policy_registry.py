@@ -8,7 +8,7 @@ from typing import Any
 
 def policy_id_in(db: Any, checkpoint_dir: str) -> int:
     """The checkpoint's id in `db`, registering it there if it is new (a checkpoint made elsewhere)."""
-    from distill.checkpoint import load_checkpoint
+    from distill.learned_policy import load_checkpoint
     from distill.run import HIGH_LEVEL_KIND
     from storage import list_policies, register_policy
 

@@ -1,11 +1,16 @@
-"""Saving and loading a distilled model checkpoint (a directory): the high-level policy's, and with
-`load_model` any other (the subgoal image model's).
+"""The checkpoint directory of a distilled model, whatever the model: saving it and loading it.
 
 Layout: `model.safetensors` (the weights), `config.json` (the model config tagged with its format,
-for the policy the candidate bank included), `training.json` (the dataset config, the ids of the episodes it learned from, the
-metrics and, once registered, the storage id of the policy). Every way a checkpoint can be wrong
-(missing directory or file, corrupt weights or JSON, weights that do not fit the config) is a
-`DistillError` with one sentence.
+for the high-level policy the candidate bank included), `training.json` (the dataset config, the
+ids of the episodes it learned from, the metrics and, once registered, the storage id of the
+policy). Every way a checkpoint can be wrong (missing directory or file, corrupt weights or JSON,
+weights that do not fit the config, a checkpoint of another format) is a `DistillError` with one
+sentence naming the command that writes such checkpoints.
+
+This module knows no particular model: each model's loader passes its format tag and how to build
+the network from its config (`distill/learned_policy.py` for the high-level policy,
+`distill/learned_subgoals.py` for the subgoal image model). A model only needs `state_dict`,
+`load_state_dict`, `eval` and a `cfg` with `to_dict`.
 """
 
 from __future__ import annotations
@@ -21,11 +26,12 @@ from distill.dataset import DistillError
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 TRAINING = "training.json"
-FORMAT = "coachlab-high-level-v1"
 
 
 @dataclass
 class Checkpoint:
+    """A loaded checkpoint: the model in eval mode, its config and the training record."""
+
     model: Any  # SubtaskScorer, SubgoalUNet
     config: Any  # its config dataclass
     training: dict[str, Any]
@@ -46,8 +52,9 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     os.replace(tmp, path)
 
 
-def save_checkpoint(directory: str | os.PathLike, model: Any, training: dict[str, Any], fmt: str = FORMAT) -> Path:
-    """Write the weights, the model config (tagged with `fmt`) and the training record into `directory` (created)."""
+def save_checkpoint(directory: str | os.PathLike, model: Any, training: dict[str, Any], fmt: str) -> Path:
+    """Write the weights, the model config (tagged with the format `fmt`) and the training record (JSON)
+    into `directory` (created); returns it. An unwritable directory is a one-sentence DistillError."""
     from safetensors.torch import save_file
 
     out = Path(directory)
@@ -65,15 +72,16 @@ def save_checkpoint(directory: str | os.PathLike, model: Any, training: dict[str
     return out
 
 
-def update_training(directory: str | os.PathLike, **fields: Any) -> None:
-    """Add fields (e.g. the registered policy id) to a saved checkpoint's training record."""
+def update_training(directory: str | os.PathLike, command: str, **fields: Any) -> None:
+    """Add fields (e.g. the registered policy id) to a saved checkpoint's training record; a missing or
+    corrupt record is a DistillError naming `command`, the command that writes such checkpoints."""
     path = Path(directory) / TRAINING
-    data = _read_json(path, Path(directory))
+    data = _read_json(path, Path(directory), command)
     data.update(fields)
     _write_json(path, data)
 
 
-def _read_json(path: Path, directory: Path, command: str = "coachlab distill") -> dict[str, Any]:
+def _read_json(path: Path, directory: Path, command: str) -> dict[str, Any]:
     if not path.is_file():
         raise DistillError(f"The checkpoint {directory} has no {path.name}: point at a directory written "
                            f"by `{command}`.")
@@ -84,13 +92,6 @@ def _read_json(path: Path, directory: Path, command: str = "coachlab distill") -
     if not isinstance(data, dict):
         raise DistillError(f"The checkpoint file {path} is corrupt (not a JSON object): run `{command}` again.")
     return data
-
-
-def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
-    """The high-level policy (eval mode) with its config and training record, or a one-sentence DistillError."""
-    from distill.model import ModelConfig, SubtaskScorer
-
-    return load_model(directory, FORMAT, lambda raw: SubtaskScorer(ModelConfig.from_dict(raw)), "coachlab distill")
 
 
 def load_model(directory: str | os.PathLike, fmt: str, build: Callable[[dict[str, Any]], Any], command: str) -> Checkpoint:

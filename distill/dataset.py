@@ -13,6 +13,11 @@ rules (mistakes, failures, repeats, `done`) are in docs/distill.md.
 
 Decoding JPEG frames is the slow part: it runs behind a tqdm bar and is cached per episode (in
 memory, and on disk when `cache_dir` is set).
+
+The episode side is shared with the subgoal model's pairs (`distill/subgoal_data.py`): selecting
+episodes (`select_episodes`), splitting them by episode, the frame cache, the per-episode helpers
+(`episode_cameras`, `step_period`) and `build_split`, which runs a per-episode builder over the
+split and makes the checks both datasets need.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Generic, Sequence, TypeVar
 
 import numpy as np
 
@@ -208,6 +213,17 @@ def _db_key(db: Any) -> str:
     return hashlib.sha1(str(db.display_url).encode()).hexdigest()[:10]
 
 
+def episode_cameras(episode: Any) -> list[str]:
+    """The cameras of a loaded episode that have frames, sorted."""
+    return sorted(c for c, k in episode.cameras().items() if k > 0)
+
+
+def step_period(t: np.ndarray) -> float:
+    """The median time between steps in seconds of the step times `t` (N,); 0.1 when there are fewer
+    than two steps or a time is not finite. Not guarded against zero or negative: the caller decides."""
+    return float(np.median(np.diff(t))) if len(t) > 1 and np.all(np.isfinite(t)) else 0.1
+
+
 def episode_samples(episode: Any, config: DatasetConfig, cache: FrameCache, skipped: dict[str, int]) -> list[Sample]:
     """The samples of one loaded episode (see the module docstring and docs/distill.md)."""
     steps = episode.steps()
@@ -215,7 +231,7 @@ def episode_samples(episode: Any, config: DatasetConfig, cache: FrameCache, skip
     segments = sorted(episode.segments, key=lambda g: g.ordinal)
     if n == 0 or not segments:
         return []
-    cameras = sorted(c for c, k in episode.cameras().items() if k > 0)
+    cameras = episode_cameras(episode)
     by_id = {g.id: i for i, g in enumerate(segments)}
     # The active segment of each step: the recorded segment id, else the segment's step range.
     active = np.full(n, -1, dtype=np.int64)
@@ -225,7 +241,7 @@ def episode_samples(episode: Any, config: DatasetConfig, cache: FrameCache, skip
         if g.first_step is not None and g.last_step is not None:
             sel = (steps.index >= g.first_step) & (steps.index <= g.last_step) & (active < 0)
             active[sel] = i
-    dt = float(np.median(np.diff(steps.t))) if n > 1 and np.all(np.isfinite(steps.t)) else 0.1
+    dt = step_period(steps.t)
     dt = dt if dt > 0 else 0.1
     stride = max(1, int(round(1.0 / (config.sample_hz * dt))))
     success = episode.summary.status == "success"
@@ -268,46 +284,69 @@ def episode_samples(episode: Any, config: DatasetConfig, cache: FrameCache, skip
     return out
 
 
-def collect_split(db: Any, config: DatasetConfig, make: Callable[[Any, FrameCache, dict[str, int]], list],
-                  progress: bool = True) -> tuple[list, list, list[int], list[int], dict[str, int]]:
-    """(train items, val items, train ids, val ids, skipped): `make(episode, cache, skipped)` over the
-    selected episodes, split by episode. Shared by the high-level policy's and the subgoal model's data."""
+T = TypeVar("T")
+
+
+@dataclass
+class Split(Generic[T]):
+    """The items one dataset builds from the selected episodes, split by episode."""
+
+    train: list[T]
+    val: list[T]
+    train_episode_ids: list[int]
+    val_episode_ids: list[int]
+    cameras: list[str]  # every item's cameras, sorted
+    skipped: dict[str, int]  # why steps or segments were not used, and how often
+
+
+def build_split(db: Any, selection: DatasetConfig, make: Callable[[Any, FrameCache, dict[str, int]], list[T]],
+                images: Callable[[T], dict[str, np.ndarray]], *, none_usable: str, remedy: str, same_robot: str,
+                progress: bool = True) -> Split[T]:
+    """`make(episode, cache, skipped)` over the episodes `selection` selects (its tasks, statuses,
+    modes, minimum quality, episode ids), split into train and validation by episode (its
+    `val_fraction`, `seed`), with frames cached in its `cache_dir`. Shared by the high-level policy's
+    samples and the subgoal model's pairs.
+
+    One-sentence DistillErrors: no episode selected (`select_episodes`); no training item ("The N
+    selected training episodes {none_usable} (skipped: ...): {remedy}."); items whose cameras
+    (`images(item)`'s keys) differ ("...: {same_robot} episodes recorded with the same robot.").
+    """
     from tqdm import tqdm
 
     from storage import load_episode
 
-    ids = select_episodes(db, config)
-    train_ids, val_ids = split_episodes(ids, config.val_fraction, config.seed)
-    cache = FrameCache(config.cache_dir, _db_key(db))
+    ids = select_episodes(db, selection)
+    train_ids, val_ids = split_episodes(ids, selection.val_fraction, selection.seed)
+    cache = FrameCache(selection.cache_dir, _db_key(db))
     skipped: dict[str, int] = {}
     per_episode = {eid: make(load_episode(db, eid), cache, skipped)
                    for eid in tqdm(ids, desc="decoding episodes", unit="episode", disable=not progress)}
     train = [item for e in train_ids for item in per_episode[e]]
     val = [item for e in val_ids for item in per_episode[e]]
-    return train, val, train_ids, val_ids, skipped
-
-
-def require_same_cameras(camera_sets: Sequence[Sequence[str]], what: str) -> list[str]:
-    """The cameras every item has, sorted; a one-sentence DistillError when they differ (`what` to do instead)."""
+    if not train:
+        raise DistillError(f"The {len(train_ids)} selected training episodes {none_usable} "
+                           f"(skipped: {skipped or 'nothing'}): {remedy}.")
+    camera_sets = [images(item) for item in train + val]
     cams = sorted(camera_sets[0])
     if any(sorted(c) != cams for c in camera_sets):
         raise DistillError(f"The selected episodes do not all have the cameras {', '.join(cams)}: "
-                           f"{what} episodes recorded with the same robot.")
-    return cams
+                           f"{same_robot} episodes recorded with the same robot.")
+    return Split(train, val, train_ids, val_ids, cams, skipped)
 
 
 def build_samples(db: Any, config: DatasetConfig, progress: bool = True) -> tuple[list[Sample], list[Sample], DatasetInfo]:
-    """(train, val, info): the samples of the selected episodes, split by episode."""
-    train, val, train_ids, val_ids, skipped = collect_split(
-        db, config, lambda episode, cache, skipped: episode_samples(episode, config, cache, skipped), progress)
-    if not train:
-        raise DistillError(f"The {len(train_ids)} selected training episodes give no usable samples "
-                           f"(skipped: {skipped or 'nothing'}): select episodes with subtasks that are not all mistakes.")
-    cams = require_same_cameras([s.images for s in train + val], "distill")
+    """(train, val, info): the samples of the selected episodes, split by episode; a one-sentence
+    DistillError when there are none or they come from different robots (cameras, state sizes)."""
+    split = build_split(db, config, lambda episode, cache, skipped: episode_samples(episode, config, cache, skipped),
+                        lambda s: s.images, none_usable="give no usable samples",
+                        remedy="select episodes with subtasks that are not all mistakes", same_robot="distill",
+                        progress=progress)
+    train, val = split.train, split.val
     dims = {s.state.shape for s in train + val}
     if len(dims) != 1:
         raise DistillError(f"The selected episodes have proprio states of different sizes {sorted(dims)}: "
                            "distill episodes recorded with the same robot.")
-    info = DatasetInfo(train_episode_ids=train_ids, val_episode_ids=val_ids, cameras=cams,
-                       state_dim=int(train[0].state.shape[0]), num_train=len(train), num_val=len(val), skipped=skipped)
+    info = DatasetInfo(train_episode_ids=split.train_episode_ids, val_episode_ids=split.val_episode_ids,
+                       cameras=split.cameras, state_dim=int(train[0].state.shape[0]), num_train=len(train),
+                       num_val=len(val), skipped=split.skipped)
     return train, val, info

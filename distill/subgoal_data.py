@@ -5,8 +5,8 @@ camera's frame at the segment's last step: what the subtask achieved. Current fr
 the segment's first step (the moment a coach previews) and, for more data, at `sample_hz` through
 the first `early_fraction` of the segment, while little has happened yet. Segments marked as
 mistakes and failed segments are left out: their end frame is not what the text asks for.
-Episodes are split into train and validation by episode, with the same rules as the high-level
-policy's dataset (`distill/dataset.py`), whose frame cache this reuses.
+Episodes are selected and split into train and validation by episode with the same rules and the
+same frame cache as the high-level policy's dataset (`distill.dataset.build_split`).
 """
 
 from __future__ import annotations
@@ -16,8 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from distill.dataset import (DatasetConfig, DistillError, FrameCache, collect_split, normalize_subtask,
-                             require_same_cameras)
+from distill.dataset import DatasetConfig, FrameCache, build_split, episode_cameras, normalize_subtask, step_period
 
 
 @dataclass
@@ -56,11 +55,12 @@ class SubgoalDataInfo:
 
 
 def episode_pairs(episode: Any, cfg: SubgoalDataConfig, cache: FrameCache, skipped: dict[str, int]) -> list[SubgoalPair]:
+    """The pairs of one loaded episode (see the module docstring); segments left out are counted in `skipped`."""
     steps = episode.steps()
     if len(steps) < 2:
         return []
-    cameras = sorted(c for c, k in episode.cameras().items() if k > 0)
-    dt = float(np.median(np.diff(steps.t))) if np.all(np.isfinite(steps.t)) else 0.1
+    cameras = episode_cameras(episode)
+    dt = step_period(steps.t)
     stride = max(1, int(round(1.0 / (cfg.sample_hz * max(dt, 1e-3)))))
     have = set(int(i) for i in steps.index)
     planned: list[tuple[str, int, int]] = []  # (text, current step, end step); the first is the segment's start
@@ -97,11 +97,9 @@ def build_pairs(db: Any, cfg: SubgoalDataConfig, progress: bool = True) -> tuple
     selection = DatasetConfig(tasks=cfg.tasks, status=cfg.status, min_quality=cfg.min_quality,
                               episode_ids=cfg.episode_ids, val_fraction=cfg.val_fraction, seed=cfg.seed,
                               cache_dir=cfg.cache_dir)
-    train, val, train_ids, val_ids, skipped = collect_split(
-        db, selection, lambda episode, cache, skipped: episode_pairs(episode, cfg, cache, skipped), progress)
-    if not train:
-        raise DistillError(f"The {len(train_ids)} selected training episodes hold no usable segments "
-                           f"(skipped: {skipped or 'nothing'}): coach episodes whose subtasks succeed.")
-    cameras = require_same_cameras([p.current for p in train + val], "train on")
-    info = SubgoalDataInfo(train_ids, val_ids, cameras, len(train), len(val), skipped)
-    return train, val, info
+    split = build_split(db, selection, lambda episode, cache, skipped: episode_pairs(episode, cfg, cache, skipped),
+                        lambda p: p.current, none_usable="hold no usable segments",
+                        remedy="coach episodes whose subtasks succeed", same_robot="train on", progress=progress)
+    info = SubgoalDataInfo(split.train_episode_ids, split.val_episode_ids, split.cameras, len(split.train),
+                           len(split.val), split.skipped)
+    return split.train, split.val, info

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-TEXT_DIM = 384  # all-MiniLM-L6-v2
+from coaching.text_encoder import DIM as TEXT_DIM  # all-MiniLM-L6-v2: 384
 
 
 @dataclass

@@ -7,7 +7,9 @@ for `epochs` or until `minutes` have passed, whichever comes first, with a cosin
 that decays over whichever of the two runs out first.
 Each epoch the held-out episodes are scored against the copy baseline at the preview moment (a
 segment's first step); a loss and PSNR-gain plot and per-camera sample grids (current | generated
-| real end) are written as PNGs next to the checkpoint, which is registered in storage.
+| real end) are written as PNGs next to the checkpoint, which is registered in storage. What a run
+does around its loop (database, output directory, plot file, checkpoint, registration, the shared
+command-line options) is `distill/run.py`, shared with the high-level policy's `distill/train.py`.
 """
 
 from __future__ import annotations
@@ -15,16 +17,17 @@ from __future__ import annotations
 import argparse
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from coaching.text_encoder import DIM as TEXT_DIM
 from distill.dataset import DistillError
+from distill.run import (SUBGOALS_KIND, add_run_arguments, add_source_arguments, epoch_plot, parse_tasks, plot_series,
+                         run_database, save_and_register, training_record, with_frame_cache)
 from distill.subgoal_data import SubgoalDataConfig, SubgoalPair, build_pairs
-
-PLOT = "training.png"
 
 
 @dataclass
@@ -53,7 +56,7 @@ class PairTensors:
         self.pairs = pairs
         texts = sorted({p.text for p in pairs})
         self.texts = texts
-        self.text_emb = torch.from_numpy(np.asarray(encoder.encode(texts), np.float32)) if texts else torch.zeros(0, 384)
+        self.text_emb = torch.from_numpy(np.asarray(encoder.encode(texts), np.float32)) if texts else torch.zeros(0, TEXT_DIM)
         where = {t: i for i, t in enumerate(texts)}
         self.text = torch.tensor([where[p.text] for p in pairs], dtype=torch.long)
 
@@ -112,36 +115,20 @@ def evaluate(model: Any, data: PairTensors, cameras: list[str]) -> dict[str, dic
     return compare_to_copy(triples)
 
 
-def save_plot(history: list[dict[str, Any]], cameras: list[str], path: Path) -> None:
-    """Train and validation loss, and the PSNR gain over the copy baseline on changed pixels, per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: training runs headless
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
+def save_plot(history: list[dict[str, Any]], cameras: list[str], out: Path) -> None:
+    """Train and validation loss, and the PSNR gain over the copy baseline on changed pixels, per epoch,
+    into `out`'s `training.png`."""
     epochs = [h["epoch"] for h in history]
-    fig, (ax_loss, ax_gain) = plt.subplots(1, 2, figsize=(10, 4))
-    for key in ("train_loss", "val_loss"):
-        pts = [(e, h[key]) for e, h in zip(epochs, history) if h.get(key) is not None]
-        if pts:
-            ax_loss.plot(*zip(*pts), marker="o", label=key.replace("_", " "))
-    for i, cam in enumerate(cameras):
-        pts = [(e, h["val"][cam]["psnr_gain_changed_db"]) for e, h in zip(epochs, history)
-               if h.get("val", {}).get(cam, {}).get("psnr_gain_changed_db") is not None]
-        if pts:  # colours apart from the loss panel's, so a camera is not read as train or val
-            ax_gain.plot(*zip(*pts), marker="o", label=cam, color=f"C{2 + i}")
-    ax_gain.axhline(0.0, color="grey", lw=1, ls="--", label="copy baseline")
-    ax_loss.set_title("weighted L1 loss")
-    ax_gain.set_title("PSNR gain over copying, changed pixels (dB)")
-    for ax in (ax_loss, ax_gain):
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-        ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    with epoch_plot(out) as (ax_loss, ax_gain):
+        for key in ("train_loss", "val_loss"):
+            plot_series(ax_loss, epochs, [h.get(key) for h in history], label=key.replace("_", " "))
+        for i, cam in enumerate(cameras):
+            # colours apart from the loss panel's, so a camera is not read as train or val
+            plot_series(ax_gain, epochs, [h.get("val", {}).get(cam, {}).get("psnr_gain_changed_db") for h in history],
+                        label=cam, color=f"C{2 + i}")
+        ax_gain.axhline(0.0, color="grey", lw=1, ls="--", label="copy baseline")
+        ax_loss.set_title("weighted L1 loss")
+        ax_gain.set_title("PSNR gain over copying, changed pixels (dB)")
 
 
 def save_sample_grids(model: Any, data: PairTensors, cameras: list[str], out: Path, count: int) -> list[str]:
@@ -185,11 +172,9 @@ def train(db_url: str | None, out_dir: str, config: SubgoalTrainConfig | None = 
     import torch
     from tqdm import tqdm
 
-    from distill.checkpoint import save_checkpoint, update_training
-    from distill.learned_subgoals import FORMAT
-    from distill.subgoal_model import SubgoalModelConfig, SubgoalUNet
     from coaching.text_encoder import default_encoder
-    from storage import open_database, register_policy
+    from distill.learned_subgoals import COMMAND, FORMAT
+    from distill.subgoal_model import SubgoalModelConfig, SubgoalUNet
 
     config = config or SubgoalTrainConfig()
     t0 = time.monotonic()
@@ -197,11 +182,8 @@ def train(db_url: str | None, out_dir: str, config: SubgoalTrainConfig | None = 
         torch.set_num_threads(config.threads)
     torch.manual_seed(config.seed)
     out = Path(out_dir)
-    data_cfg = config.data
-    if data_cfg.cache_dir is None:
-        data_cfg = SubgoalDataConfig(**{**asdict(data_cfg), "cache_dir": str(out / "frame_cache")})
-    db = open_database(db_url)
-    try:
+    data_cfg = with_frame_cache(config.data, out)
+    with run_database(db_url) as db:
         train_pairs, val_pairs, info = build_pairs(db, data_cfg, progress=config.progress)
         encoder = default_encoder()
         tr = PairTensors(train_pairs, info.cameras, encoder)
@@ -247,7 +229,7 @@ def train(db_url: str | None, out_dir: str, config: SubgoalTrainConfig | None = 
                 bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.4f}",
                                 gain_db={c: v["psnr_gain_changed_db"] for c, v in row["val"].items()})
             history.append(row)
-            save_plot(history, info.cameras, out / PLOT)
+            save_plot(history, info.cameras, out)
             if time.monotonic() - t0 > 60 * config.minutes:
                 break
         bar.close()
@@ -261,26 +243,17 @@ def train(db_url: str | None, out_dir: str, config: SubgoalTrainConfig | None = 
             "psnr_gain_changed_db": {c: v["psnr_gain_changed_db"] for c, v in last.get("val", {}).items()},
             "ssim": {c: v["ssim_all"] for c, v in last.get("val", {}).items()},
             "history": history, "skipped": info.skipped}
-        training = {"episode_ids": info.train_episode_ids, "val_episode_ids": info.val_episode_ids,
-                    "dataset": {**asdict(data_cfg), "cache_dir": None},
-                    "train": {k: v for k, v in asdict(config).items() if k != "data"}, "metrics": metrics}
-        save_checkpoint(out, model, training, fmt=FORMAT)
-        if config.register:
-            policy_id = register_policy(db, "subgoals", str(out.resolve()),
-                                        info.train_episode_ids + info.val_episode_ids,
-                                        {k: v for k, v in metrics.items() if k not in ("history", "val")})
-            update_training(out, policy_id=policy_id)
-            metrics["policy_id"] = policy_id
-        metrics.update(checkpoint=str(out), plot=str(out / PLOT), samples=samples)
+        training = training_record(info, data_cfg, config, metrics)
+        metrics.update(save_and_register(db, out, model, training, fmt=FORMAT, command=COMMAND, kind=SUBGOALS_KIND,
+                                         register=config.register,
+                                         episode_ids=info.train_episode_ids + info.val_episode_ids,
+                                         summary={k: v for k, v in metrics.items() if k not in ("history", "val")}))
+        metrics["samples"] = samples
         return metrics
-    finally:
-        db.close()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `coachlab distill-subgoals`."""
-    from distill.train import add_run_arguments, add_source_arguments
-
     add_source_arguments(p)
     p.add_argument("--min-quality", type=int, default=None, dest="min_quality")
     p.add_argument("--epochs", type=int, default=12)
@@ -292,11 +265,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> SubgoalTrainConfig:
+    """The run's config from the parsed options of `add_arguments`; a bad value is a one-sentence DistillError."""
     if args.epochs < 1:
         raise DistillError(f"--epochs must be at least 1, not {args.epochs}.")
     if args.image_size < 96 or args.image_size % 16:
         raise DistillError(f"--image-size must be a multiple of 16 and at least 96, not {args.image_size}.")
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
-    data = SubgoalDataConfig(tasks=tasks, min_quality=args.min_quality, image_size=args.image_size, seed=args.seed)
+    data = SubgoalDataConfig(tasks=parse_tasks(args.tasks), min_quality=args.min_quality, image_size=args.image_size,
+                             seed=args.seed)
     return SubgoalTrainConfig(data=data, epochs=args.epochs, minutes=args.minutes, batch_size=args.batch_size,
                               lr=args.lr, seed=args.seed, progress=not args.no_progress)

@@ -5,11 +5,14 @@
 
 Under torchrun (WORLD_SIZE > 1) every process builds the same samples, trains on its shard of
 them (DistributedSampler) and DDP averages the gradients; only rank 0 validates, draws the plot,
-writes the checkpoint and registers it in storage. Validation per epoch: subtask accuracy (the
-predicted string equals the target exactly), semantic accuracy (the sentence-encoder cosine of the
-predicted and the true string > 0.9 counts as the same meaning) overall and on the targets whose
-text never appeared verbatim in training, and the accuracy on those unseen targets when their
-strings are added to the candidates at evaluation time.
+writes the checkpoint and registers it in storage.
+
+This file is the loop, top to bottom: the config, `train` (samples, model, optimisation, a
+validation per epoch, checkpoint), then the command line. What it calls: the samples
+(`distill/dataset.py`, colour-swapped copies from `distill/recolour.py`), their tensors, the image
+augmentation and the objective (`distill/batches.py`), the network (`distill/model.py`), the
+validation metrics and the plot (`distill/validation.py`), and what every training run does around
+its loop (`distill/run.py`).
 """
 
 from __future__ import annotations
@@ -20,24 +23,19 @@ import math
 import os
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from typing import TYPE_CHECKING
+from typing import Any, Iterator
 
 import numpy as np
 
-from distill.dataset import DatasetConfig, DistillError, Sample, build_samples, metadata_prompt, select_episodes
-from coaching.high_level import DONE
+from distill.dataset import DatasetConfig, DistillError, build_samples, select_episodes
 from distill.recolour import augment
+from distill.run import (HIGH_LEVEL_KIND, add_run_arguments, add_source_arguments, parse_tasks, run_database,
+                         save_and_register, training_record, with_frame_cache)
 
-if TYPE_CHECKING:  # torch loads inside the functions, so building the command line stays light
-    import torch
-
-    from distill.model import SubtaskScorer, TextTable
-
-PLOT = "training.png"
+# torch loads inside the functions, so building the command line stays light
 
 
 @dataclass
@@ -57,212 +55,45 @@ class TrainConfig:
     register: bool = True  # register the checkpoint in the database
 
 
-# ----------------------------------------------------------------------------- tensors
-
-@dataclass
-class Tensors:
-    images: dict[str, torch.Tensor]  # camera -> (N, 3, S, S) uint8
-    state: torch.Tensor  # (N, D)
-    task: torch.Tensor  # (N, E)
-    hist: torch.Tensor  # (N, H, E)
-    hist_mask: torch.Tensor  # (N, H)
-    meta: torch.Tensor  # (N, E)
-    target: torch.Tensor  # (N,) index into the bank, -1 when the target is not in it
-    finished: torch.Tensor  # (N,) 1.0 where the newest history item is done (a switch, `done`, or no history)
-    targets: list[str]
-    views: list[str]
-
-    def __len__(self) -> int:
-        return len(self.targets)
-
-    def batch(self, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], ...]:
-        return ({c: v[idx] for c, v in self.images.items()}, self.state[idx], self.task[idx], self.hist[idx],
-                self.hist_mask[idx], self.meta[idx])
-
-
-def to_tensors(samples: list[Sample], cameras: list[str], bank: list[str], history: int, table: TextTable) -> Tensors:
-    import torch
-
-    from distill.model import TEXT_DIM, history_tensor
-
-    index = {t: i for i, t in enumerate(bank)}
-    n = len(samples)
-    images = {c: torch.from_numpy(np.stack([s.images[c] for s in samples])).permute(0, 3, 1, 2).contiguous()
-              if n else torch.zeros(0, 3, 1, 1, dtype=torch.uint8) for c in cameras}
-    state = torch.from_numpy(np.stack([s.state for s in samples])) if n else torch.zeros(0, 1)
-    texts = sorted({s.task for s in samples} | {metadata_prompt(s.metadata) for s in samples})
-    emb = dict(zip(texts, table.embed(texts)))
-    task = torch.stack([emb[s.task] for s in samples]) if n else torch.zeros(0, TEXT_DIM)
-    meta = torch.stack([emb[metadata_prompt(s.metadata)] for s in samples]) if n else torch.zeros(0, TEXT_DIM)
-    hist, mask = history_tensor([s.history for s in samples], history, table)
-    target = torch.tensor([index.get(s.target, -1) for s in samples], dtype=torch.long)
-    finished = torch.tensor([float(s.view == "previous" or s.target == DONE or not s.history) for s in samples])
-    return Tensors(images, state, task, hist, mask, meta, target, finished, [s.target for s in samples],
-                   [s.view for s in samples])
-
-
-def policy_loss(next_logits: torch.Tensor, finished_logit: torch.Tensor, target: torch.Tensor,
-                finished: torch.Tensor) -> torch.Tensor:
-    """Is the active subtask done (binary cross-entropy, every sample), and if so what comes next
-    (cross-entropy, on the samples where it is)."""
-    import torch.nn.functional as F
-
-    loss = F.binary_cross_entropy_with_logits(finished_logit, finished)
-    switch = finished > 0
-    if switch.any():
-        loss = loss + F.cross_entropy(next_logits[switch], target[switch]) * switch.float().mean()
-    return loss
-
-
-def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
-    """Shift each image by up to `pad` pixels (edge padding, then a random crop), uint8 in and out."""
-    import torch
-    import torch.nn.functional as F
-
-    if pad <= 0:
-        return images
-    b, _, h, w = images.shape
-    padded = F.pad(images.float(), (pad, pad, pad, pad), mode="replicate")
-    dx, dy = torch.randint(0, 2 * pad + 1, (2, b))
-    out = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
-    return out.to(torch.uint8)
-
-
-# ----------------------------------------------------------------------------- evaluation
-
-def evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: torch.Tensor, table: TextTable,
-             train_targets: set[str], threshold: float, batch_size: int = 256) -> dict[str, Any]:
-    """Loss and accuracies of `model` on `data` (see the module docstring)."""
-    import torch
-
-    with torch.no_grad():
-        return _evaluate(model, data, bank, bank_emb, table, train_targets, threshold, batch_size)
-
-
-def _evaluate(model: SubtaskScorer, data: Tensors, bank: list[str], bank_emb: torch.Tensor, table: TextTable,
-              train_targets: set[str], threshold: float, batch_size: int) -> dict[str, Any]:
-    import torch
-
-    if len(data) == 0:
-        return {}
-    was_training = model.training
-    model.eval()
-    unseen_texts = sorted({t for t in data.targets if t not in train_targets})
-    ext_bank = bank + unseen_texts
-    ext_emb = torch.cat([bank_emb, table.embed(unseen_texts)]) if unseen_texts else bank_emb
-    cand = model.candidates(ext_emb)
-    preds, ext_preds, losses, finished = [], [], [], []
-    for start in range(0, len(data), batch_size):
-        idx = torch.arange(start, min(start + batch_size, len(data)))
-        batch = data.batch(idx)
-        query = model.query(*batch)
-        logits = model.scores(query, batch[3], batch[4], cand, ext_emb)
-        has_history = batch[4][:, -1] > 0  # without one, "finished" is given, not predicted
-        finished.append(((query[2] > 0).float() == data.finished[idx])[has_history])
-        preds.append(logits[:, :len(bank)].argmax(dim=1))
-        ext_preds.append(logits.argmax(dim=1))
-        t = data.target[idx]
-        known = t >= 0
-        if known.any():  # the training loss, so the two curves of the plot compare
-            next_logits = model.next_logits(query, batch[3], cand[:len(bank)], bank_emb)
-            losses.append(policy_loss(next_logits[known], query[2][known], t[known], data.finished[idx][known])
-                          * int(known.sum()))
-    pred = torch.cat(preds)
-    ext_pred = torch.cat(ext_preds)
-    pred_text = [bank[int(i)] for i in pred]
-    # "Same meaning": cosine of the sentence embeddings of predicted and true text above the threshold.
-    uniq = sorted(set(pred_text) | set(data.targets))
-    vec = dict(zip(uniq, table.embed(uniq).numpy()))
-    cos = np.array([float(vec[p] @ vec[t]) if p != t else 1.0 for p, t in zip(pred_text, data.targets)])
-    exact = np.array([p == t for p, t in zip(pred_text, data.targets)])
-    semantic = cos > threshold
-    unseen = np.array([t not in train_targets for t in data.targets])
-    ext_exact = np.array([ext_bank[int(i)] == t for i, t in zip(ext_pred, data.targets)])
-    switch = np.array([v == "previous" for v in data.views])
-    done = np.array([t == DONE for t in data.targets])
-    n_known = int((data.target >= 0).sum())
-    model.train(was_training)
-
-    def mean(a: np.ndarray, sel: np.ndarray | None = None) -> float | None:
-        a = a if sel is None else a[sel]
-        return round(float(a.mean()), 4) if len(a) else None
-
-    return {"loss": round(float(torch.stack(losses).sum()) / max(n_known, 1), 4) if losses else None,
-            "accuracy": mean(exact), "semantic_accuracy": mean(semantic),
-            "switch_accuracy": mean(exact, switch), "continue_accuracy": mean(exact, ~switch),
-            "finished_accuracy": mean(torch.cat(finished).numpy()),
-            "done_accuracy": mean(exact, done),
-            "unseen_samples": int(unseen.sum()), "unseen_texts": len(unseen_texts),
-            "unseen_semantic_accuracy": mean(semantic, unseen),
-            "unseen_extended_accuracy": mean(ext_exact, unseen)}
-
-
-# ----------------------------------------------------------------------------- plot
-
-def save_plot(history: list[dict[str, Any]], path: Path) -> None:
-    """Loss (train, val) and validation accuracy (exact, semantic, switch) per epoch, as a PNG."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # files only: training runs headless
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import MaxNLocator
-
-    epochs = [h["epoch"] for h in history]
-    series_loss = {"train loss": [h.get("train_loss") for h in history], "val loss": [h.get("val_loss") for h in history]}
-    series_acc = {"val accuracy": [h.get("val_accuracy") for h in history],
-                  "val semantic": [h.get("val_semantic_accuracy") for h in history],
-                  "val switch": [h.get("val_switch_accuracy") for h in history],
-                  "val finished": [h.get("val_finished_accuracy") for h in history]}
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
-    for ax, series, title in ((axes[0], series_loss, "loss"), (axes[1], series_acc, "validation accuracy")):
-        for name, ys in series.items():
-            pts = [(e, y) for e, y in zip(epochs, ys) if y is not None]
-            if pts:
-                ax.plot(*zip(*pts), marker="o", label=name)
-        ax.set_title(title)
-        ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
-        ax.grid(alpha=0.3)
-        ax.legend()
-    axes[1].set_ylim(0, 1)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-# ----------------------------------------------------------------------------- the loop
-
-def _distributed() -> tuple[int, int]:
-    """(rank, world size); joins the process group from torchrun's env vars when WORLD_SIZE > 1."""
+@contextmanager
+def _process_group() -> Iterator[tuple[int, int]]:
+    """(rank, world size): joins the process group from torchrun's env vars when WORLD_SIZE > 1 and
+    leaves it when the run ends."""
     import torch
     import torch.distributed as dist
 
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
+    try:
+        yield (dist.get_rank(), dist.get_world_size()) if world > 1 else (0, 1)
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
 
 
 def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None) -> dict[str, Any]:
-    """Distill a high-level policy from the logged episodes at `db_url` into `out_dir`; returns the metrics."""
+    """Distill a high-level policy from the logged episodes at `db_url` (None: the configured database)
+    into the checkpoint directory `out_dir`; returns the metrics (rank 0; the other ranks of a
+    torchrun return only their rank). Anything a user can get wrong is a one-sentence DistillError
+    (or a `storage.errors.StorageError` for the database)."""
     import torch
     import torch.distributed as dist
     from tqdm import tqdm
 
-    from distill.checkpoint import save_checkpoint, update_training
-    from distill.model import ModelConfig, SubtaskScorer, TextTable
-    from storage import open_database, register_policy
+    from distill.batches import policy_loss, random_shift, to_tensors
+    from distill.candidates import training_bank
+    from distill.learned_policy import COMMAND, FORMAT
+    from distill.model import ModelConfig, SubtaskScorer
+    from distill.text_table import TextTable
+    from distill.validation import evaluate, save_plot
 
     config = config or TrainConfig()
     torch.set_num_threads(1)
-    rank, world = _distributed()
-    t0 = time.monotonic()
     out = Path(out_dir)
-    data_cfg = config.data
-    if data_cfg.cache_dir is None:
-        data_cfg = DatasetConfig(**{**asdict(data_cfg), "cache_dir": str(out / "frame_cache")})
-    db = open_database(db_url)
-    try:
+    data_cfg = with_frame_cache(config.data, out)
+    with _process_group() as (rank, world), run_database(db_url) as db:
+        t0 = time.monotonic()
         select_episodes(db, data_cfg)  # every rank fails alike on an empty selection, before any barrier
         # Rank 0 decodes the frames (and caches them); the others then read the cache.
         if rank == 0:
@@ -275,7 +106,7 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None) -
         np.random.seed(config.seed)
         train_s = augment(train_s, config.recolour_copies, config.seed)
         table = TextTable()
-        bank = sorted({s.target for s in train_s} - {DONE}) + [DONE]
+        bank = training_bank(s.target for s in train_s)
         states = np.stack([s.state for s in train_s])
         mcfg = ModelConfig(cameras=info.cameras, state_dim=info.state_dim, image_size=data_cfg.image_size,
                            history=data_cfg.history, temperature=config.temperature,
@@ -328,8 +159,7 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None) -
                                                            config.semantic_threshold).items()})
             history.append(row)
             bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.3f}", val_acc=row.get("val_accuracy"))
-            out.mkdir(parents=True, exist_ok=True)
-            save_plot(history, out / PLOT)
+            save_plot(history, out)
         bar.close()
         if world > 1:
             dist.barrier()
@@ -344,37 +174,13 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None) -
             **{k: v for k, v in last.items() if k != "epoch"},
             "semantic_threshold": config.semantic_threshold,
             "train_seconds": round(time.monotonic() - t0, 1), "history": history}
-        training = {"tasks": sorted({s.task for s in train_s}), "episode_ids": info.train_episode_ids,
-                    "val_episode_ids": info.val_episode_ids, "dataset": {**asdict(data_cfg), "cache_dir": None},
-                    "train": {k: v for k, v in asdict(config).items() if k != "data"}, "metrics": metrics,
-                    "skipped": info.skipped}
-        save_checkpoint(out, model, training)
-        if config.register:
-            policy_id = register_policy(db, "high_level", str(out.resolve()),
-                                        info.train_episode_ids + info.val_episode_ids,
-                                        {k: v for k, v in metrics.items() if k != "history"})
-            update_training(out, policy_id=policy_id)
-            metrics["policy_id"] = policy_id
-        metrics.update(checkpoint=str(out), plot=str(out / PLOT))
+        training = training_record(info, data_cfg, config, metrics, tasks=sorted({s.task for s in train_s}),
+                                   skipped=info.skipped)
+        metrics.update(save_and_register(db, out, model, training, fmt=FORMAT, command=COMMAND, kind=HIGH_LEVEL_KIND,
+                                         register=config.register,
+                                         episode_ids=info.train_episode_ids + info.val_episode_ids,
+                                         summary={k: v for k, v in metrics.items() if k != "history"}))
         return metrics
-    finally:
-        db.close()
-        if world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def add_source_arguments(p: argparse.ArgumentParser) -> None:
-    """Where the logs come from and where the checkpoint goes: shared by every training command."""
-    p.add_argument("--db", default=None, help="database URL or SQLite file (default: $COACHLAB_DB, else the user "
-                                              "data dir)")
-    p.add_argument("--out", required=True, help="the checkpoint directory to write")
-    p.add_argument("--tasks", default=None, help="comma list of task families (or parts of task texts); default all")
-
-
-def add_run_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--no-progress", action="store_true", dest="no_progress")
-    p.add_argument("--json", action="store_true")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -392,11 +198,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The run's config from the parsed options of `add_arguments`; a bad value is a one-sentence DistillError."""
     if args.epochs < 1:
         raise DistillError(f"--epochs must be at least 1, not {args.epochs}.")
     if args.recolour_copies < 0:
         raise DistillError(f"--recolour-copies must be 0 or more, not {args.recolour_copies}.")
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    tasks = parse_tasks(args.tasks)
     status = tuple(s.strip() for s in (args.status or "").split(",") if s.strip()) or ("success",)
     data = DatasetConfig(tasks=tasks, status=status, min_quality=args.min_quality, sample_hz=args.sample_hz,
                          seed=args.seed)
@@ -405,13 +212,14 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """`python -m distill.train` (and under torchrun): 0 when the run finished, 2 with one line on stderr when not."""
     from storage.errors import StorageError
 
     p = argparse.ArgumentParser(prog="distill.train", description="Distill a high-level policy from coaching logs.")
     add_arguments(p)
     args = p.parse_args(argv)
     try:
-        metrics = train(args.db or os.environ.get("COACHLAB_DB"), args.out, config_from_args(args))
+        metrics = train(args.db, args.out, config_from_args(args))
     except (DistillError, StorageError) as err:
         print(f"distill: {err}", file=sys.stderr)
         return 2

@@ -6,8 +6,9 @@ import json
 
 import pytest
 
-from distill.checkpoint import load_checkpoint, save_checkpoint
+from distill.checkpoint import save_checkpoint
 from distill.dataset import DistillError, history_items, metadata_prompt, normalize_subtask
+from distill.learned_policy import FORMAT, load_checkpoint
 from distill.model import ModelConfig, SubtaskScorer
 
 
@@ -20,7 +21,7 @@ def _one_sentence(err: pytest.ExceptionInfo) -> str:
 @pytest.fixture
 def ckpt(tmp_path):
     cfg = ModelConfig(cameras=["base", "wrist"], state_dim=10, bank=["pick up the red block", "done"])
-    save_checkpoint(tmp_path / "ck", SubtaskScorer(cfg), {"episode_ids": [1, 2]})
+    save_checkpoint(tmp_path / "ck", SubtaskScorer(cfg), {"episode_ids": [1, 2]}, FORMAT)
     return tmp_path / "ck"
 
 

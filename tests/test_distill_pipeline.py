@@ -12,9 +12,16 @@ import numpy as np
 import pytest
 
 from distill.dataset import DatasetConfig, DistillError, build_samples, normalize_subtask
+from distill.run import HIGH_LEVEL_KIND, PLOT
 from coaching.high_level import DONE
+from coaching.robot import Observation
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _seen(images: dict, state: np.ndarray) -> Observation:
+    """What the robot gives the policy: its cameras and proprio state (no privileged env_state)."""
+    return Observation(images, state, timestamp=0.0)
 
 
 def _run(args: list[str], timeout: float = 300) -> subprocess.CompletedProcess:
@@ -92,11 +99,11 @@ def test_training_beats_chance_and_registers(trained, coached_db):
     assert m["val_accuracy"] > 4 * m["chance"], m
     assert m["val_semantic_accuracy"] >= m["val_accuracy"]
     assert m["val_finished_accuracy"] > 0.75, m  # is the active subtask done: half and half by construction
-    for name in ("model.safetensors", "config.json", "training.json", "training.png"):
+    for name in ("model.safetensors", "config.json", "training.json", PLOT):
         assert (Path(out) / name).is_file()
-    assert (Path(out) / "training.png").read_bytes()[:4] == b"\x89PNG"
+    assert (Path(out) / PLOT).read_bytes()[:4] == b"\x89PNG"
     db = open_database(coached_db)
-    [policy] = [p for p in list_policies(db, kind="high_level") if p.id == m["policy_id"]]
+    [policy] = [p for p in list_policies(db, kind=HIGH_LEVEL_KIND) if p.id == m["policy_id"]]
     db.close()
     training = json.loads((Path(out) / "training.json").read_text())
     assert sorted(policy.training_episode_ids) == sorted(training["episode_ids"] + training["val_episode_ids"])
@@ -104,7 +111,7 @@ def test_training_beats_chance_and_registers(trained, coached_db):
 
 
 def test_checkpoint_round_trip_same_decisions(trained, coached_db):
-    from distill.model import LearnedHighLevelPolicy
+    from distill.learned_policy import LearnedHighLevelPolicy
     from storage import open_database
 
     out, _ = trained
@@ -121,26 +128,27 @@ def test_checkpoint_round_trip_same_decisions(trained, coached_db):
     full = {c: ep.frame(c, val[0].step_index) for c in ("base", "wrist")}  # a full-size frame, resized inside
     db.close()
     for s in val[::7]:
-        da = a.decide(s.images, s.state, s.task, s.history, s.metadata)
-        db_ = b.decide(s.images, s.state, s.task, s.history, None)  # metadata may be left out
+        da = a.decide(_seen(s.images, s.state), [], s.task, s.history, s.metadata)
+        db_ = b.decide(_seen(s.images, s.state), [], s.task, s.history, None)  # metadata may be left out
         assert da.subtask in a.candidates and 0 < da.confidence <= 1
-        assert da == a.decide(s.images, s.state, s.task, s.history, s.metadata)
+        assert da == a.decide(_seen(s.images, s.state), [], s.task, s.history, s.metadata)
         assert db_.subtask in b.candidates
-    d = a.decide(full, val[0].state, val[0].task, ["try again: " + x for x in val[0].history], val[0].metadata)
-    assert d == a.decide(full, val[0].state, val[0].task, val[0].history, val[0].metadata)
+    d = a.decide(_seen(full, val[0].state), [], val[0].task, ["try again: " + x for x in val[0].history], val[0].metadata)
+    assert d == a.decide(_seen(full, val[0].state), [], val[0].task, val[0].history, val[0].metadata)
     a.check_task(val[0].task)
     with pytest.raises(DistillError):
         a.check_task("Open the drawer, put the items on the table in it, then close the drawer.")
     a.add_candidates(["Pick up the purple block"])
     assert "pick up the purple block" in a.candidates
     # a person typed a subtask the policy never saw, then handed back: keeping it is among the choices
-    typed = a.decide(val[0].images, val[0].state, val[0].task, val[0].history + ["nudge the red block a bit"])
+    typed = a.decide(_seen(val[0].images, val[0].state), [], val[0].task, val[0].history + ["nudge the red block a bit"])
     assert "nudge the red block a bit" in a.candidates and 0 < typed.confidence <= 1
     # ... for that episode only: the next starts from the strings the policy was trained on
     a.reset()
     fresh = LearnedHighLevelPolicy.load(out)
-    assert a.candidates == fresh.candidates and a.decide(full, val[0].state, val[0].task, val[0].history[:1]) == \
-        fresh.decide(full, val[0].state, val[0].task, val[0].history[:1])
+    first = _seen(full, val[0].state)
+    assert a.candidates == fresh.candidates and a.decide(first, [], val[0].task, val[0].history[:1]) == \
+        fresh.decide(first, [], val[0].task, val[0].history[:1])
 
 
 def test_ddp_two_gloo_processes(coached_db, tmp_path):
@@ -150,7 +158,7 @@ def test_ddp_two_gloo_processes(coached_db, tmp_path):
     assert r.returncode == 0, r.stderr[-3000:]
     m = json.loads(r.stdout[r.stdout.index("{"):])
     assert m["world_size"] == 2 and (out / "model.safetensors").is_file()
-    from distill.model import LearnedHighLevelPolicy
+    from distill.learned_policy import LearnedHighLevelPolicy
 
     assert LearnedHighLevelPolicy.load(str(out)).checkpoint_id == m["policy_id"]
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from distill.dataset import DistillError
+from distill.run import PLOT, SUBGOALS_KIND
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -58,7 +59,7 @@ def test_training_writes_a_registered_checkpoint_that_learned(trained, coached_d
     from storage import list_policies, open_database
 
     out, metrics = trained
-    for name in ("model.safetensors", "config.json", "training.json", "training.png", "samples_base.png",
+    for name in ("model.safetensors", "config.json", "training.json", PLOT, "samples_base.png",
                  "samples_wrist.png"):
         assert (Path(out) / name).is_file(), name
     assert metrics["cameras"] == ["base", "wrist"] and metrics["image_size"] == 96
@@ -67,7 +68,7 @@ def test_training_writes_a_registered_checkpoint_that_learned(trained, coached_d
     assert history[-1]["train_loss"] < 0.8 * history[0]["train_loss"]  # it learns
     assert metrics["psnr_gain_changed_db"]["base"] > 0.5, metrics["val"]  # already beats copying on held-out
     with open_database(coached_db) as db:
-        (record,) = list_policies(db, kind="subgoals")
+        (record,) = list_policies(db, kind=SUBGOALS_KIND)
     assert record.checkpoint_path == str(Path(out).resolve()) and record.id == metrics["policy_id"]
 
 
@@ -78,7 +79,7 @@ def test_learned_previews_drive_a_coached_episode(trained, tmp_path, coaching_se
 
     out, _ = trained
     with coaching_session(tmp_path / "app.db", subgoals=f"learned:{out}") as session:
-        episode_id = session.start_episode(EpisodeSettings(task="Sort the blocks.", scene="sort_blocks", seed=3),
+        episode_id = session.start_episode(EpisodeSettings(task="Sort the blocks.", task_family="sort_blocks", seed=3),
                                            user="ana")
         frame = session.wait_frame(0)
         preview = session.preview("pick up the red block")
@@ -99,14 +100,14 @@ def test_learned_previews_drive_a_coached_episode(trained, tmp_path, coaching_se
 def test_bad_checkpoints_and_selections_get_one_sentence(trained, tmp_path, coached_db):
     import shutil
 
-    from coaching.subgoals import make_subgoal_generator
+    from app.embedded import subgoal_generator
     from distill.learned_subgoals import LearnedSubgoals
 
     out, _ = trained
     with pytest.raises(DistillError, match="no checkpoint directory"):
-        make_subgoal_generator(f"learned:{tmp_path / 'nowhere'}", None)
+        subgoal_generator(f"learned:{tmp_path / 'nowhere'}", None)
     with pytest.raises(ValueError, match="needs a directory"):
-        make_subgoal_generator("learned:", None)
+        subgoal_generator("learned:", None)
     broken = tmp_path / "broken"
     shutil.copytree(out, broken)
     (broken / "model.safetensors").write_bytes(b"not weights")
