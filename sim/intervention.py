@@ -3,7 +3,7 @@
 It wraps the autonomy driver: when the task has made no progress for `stall_s`, or the policy
 says done while the task is not, it takes over and sends the task's next step, phrased as the
 scripted coach would, as a correction; once that step is done (or timed out) it hands the episode
-back to the policy. The corrections are logged, so the next distillation learns from them (YAY
+back to the policy; when the task is done and the policy stalls, it ends the episode. The corrections are logged, so the next distillation learns from them (YAY
 Robot's loop). It reads the sim's privileged state, so it exists only in the sim.
 """
 
@@ -46,6 +46,9 @@ class ScriptedIntervention(SubtaskSource):
                 return SubtaskCommand("hand_back", user=SCRIPTED_COACH_USER)
             return None
         if status["segments"] and now - self._last_progress > self.stall_s:
+            if self.family.success(env):  # the task is done and the policy does not say so: a person ends it
+                return SubtaskCommand("end", outcome="success", note="ended by the coach: the task was done",
+                                      user=SCRIPTED_COACH_USER)
             return self._take_over(env, now)
         command = self.driver.next(observation, status)
         if command is not None and command.kind == "end" and not self.family.success(env) \
