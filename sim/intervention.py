@@ -3,8 +3,8 @@
 It wraps the autonomy driver: when the task has made no progress for `stall_s`, or the policy
 says done while the task is not, it takes over and sends the task's next step, phrased as the
 scripted coach would, as a correction; once that step is done (or timed out) it hands the episode
-back to the policy; when the task is done and the policy stalls, it ends the episode. The corrections are logged, so the next distillation learns from them (YAY
-Robot's loop). It reads the sim's privileged state, so it exists only in the sim.
+back to the policy; when the task is done and the policy stalls, it ends the episode. The
+corrections are logged, so the next distillation learns from them (YAY Robot's loop). It reads the sim's privileged state, so it exists only in the sim.
 """
 
 from __future__ import annotations
