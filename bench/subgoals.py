@@ -25,12 +25,11 @@ FAMILIES = ("sort_blocks", "drawer", "bussing")
 def _preview_ms(directory: str, trials: int = 30) -> float:
     import torch
 
-    from coaching.subgoals import make_subgoal_generator
-    from sim.mujoco_robot import MujocoRobot
+    from app import embedded
 
     torch.set_num_threads(2)
-    generator = make_subgoal_generator(f"learned:{directory}", policy=None)
-    robot = MujocoRobot()
+    generator = embedded.subgoal_generator(f"learned:{directory}", vla_client=None)
+    robot = embedded.sim_robot()
     try:
         robot.reset("sort_blocks", seed=0)
         obs = robot.observe()
