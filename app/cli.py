@@ -17,6 +17,7 @@ from app.episodes_command import add_parsers as add_episodes_parsers
 from app.errors import UserError
 from app.flags import add_flags, from_flags
 from app.play_command import add_parser as add_play_parser
+from coaching.settings import SessionError
 from coaching.vla import VLADoesNotFit
 from distill.dataset import DistillError
 from policy_client import BadAddress, PolicyError
@@ -99,7 +100,6 @@ def cmd_app(args: argparse.Namespace) -> dict[str, Any]:
             raise UserError("--auth takes user:password pairs separated by commas, e.g. ana:secret,ben:hunter2.")
         auth.append((user, password))
     config = from_flags(AppConfig, args, APP_FLAGS, auth=auth or None)
-    from coaching.session import SessionError
 
     # The control loop re-takes Python's GIL after every physics step and render; while the web
     # server holds it, the loop waits up to one switch interval each time (5 ms by default, which
@@ -220,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
     handler: Callable[[argparse.Namespace], dict[str, Any]] = args.func
     try:
         result = handler(args)
-    except (UserError, UnknownTask, PolicyError, BadAddress, VLADoesNotFit, StorageError, DistillError) as err:
+    except (UserError, UnknownTask, PolicyError, BadAddress, VLADoesNotFit, SessionError, StorageError,
+            DistillError) as err:
         print(f"coachlab {args.command}: {err}", file=sys.stderr)
         return 2
     _emit(result, getattr(args, "json", False))
