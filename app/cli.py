@@ -52,6 +52,7 @@ def cmd_coach(args: argparse.Namespace) -> dict[str, Any]:
     from app import embedded
     from coaching.episode import summarise
     from coaching.session import CoachingSession
+    from coaching.vla import check_fits
     from storage.database import configured_url
 
     tasks = list(embedded.task_families()) if args.task == "all" else [t.strip() for t in args.task.split(",")]
@@ -71,7 +72,9 @@ def cmd_coach(args: argparse.Namespace) -> dict[str, Any]:
         recorder = Recorder(db)
     try:
         with embedded.vla(args.vla, noise=args.noise, seed=args.seed) as vla:
-            session = CoachingSession(embedded.sim_robot(), vla, recorder, stepped=True).start()
+            robot = embedded.sim_robot()
+            check_fits(vla.metadata, robot.describe(), "ee")  # before any episode starts: one sentence
+            session = CoachingSession(robot, vla, recorder, stepped=True).start()
             try:
                 reports = embedded.scripted_coaching(session, tasks, args.episodes, args.seed, args.profile)
             finally:
