@@ -73,7 +73,11 @@ def cmd_coach(args: argparse.Namespace) -> dict[str, Any]:
     try:
         with embedded.vla(args.vla, noise=args.noise, seed=args.seed) as vla:
             robot = embedded.sim_robot()
-            check_fits(vla.metadata, robot.describe(), "ee")  # before any episode starts: one sentence
+            try:
+                check_fits(vla.metadata, robot.describe(), "ee")  # before any episode starts: one sentence
+            except BaseException:
+                robot.close()
+                raise
             session = CoachingSession(robot, vla, recorder, stepped=True).start()
             try:
                 reports = embedded.scripted_coaching(session, tasks, args.episodes, args.seed, args.profile)

@@ -15,7 +15,8 @@ import gradio as gr
 
 from app.handlers import fail, user_of
 from app.page_assets import camera_html
-from coaching.session import SPEEDS, CoachingSession, EpisodeSettings, SessionError
+from coaching.session import CoachingSession, EpisodeSettings, SessionError
+from coaching.settings import SPEEDS
 from storage import StorageError
 
 TIMELINE_COLUMNS = ["segment", "at (s)", "source", "subtask", "outcome", "mistake", "by"]

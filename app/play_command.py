@@ -111,6 +111,6 @@ def cmd_play(args: argparse.Namespace) -> dict[str, Any]:
     if baseline:
         result["scripted_coach_figures"] = summarise(baseline)
     result["episodes"] = [{"seed": r.seed, "success": r.success, "subtasks_completed": r.subtasks_completed,
-                           "interventions": r.corrections, "episode_id": r.episode_id,
+                           "corrections": r.corrections, "episode_id": r.episode_id,
                            "subtasks": [f"{s['source']}: {s['text']}" for s in r.segments]} for r in played]
     return result

@@ -43,7 +43,6 @@ EXCLUSION_S = 30.0
 DONE_CONFIDENCE = 0.7
 
 
-
 @dataclass
 class Hysteresis:
     """Whether a decision should replace the active subtask: a different subtask must win `needed`
@@ -150,8 +149,6 @@ class Exclusions:
         return self._momentary | {t for t, until in self._until.items() if until > now}
 
 
-
-
 @dataclass
 class AutonomyConfig:
     decide_hz: float = field(default=1.0, metadata={"help": "decisions a second, 0.1 to 10"})
@@ -207,10 +204,13 @@ class AutonomyDriver(SubtaskSource):
             self._hysteresis.reset()
             self._next_decision = now
             return None
+        if status["paused"]:
+            return None  # a person paused the robot: no new subtask, and holding still is not being stuck
         if now >= self.config.max_episode_s:  # the robot may still report the task done
             done = bool((observation.task_progress or {}).get("success"))
             return SubtaskCommand("end", outcome="success" if done else "failure",
                                   note=f"time limit of {self.config.max_episode_s:.0f} s reached")
+        self._adopt_handed_back(status)
         self._watch_vla(observation, status, now)
         if now < self._next_decision:
             return None
@@ -229,6 +229,17 @@ class AutonomyDriver(SubtaskSource):
         self._active, self._active_id, self._sent_at, self._ran = decision.subtask, None, now, False
         return SubtaskCommand("subtask", decision.subtask, source="policy", confidence=decision.confidence)
 
+    def _adopt_handed_back(self, status: dict[str, Any]) -> None:
+        """After a person handed the episode back, their last subtask is the active one: the policy
+        goes on from it (kept if it still wins, watched for refusals and stillness like its own)."""
+        segments = status["segments"]
+        if self._active is not None or not segments or segments[-1]["source"] == "policy" \
+                or segments[-1]["end_s"] is not None:
+            return
+        last = segments[-1]
+        self._active, self._active_id, self._sent_at, self._ran = last["text"], last["id"], last["issued_s"], True
+        self._hysteresis.reset()
+
     def _watch_vla(self, observation: Observation, status: dict[str, Any], now: float) -> None:
         """Note what the VLA did with the active subtask: refused it, runs it, or is stuck on it."""
         segments = status["segments"]
@@ -241,7 +252,7 @@ class AutonomyDriver(SubtaskSource):
             return  # the active subtask is not (or no longer) the one running
         excluded = self._exclusions.current(now)
         if status.get("vla_segment") == self._active_id:
-            if status.get("vla_note"):
+            if status.get("vla_refused"):
                 if self._active not in excluded:  # the VLA cannot do it now: take the policy's next choice
                     self._exclusions.refused(self._active, now, ran=self._ran)
                     if not self._ran:

@@ -82,7 +82,7 @@ class ControlLoop:
         self._tick_times: list[float] = []
         self._tick_ms: list[float] = []  # how long each tick's work took: the loop's headroom
         self._last_tick = 0.0
-        self._vla: dict[str, Any] = {"vla_rtt_ms": None, "vla_error": None, "vla_note": None,
+        self._vla: dict[str, Any] = {"vla_rtt_ms": None, "vla_error": None, "vla_note": None, "vla_refused": False,
                                      "vla_segment": None, "vla_replied": False}
         self._state: LoopState | None = None
         self._running = threading.Event()
@@ -117,15 +117,16 @@ class ControlLoop:
     def step(self) -> None:
         """Run one tick now (stepped loops only); a robot or VLA failure raises."""
         self._tick(self._state)
-        if self._state.chunker.last_error is not None:
-            raise self._state.chunker.last_error  # a stepped run cannot go on without its VLA
+        error, self._state.chunker.last_error = self._state.chunker.last_error, None
+        if error is not None:
+            raise error  # a stepped run cannot go on without its VLA
 
     # -- what other threads use -------------------------------------------------------------
     def submit(self, command: Callable[[LoopState], None]) -> None:
         """Run `command(state)` on the loop's thread: at the start of the next tick, or at once when
         called from that thread (a stepped loop's caller, or a subtask source inside a tick)."""
         if self.stepped or threading.current_thread() is self._thread:
-            command(self._state)
+            command(self._state)  # a stepped loop has one caller, the thread that steps it
         else:
             self._commands.put(command)
 
@@ -198,6 +199,7 @@ class ControlLoop:
             info, error = state.chunker.last_info, state.chunker.last_error
             self._vla = {"vla_rtt_ms": state.chunker.last_round_trip_ms, "vla_error": str(error) if error else None,
                          "vla_note": info.get("reason") if info.get("refused") else None,
+                         "vla_refused": bool(info.get("refused")),
                          "vla_segment": segment.id, "vla_replied": bool(info)}
             if action is not None and segment.first_action_wall is None:
                 segment.first_action_wall = time.time()

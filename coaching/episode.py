@@ -50,21 +50,21 @@ def run_episode(session: CoachingSession, source: SubtaskSource, settings: Episo
     episode_id = session.start_episode(settings, source.user, mode=mode, policy_checkpoint_id=policy_checkpoint_id)
     first = session.latest_observation().task_progress or {}
 
+    final: dict[str, Any] = {}
+
     def ask_source(obs: Any) -> None:
-        status = session.status()
+        status = final["status"] = session.status()
         if status["episode_id"] == episode_id:
             command = source.next(obs, status)
             if command is not None:
                 session.apply(command, command.user or source.user)
 
-    final: dict[str, Any] = {}
     session.loop.on_observation = ask_source
     try:
-        while session.status()["episode_id"] == episode_id:
-            final = session.status()
+        while session.episode_id == episode_id:
             session.loop.step()
     except BaseException:
-        if session.status()["episode_id"] == episode_id:
+        if session.episode_id == episode_id:
             session.end_episode("aborted", source.user, notes="the run failed; see the error")
         raise
     finally:
@@ -76,7 +76,7 @@ def run_episode(session: CoachingSession, source: SubtaskSource, settings: Episo
     return EpisodeReport(
         task_family=settings.task_family, seed=settings.seed,
         success=bool(last["success"]) if "success" in last else outcome == "success", outcome=outcome,
-        duration_s=round(final["episode_time_s"], 2),
+        duration_s=round(final["status"]["episode_time_s"], 2),  # when the source ended it
         subtasks_completed=max(0, first.get("steps_left", 0) - last.get("steps_left", 0)),
         corrections=sum(s["source"] == "correction" for s in segments), segments=segments,
         episode_id=episode_id if session.logging else None)

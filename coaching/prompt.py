@@ -4,8 +4,9 @@
 tags (speed, quality 1-5, mistake); `subgoal_images` are optional multi-view goal images
 (`{camera: HxWx3 uint8}`). Two bookkeeping fields let a stateful VLA tell tries apart: `episode`
 (the episode's id in this session) and `segment` (the subtask's number within the episode, from
-0); a new segment is a new try even when its text repeats. A probe that must leave no memory
-behind (a subgoal preview run in a copy of the sim) sets `probe`.
+0); a new segment is a new try even when its text repeats. A request whose answer is not
+executed on the robot (a subgoal preview run in a copy of the sim) sets `probe`, so a VLA that
+keeps memory between requests may leave it out.
 """
 
 from __future__ import annotations

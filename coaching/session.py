@@ -32,7 +32,7 @@ from coaching.control_loop import ControlLoop, Frame, LoopState
 from coaching.vla import VLADoesNotFit, check_fits
 from coaching.prompt import vla_prompt
 from coaching.robot import Observation, Robot
-from coaching.settings import SPEEDS, EpisodeSettings, SessionError, check_subtask  # noqa: F401 (re-exported)
+from coaching.settings import EpisodeSettings, SessionError, check_subtask
 from coaching.subgoals import SubgoalGenerator, SubgoalPreview
 from coaching.subtask_source import SubtaskCommand
 from coaching.timeline import SegmentView
@@ -64,14 +64,14 @@ class _Unrecorded:
     """Where a session that logs nothing (`coachlab play` without --db) gets its ids from."""
 
     def __init__(self) -> None:
-        self._ids = itertools.count(1)
+        self._episodes, self._segments = itertools.count(1), itertools.count(1)
         self.stats = None
 
     def start_episode(self, *args: Any, **kwargs: Any) -> int:
-        return next(self._ids)
+        return next(self._episodes)
 
     def start_segment(self, *args: Any, **kwargs: Any) -> int:
-        return next(self._ids)
+        return next(self._segments)
 
     def end_episode(self, *args: Any, **kwargs: Any) -> int:
         return 0
@@ -228,7 +228,7 @@ class CoachingSession:
                            with_subgoals=preview is not None, issued_wall=time.time(), mistake=mistake,
                            confidence=confidence)
         prompt = vla_prompt(self._episode.task, text, self._episode.control_mode, self._episode.metadata(),
-                            episode=self._episode_id, segment=number,
+                            episode=self._vla_episode_key(), segment=number,
                             subgoal_images=preview.images if preview is not None else None)
 
         def switch(state: LoopState) -> None:
@@ -388,6 +388,11 @@ class CoachingSession:
         return preview
 
     # -- what viewers read ------------------------------------------------------------------
+    @property
+    def episode_id(self) -> int | None:
+        """The running episode's id, None between episodes."""
+        return self._episode_id
+
     def wait_frame(self, after_seq: int, timeout_s: float = 1.0) -> Frame | None:
         return self.loop.wait_frame(after_seq, timeout_s)
 
@@ -426,6 +431,8 @@ class CoachingSession:
             self.recorder.record_step(self.clock.now() - self._episode_start, obs.state, action, obs.images,
                                       segment_id=segment_id, wait_s=_STEPPED_RECORD_WAIT_S if self.stepped else 0.0)
         except (RecorderOverflow, RecorderFailed, StorageError, ValueError) as e:
+            if self.stepped:
+                raise  # a stepped run waits for the database; a step it still cannot log stops the run, loudly
             self._report(str(e))
 
     def _report(self, message: str) -> None:
@@ -435,6 +442,12 @@ class CoachingSession:
                 del self._errors[:-20]
 
     # -- helpers ----------------------------------------------------------------------------
+    def _vla_episode_key(self) -> int | str:
+        """The prompt's `episode` field. A stepped run names an episode by its task family and seed, so a
+        VLA that draws per-try noise from it (the sim skill policy does) makes the same draws for a
+        seed whatever ran before or which database logs it; a live session uses the episode's id."""
+        return f"{self._episode.task_family}:{self._episode.seed}" if self.stepped else self._episode_id
+
     def _require_episode(self) -> int:
         with self._lock:
             if self._episode_id is None:

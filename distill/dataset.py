@@ -4,7 +4,7 @@ One sample is what a real robot and its driver have at one moment (low-resolutio
 the proprio state, the task text, the subtasks issued so far, the episode metadata) and the subtask
 that should be active then (or `done`). Never the sim's privileged `env_state`.
 
-The history convention matches the autonomous driver (`distill/autonomous.py`), which passes every
+The history convention matches the autonomous driver (`coaching/autonomy.py`), which passes every
 subtask issued so far, the active one last. From each sampled step of segment k two views are made:
 - "current": history = segments 0..k, target = segment k (keep going: the last issued is not done);
 - "previous": history = segments 0..k-1, target = segment k (switch: the last issued one is done).

@@ -37,6 +37,8 @@ class ScriptedIntervention(SubtaskSource):
 
     def next(self, observation: Observation, status: dict[str, Any]) -> SubtaskCommand | None:
         env, now = observation.env_state, status["episode_time_s"]
+        if now >= self.driver.config.max_episode_s:  # the time limit holds whoever drives
+            return self.driver.next(observation, {**status, "driver": "policy"})
         left = len(self.family.remaining_steps(env))
         if self._left is None or left < self._left:
             self._left, self._last_progress = left, now
@@ -49,7 +51,8 @@ class ScriptedIntervention(SubtaskSource):
             if self.family.success(env):  # the task is done and the policy does not say so: a person ends it
                 return SubtaskCommand("end", outcome="success", note="ended by the coach: the task was done",
                                       user=SCRIPTED_COACH_USER)
-            return self._take_over(env, now)
+            return self._take_over(env, now) or SubtaskCommand(
+                "end", outcome="failure", note="ended by the coach: nothing left it could correct", user=SCRIPTED_COACH_USER)
         command = self.driver.next(observation, status)
         if command is not None and command.kind == "end" and not self.family.success(env) \
                 and now < self.driver.config.max_episode_s:

@@ -60,7 +60,7 @@ def test_dataset_labels_and_split(coached_db):
     assert s.state.dtype == np.float32 and s.metadata["quality"] in (2, 5)
     samples = train + val
     assert all(t.target == normalize_subtask(t.target) and not t.target.startswith("try again") for t in samples)
-    assert all(len(t.history) <= 12 for t in samples)
+    assert all(len(t.history) <= DatasetConfig().history for t in samples)  # the history cap
     # Every successful episode ends in `done`.
     done_eps = {t.episode_id for t in samples if t.target == DONE}
     assert done_eps == set(info.train_episode_ids) | set(info.val_episode_ids)
@@ -174,7 +174,7 @@ def test_play_issues_sensible_subtasks_and_logs_them(trained, tmp_path):
               "--intervene", "scripted", "--noise", "0", "--db", db, "--json"])
     assert r.returncode == 0, r.stderr[-2000:]
     out = json.loads(r.stdout)
-    assert set(out["policy_figures"]) >= {"success_rate", "mean_subtasks_completed", "mean_episode_s", "interventions"}
+    assert set(out["policy_figures"]) >= {"success_rate", "mean_subtasks_completed", "mean_episode_s", "corrections"}
     assert out["scripted_coach_figures"]["episodes"] == 1
     [episode] = out["episodes"]
     assert episode["success"]  # the policy, corrected by the scripted coach where it went wrong, finishes
