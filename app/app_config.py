@@ -8,7 +8,7 @@ import os
 from dataclasses import dataclass, field
 
 from app import embedded
-from app.flags import help_text
+from coaching.config_flags import help_text
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 ROBOT_ENV = "COACHLAB_ROBOT"
@@ -31,7 +31,7 @@ class AppConfig:
         "database URL or SQLite file (default: $COACHLAB_DB, else the user data dir)"))
     subgoals: str = field(default="sim", metadata=help_text("subgoal previews: sim (lookahead), none, or learned:DIR"))
     auth: list[tuple[str, str]] | None = None  # (user, password) pairs; from --auth user:password,... or $COACHLAB_AUTH
-    sim_noise: float = field(default=1.0, metadata=help_text("failure noise of the sim skill policy (0 = none)"))
+    sim_noise: float = field(default=embedded.SIM_NOISE, metadata=help_text(embedded.NOISE_HELP))
     task_family: str = "bussing"  # what the robot shows before the first episode, if it has it
 
     def check(self) -> None:

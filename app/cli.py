@@ -12,10 +12,10 @@ import sys
 from typing import Any, Callable
 
 from app.distill_command import add_parser as add_distill_parser
-from app.embedded import SIM_VLA_FACTORY, UnknownTask
+from app.embedded import APP_CONTROL_HZ, NOISE_HELP, SIM_NOISE, SIM_VLA_FACTORY, UnknownTask
 from app.episodes_command import add_parsers as add_episodes_parsers
 from app.errors import UserError
-from app.flags import add_flags, from_flags
+from coaching.config_flags import add_flags, from_flags
 from app.play_command import add_parser as add_play_parser
 from coaching.settings import SessionError
 from coaching.vla import VLADoesNotFit
@@ -180,7 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--episodes", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", choices=["expert", "sloppy"], default="expert")
-    p.add_argument("--noise", type=float, default=1.0, help="failure noise of the sim skill policy (0 = none)")
+    p.add_argument("--noise", type=float, default=SIM_NOISE, help=NOISE_HELP)
     p.add_argument("--vla", default=None, help="VLA address, zmq://host:port or openpi://host:port "
                                                "(default: $COACHLAB_VLA, else the sim skill policy in a child process)")
     p.add_argument("--db", default=None, help="log every episode to this database URL or SQLite file "
@@ -202,7 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("robot-server", help="serve the MuJoCo sim robot as a robot bridge over ZMQ")
     p.add_argument("--port", type=int, default=5560)
     p.add_argument("--host", default="127.0.0.1")
-    p.add_argument("--hz", type=float, default=20.0, help="control rate")
+    p.add_argument("--hz", type=float, default=APP_CONTROL_HZ, help="control rate")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_robot_server)
 

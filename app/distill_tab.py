@@ -23,7 +23,9 @@ from storage import Database, StorageError
 from storage.database import ENV_VAR as DB_ENV_VAR
 from storage.vocab import FINAL_STATUSES
 
+from app.embedded import SIM_NOISE
 from distill.run import PLOT  # what distill.train redraws after every epoch
+from distill.train import TrainConfig
 RESULT_COLUMNS = ["task", "policy", "scripted coach", "subtasks done", "episodes"]  # success rates, policy's mean
 
 
@@ -95,7 +97,7 @@ class DistillJobs:
             names = [by_text[t] for t in learned if t in by_text]
             if not names:
                 raise ValueError("This policy learned none of this robot's tasks, so there is nothing to evaluate.")
-            cmds = [play_command(policy_dir.strip(), n, episodes, seed, max_episode_s, noise=1.0) for n in names]
+            cmds = [play_command(policy_dir.strip(), n, episodes, seed, max_episode_s, noise=SIM_NOISE) for n in names]
             self.evaluation, self.eval_tasks = Job(cmds).start(), names
             return names
 
@@ -173,7 +175,7 @@ def distill_tab(db: Database, task_families: dict[str, str], tab: gr.Tab, fail: 
     count = gr.Markdown(count_selected(db, [], ["success"], 1), elem_id="dl-count")
     gr.Markdown("### 2 · Train")
     with gr.Row():
-        epochs = gr.Number(value=10, precision=0, minimum=1, label="Epochs", elem_id="dl-epochs")
+        epochs = gr.Number(value=TrainConfig().epochs, precision=0, minimum=1, label="Epochs", elem_id="dl-epochs")
         out = gr.Textbox(label="Checkpoint folder", placeholder="blank: a new folder under the data dir's policies/",
                          elem_id="dl-out", scale=3)
         train = gr.Button("Train", variant="primary", elem_id="dl-train")

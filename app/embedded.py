@@ -28,6 +28,8 @@ if TYPE_CHECKING:  # the command line imports this module; the heavy parts load 
 SIM_VLA_FACTORY = "sim.skill_policy:from_options"
 APP_CONTROL_HZ = 20  # the browser shows each camera at the loop's rate; 15 fps is the floor
 EMBEDDED = "sim"  # the name of the embedded robot for --robot
+SIM_NOISE = 1.0  # the sim skill policy's failure noise everywhere it is served (0: grasps never miss)
+NOISE_HELP = "failure noise of the sim skill policy (0 = none)"
 
 
 def task_families() -> dict[str, str]:

@@ -12,8 +12,9 @@ from typing import Any
 
 from tqdm import tqdm
 
+from app.embedded import NOISE_HELP, SIM_NOISE
 from app.errors import UserError
-from app.flags import add_flags, from_flags
+from coaching.config_flags import add_flags, from_flags
 from coaching.autonomy import AutonomyConfig
 
 AUTONOMY_FLAGS = ("decide_hz", "max_episode_s")
@@ -30,7 +31,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     add_flags(p, AutonomyConfig, AUTONOMY_FLAGS)
     p.add_argument("--vla", default=None, help="VLA address (default: the sim policy in a child process)")
     p.add_argument("--db", default=None, help="log the episodes (as autonomous) to this database")
-    p.add_argument("--noise", type=float, default=1.0, help="failure noise of the sim skill policy")
+    p.add_argument("--noise", type=float, default=SIM_NOISE, help=NOISE_HELP)
     p.add_argument("--no-baseline", action="store_true", help="skip the scripted coach's run on the same seeds")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_play)

@@ -24,7 +24,7 @@ class SubgoalDataConfig:
     tasks: list[str] | None = None  # task families or parts of task texts; None = all
     status: tuple[str, ...] = ("success", "failure", "interrupted")  # segments carry their own outcome
     min_quality: int | None = None
-    image_size: int = 96
+    image_size: int = field(default=96, metadata={"help": "pixels, a multiple of 16 and at least 96"})
     sample_hz: float = 2.0
     early_fraction: float = 0.5
     min_steps: int = 3  # shorter segments show no change worth learning

@@ -24,17 +24,22 @@ from typing import Any
 import numpy as np
 
 from coaching.text_encoder import DIM as TEXT_DIM
+from coaching.config_flags import add_flags, from_flags
 from distill.dataset import DistillError
 from distill.run import (SUBGOALS_KIND, add_run_arguments, add_source_arguments, epoch_plot, parse_tasks, plot_series,
                          run_database, save_and_register, training_record, with_frame_cache)
 from distill.subgoal_data import SubgoalDataConfig, SubgoalPair, build_pairs
 
 
+TRAIN_FLAGS = ("epochs", "minutes", "batch_size", "lr")  # SubgoalTrainConfig fields that are options
+DATA_FLAGS = ("min_quality", "image_size")  # SubgoalDataConfig fields that are options
+
+
 @dataclass
 class SubgoalTrainConfig:
     data: SubgoalDataConfig = field(default_factory=SubgoalDataConfig)
     epochs: int = 12  # on 20 episodes x 3 families validation stops improving after about 10
-    minutes: float = 15.0  # the wall-clock budget; training stops after the epoch that crosses it
+    minutes: float = field(default=15.0, metadata={"help": "the wall-clock budget: stop after the epoch that passes it"})
     batch_size: int = 16  # pairs; each brings one image per camera
     lr: float = 2e-3
     weight_decay: float = 1e-4
@@ -255,12 +260,8 @@ def train(db_url: str | None, out_dir: str, config: SubgoalTrainConfig | None = 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `coachlab distill-subgoals`."""
     add_source_arguments(p)
-    p.add_argument("--min-quality", type=int, default=None, dest="min_quality")
-    p.add_argument("--epochs", type=int, default=12)
-    p.add_argument("--minutes", type=float, default=15.0, help="stop after the epoch that passes this budget")
-    p.add_argument("--image-size", type=int, default=96, dest="image_size", help="a multiple of 16, at least 96")
-    p.add_argument("--batch-size", type=int, default=16, dest="batch_size")
-    p.add_argument("--lr", type=float, default=2e-3)
+    add_flags(p, SubgoalDataConfig, DATA_FLAGS)
+    add_flags(p, SubgoalTrainConfig, TRAIN_FLAGS)
     add_run_arguments(p)
 
 
@@ -270,7 +271,5 @@ def config_from_args(args: argparse.Namespace) -> SubgoalTrainConfig:
         raise DistillError(f"--epochs must be at least 1, not {args.epochs}.")
     if args.image_size < 96 or args.image_size % 16:
         raise DistillError(f"--image-size must be a multiple of 16 and at least 96, not {args.image_size}.")
-    data = SubgoalDataConfig(tasks=parse_tasks(args.tasks), min_quality=args.min_quality, image_size=args.image_size,
-                             seed=args.seed)
-    return SubgoalTrainConfig(data=data, epochs=args.epochs, minutes=args.minutes, batch_size=args.batch_size,
-                              lr=args.lr, seed=args.seed, progress=not args.no_progress)
+    data = from_flags(SubgoalDataConfig, args, DATA_FLAGS, tasks=parse_tasks(args.tasks), seed=args.seed)
+    return from_flags(SubgoalTrainConfig, args, TRAIN_FLAGS, data=data, seed=args.seed, progress=not args.no_progress)

@@ -30,12 +30,17 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from coaching.config_flags import add_flags, from_flags
 from distill.dataset import DatasetConfig, DistillError, build_samples, select_episodes
 from distill.recolour import augment
 from distill.run import (HIGH_LEVEL_KIND, add_run_arguments, add_source_arguments, parse_tasks, run_database,
                          save_and_register, training_record, with_frame_cache)
 
 # torch loads inside the functions, so building the command line stays light
+
+
+TRAIN_FLAGS = ("epochs", "recolour_copies", "batch_size", "lr")  # TrainConfig fields that are options
+DATA_FLAGS = ("min_quality", "sample_hz")  # DatasetConfig fields that are options
 
 
 @dataclass
@@ -50,7 +55,8 @@ class TrainConfig:
     semantic_threshold: float = 0.9
     metadata_dropout: float = 0.3
     temperature: float = 0.05
-    recolour_copies: int = 0  # colour-swapped copies of each training sample (distill/recolour.py); off, see docs
+    recolour_copies: int = field(default=0, metadata={
+        "help": "colour-swapped copies of each training sample (distill/recolour.py; off by default, see docs/distill.md)"})
     progress: bool = True
     register: bool = True  # register the checkpoint in the database
 
@@ -186,14 +192,10 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None) -
 def add_arguments(p: argparse.ArgumentParser) -> None:
     """The options of `coachlab distill` and `python -m distill.train`."""
     add_source_arguments(p)
-    p.add_argument("--status", default="success", help="comma list of episode statuses to learn from")
-    p.add_argument("--min-quality", type=int, default=None, dest="min_quality")
-    p.add_argument("--epochs", type=int, default=10)
-    p.add_argument("--recolour-copies", type=int, default=0, dest="recolour_copies",
-                   help="colour-swapped copies of each training sample (off by default, see docs/distill.md)")
-    p.add_argument("--batch-size", type=int, default=32, dest="batch_size")
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--sample-hz", type=float, default=2.0, dest="sample_hz")
+    p.add_argument("--status", default=",".join(DatasetConfig().status),
+                   help="comma list of episode statuses to learn from")
+    add_flags(p, DatasetConfig, DATA_FLAGS)
+    add_flags(p, TrainConfig, TRAIN_FLAGS)
     add_run_arguments(p)
 
 
@@ -205,10 +207,8 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
         raise DistillError(f"--recolour-copies must be 0 or more, not {args.recolour_copies}.")
     tasks = parse_tasks(args.tasks)
     status = tuple(s.strip() for s in (args.status or "").split(",") if s.strip()) or ("success",)
-    data = DatasetConfig(tasks=tasks, status=status, min_quality=args.min_quality, sample_hz=args.sample_hz,
-                         seed=args.seed)
-    return TrainConfig(data=data, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                       recolour_copies=args.recolour_copies, progress=not args.no_progress)
+    data = from_flags(DatasetConfig, args, DATA_FLAGS, tasks=tasks, status=status, seed=args.seed)
+    return from_flags(TrainConfig, args, TRAIN_FLAGS, data=data, seed=args.seed, progress=not args.no_progress)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
 """Command-line flags derived from config dataclasses, so each default is stated once: in the dataclass.
+Shared by the app's commands and distill's trainers (both may import `coaching`).
 
 A field's flag is `--field-name`, its type the field's annotation (bool fields are switches), its
 default the dataclass's, and its help the field's `metadata["help"]` with the default appended.
