@@ -55,7 +55,8 @@ def cmd_coach(args: argparse.Namespace) -> dict[str, Any]:
     from coaching.vla import check_fits
     from storage.database import configured_url
 
-    tasks = list(embedded.task_families()) if args.task == "all" else [t.strip() for t in args.task.split(",")]
+    tasks = list(embedded.task_families()) if args.task_family == "all" else \
+        [t.strip() for t in args.task_family.split(",")]
     for t in tasks:
         embedded.check_task_family(t)
     if args.episodes < 1:
@@ -176,7 +177,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("coach", help="let the scripted coach drive the sim for N episodes")
-    p.add_argument("--task", default="all", help="a task family, a comma list, or 'all'")
+    p.add_argument("--task-family", "--task", default="all", dest="task_family",
+                   help="a task family, a comma list, or 'all'")
     p.add_argument("--episodes", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--profile", choices=["expert", "sloppy"], default="expert")

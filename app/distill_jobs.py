@@ -135,5 +135,5 @@ def train_command(out_dir: str, epochs: int, tasks: list[str], status: list[str]
 def play_command(policy_dir: str, task_family: str, episodes: int, seed: int, max_episode_s: float,
                  noise: float) -> list[str]:
     """`coachlab play` of one task on its own sim robot and VLA child process, next to the scripted coach."""
-    return [sys.executable, "-m", "app.cli", "play", "--policy", policy_dir, "--task", task_family, "--episodes",
+    return [sys.executable, "-m", "app.cli", "play", "--policy", policy_dir, "--task-family", task_family, "--episodes",
             str(episodes), "--seed", str(seed), "--max-episode-s", str(max_episode_s), "--noise", str(noise), "--json"]

@@ -23,7 +23,7 @@ AUTONOMY_FLAGS = ("decide_hz", "max_episode_s")
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("play", help="run a distilled high-level policy autonomously (evaluate with --episodes N)")
     p.add_argument("--policy", required=True, help="a checkpoint folder written by coachlab distill")
-    p.add_argument("--task", required=True, help="a sim task family")
+    p.add_argument("--task-family", "--task", required=True, dest="task_family", help="a sim task family")
     p.add_argument("--episodes", type=int, default=1)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--intervene", choices=["none", "scripted"], default="none",
@@ -78,7 +78,7 @@ def cmd_play(args: argparse.Namespace) -> dict[str, Any]:
     from coaching.episode import summarise
     from distill.learned_policy import LearnedHighLevelPolicy
 
-    task_family = embedded.check_task_family(args.task)
+    task_family = embedded.check_task_family(args.task_family)
     if args.episodes < 1 or args.seed < 0:
         raise UserError("--episodes must be at least 1 and --seed zero or more.")
     autonomy = from_flags(AutonomyConfig, args, AUTONOMY_FLAGS)
@@ -107,7 +107,7 @@ def cmd_play(args: argparse.Namespace) -> dict[str, Any]:
         finally:
             if db is not None:
                 db.close()
-    result: dict[str, Any] = {"task": task_family, "seeds": [seeds[0], seeds[-1]], "policy": args.policy,
+    result: dict[str, Any] = {"task_family": task_family, "seeds": [seeds[0], seeds[-1]], "policy": args.policy,
                               "intervene": args.intervene, "policy_figures": summarise(played)}
     if baseline:
         result["scripted_coach_figures"] = summarise(baseline)
