@@ -42,7 +42,7 @@ def play(policy: Any, task_family: str, seeds: list[int], vla: Any, recorder: An
     """The policy's episodes on the sim, one per seed, through a stepped session (logged with a recorder)."""
     from app import embedded
     from coaching.autonomy import AutonomyDriver
-    from coaching.episode import run_episode
+    from coaching.episode import drive_episode
     from coaching.session import CoachingSession, EpisodeSettings
 
     task = embedded.task_families()[task_family]
@@ -53,7 +53,7 @@ def play(policy: Any, task_family: str, seeds: list[int], vla: Any, recorder: An
             source = AutonomyDriver(policy, task, autonomy)
             if intervene:
                 source = embedded.scripted_intervention(source, task_family, seed)
-            reports.append(run_episode(session, source, EpisodeSettings(task, task_family, seed), mode="autonomous",
+            reports.append(drive_episode(session, source, EpisodeSettings(task, task_family, seed), mode="autonomous",
                                        policy_checkpoint_id=policy.checkpoint_id))
         return reports
     finally:

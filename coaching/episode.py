@@ -36,7 +36,7 @@ class EpisodeReport:
         return asdict(self)
 
 
-def run_episode(session: CoachingSession, source: SubtaskSource, settings: EpisodeSettings, mode: str = "coached",
+def drive_episode(session: CoachingSession, source: SubtaskSource, settings: EpisodeSettings, mode: str = "coached",
                 policy_checkpoint_id: int | None = None) -> EpisodeReport:
     """Reset into `settings`, step the loop until the source ends the episode, and report.
 
@@ -45,7 +45,7 @@ def run_episode(session: CoachingSession, source: SubtaskSource, settings: Episo
     (a VLA that failed, a robot that failed) ends the episode as aborted, keeping what was logged,
     and raises."""
     if not session.stepped:
-        raise ValueError("run_episode steps the loop itself; give it a stepped session.")
+        raise ValueError("drive_episode steps the loop itself; give it a stepped session.")
     source.reset()
     episode_id = session.start_episode(settings, source.user, mode=mode, policy_checkpoint_id=policy_checkpoint_id)
     first = session.latest_observation().task_progress or {}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from tqdm import tqdm
 
-from coaching.episode import EpisodeReport, run_episode
+from coaching.episode import EpisodeReport, drive_episode
 from coaching.session import CoachingSession
 from sim.coach import CoachConfig
 from sim.coach_source import ScriptedCoachSource
@@ -19,5 +19,5 @@ def coach_episodes(session: CoachingSession, task_families: list[str], episodes:
     jobs = [(t, seed + k) for t in task_families for k in range(episodes)]
     for name, s in tqdm(jobs, desc="coaching", unit="episode", disable=not progress):
         source = ScriptedCoachSource(get_family(name), CoachConfig(profile=profile), s)
-        reports[name].append(run_episode(session, source, source.settings()))
+        reports[name].append(drive_episode(session, source, source.settings()))
     return reports

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from coaching.episode import run_episode
+from coaching.episode import drive_episode
 from coaching.session import CoachingSession
 
 
@@ -17,7 +17,7 @@ def test_a_coached_episode_files_each_step_under_the_segment_that_produced_it(tm
         session = CoachingSession(embedded.sim_robot(), served_policy, recorder, stepped=True).start()
         try:
             source = embedded.scripted_coach("sort_blocks", 2)
-            report = run_episode(session, source, source.settings())
+            report = drive_episode(session, source, source.settings())
         finally:
             session.close()
         recorder.flush()
@@ -49,7 +49,7 @@ def test_the_intervener_takes_over_a_stalled_policy_and_hands_back(stepped_sessi
     task = embedded.task_families()["sort_blocks"]
     driver = AutonomyDriver(Idle(), task, AutonomyConfig(max_episode_s=40.0))
     source = embedded.scripted_intervention(driver, "sort_blocks", 4)
-    report = run_episode(stepped_session, source, EpisodeSettings(task, "sort_blocks", 4), mode="autonomous")
+    report = drive_episode(stepped_session, source, EpisodeSettings(task, "sort_blocks", 4), mode="autonomous")
     sources = [s["source"] for s in report.segments]
     assert "correction" in sources and report.corrections >= 1 and report.subtasks_completed >= 1
     first_fix = sources.index("correction")

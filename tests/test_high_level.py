@@ -103,11 +103,11 @@ class AlwaysRed(HighLevelPolicy):
 @pytest.mark.parametrize("timeout_s", [4.0, 300.0])
 def test_a_subtask_active_past_the_timeout_gives_way_to_the_next_choice(timeout_s, stepped_session):
     from coaching.autonomy import AutonomyConfig, AutonomyDriver
-    from coaching.episode import run_episode
+    from coaching.episode import drive_episode
     from coaching.session import EpisodeSettings
 
     driver = AutonomyDriver(AlwaysRed(), "sort the blocks", AutonomyConfig(max_episode_s=7.0, subtask_timeout_s=timeout_s))
-    report = run_episode(stepped_session, driver, EpisodeSettings("sort the blocks", "sort_blocks", 3), mode="autonomous")
+    report = drive_episode(stepped_session, driver, EpisodeSettings("sort the blocks", "sort_blocks", 3), mode="autonomous")
     assert report.outcome == "failure" and report.duration_s <= 7.1  # the time limit ends it
     texts = [(s["text"], s["issued_s"]) for s in report.segments]
     assert texts[0] == ("pick up the red block", 0.0)

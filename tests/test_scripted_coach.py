@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from coaching.episode import run_episode
+from coaching.episode import drive_episode
 from sim.coach import CoachConfig
 from sim.coach_source import ScriptedCoachSource
 from sim.tasks import get_family
@@ -15,7 +15,7 @@ def _coach(family: str, seed: int, **config) -> ScriptedCoachSource:
 
 def test_expert_finishes_the_drawer_task(stepped_session):
     source = _coach("drawer", 4, profile="expert")
-    report = run_episode(stepped_session, source, source.settings())
+    report = drive_episode(stepped_session, source, source.settings())
     assert report.success and report.outcome == "success", report.segments
     texts = [s["text"] for s in report.segments]
     assert "drawer" in texts[0] and "drawer" in texts[-1]  # open first, close last
@@ -27,7 +27,7 @@ def test_expert_finishes_the_drawer_task(stepped_session):
 
 def test_sloppy_coach_makes_a_mistake_then_corrects_it(stepped_session):
     source = _coach("bussing", 5, profile="sloppy", mistake_rate=1.0)
-    report = run_episode(stepped_session, source, source.settings())
+    report = drive_episode(stepped_session, source, source.settings())
     mistakes = [s for s in report.segments if s["mistake"]]
     assert mistakes, "a sloppy coach with mistake_rate=1 must send something to the wrong place"
     assert report.corrections >= 1
@@ -48,7 +48,7 @@ def test_failed_grasp_is_corrected():
     with embedded.vla(noise=1.0, miss_probability=0.5, seed=1) as noisy:
         session = CoachingSession(embedded.sim_robot(), noisy, stepped=True).start()
         try:
-            report = run_episode(session, source, source.settings())
+            report = drive_episode(session, source, source.settings())
         finally:
             session.close()
     failed = [s for s in report.segments if s["outcome"] == "failure"]
