@@ -13,7 +13,6 @@ import argparse
 from typing import Any
 
 
-
 def cmd_distill(args: argparse.Namespace) -> dict[str, Any]:
     from distill.train import config_from_args, train
 

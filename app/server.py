@@ -29,7 +29,6 @@ from coaching.vla import check_fits
 from coaching.session import CoachingSession
 
 
-
 class CoachingApp:
     """Everything one running app owns; `serve()` in the foreground or `start()` on a thread."""
 

@@ -40,7 +40,6 @@ class SubtaskCommand:
     note: str | None = None
     user: str | None = None  # who to log it as, when not the source's own user
 
-
     def __post_init__(self) -> None:
         if self.kind not in COMMANDS:
             raise ValueError(f"A subtask command is one of {', '.join(COMMANDS)}, not {self.kind!r}.")
