@@ -124,7 +124,7 @@ class AutonomousRunner:
                 return False  # taken over or ended from another tab
             obs = self.session.latest_observation()
             command = self.driver.next(obs, status) if obs is not None else None
-            self._show(self.driver.decision)
+            self._show(self.driver.decision, status["subtask"])
             if command is not None:
                 try:
                     self.session.apply(command, self.user)
@@ -139,13 +139,13 @@ class AutonomousRunner:
         return False
 
     # -- helpers ----------------------------------------------------------------------------
-    def _show(self, decision: Any) -> None:
+    def _show(self, decision: Any, active: str | None) -> None:
         if decision is None:
             return
         with self._lock:
             self.decision = {"subtask": decision.subtask, "confidence": round(decision.confidence, 3),
                              "alternatives": [(t, round(p, 3)) for t, p in decision.alternatives[:3]]}
-        if decision.subtask == self.session.status()["subtask"]:
+        if decision.subtask == active:
             self.session.note_confidence(decision.confidence)
 
     def _halt(self) -> None:
