@@ -68,10 +68,7 @@ class MujocoRobot(Robot):
         return self.observe()
 
     def observe(self) -> Observation:
-        images = {}
-        for cam in self.config.cameras:
-            self._renderer.update_scene(self.data, camera=cam)
-            images[cam] = self._renderer.render().copy()
+        images = {cam: self.render(cam) for cam in self.config.cameras}
         env = self.env_state()
         progress = {"success": self.family.success(env), "steps_left": len(self.family.remaining_steps(env))}
         return Observation(images=images, state=self.proprio(), timestamp=float(self.data.time), env_state=env,
@@ -122,6 +119,26 @@ class MujocoRobot(Robot):
             self._renderer = None
 
     # -- sim internals ----------------------------------------------------------------------
+    def render(self, camera: str) -> np.ndarray:
+        """What `camera` sees now: HxWx3 uint8 at `config.image_size`."""
+        self._renderer.update_scene(self.data, camera=camera)
+        return self._renderer.render().copy()
+
+    @property
+    def renderer(self) -> mujoco.Renderer:
+        """The renderer sized like the cameras' images (the segmentation oracle renders with it)."""
+        return self._renderer
+
+    @property
+    def finger_qpos(self) -> list[int]:
+        return self._finger_qpos
+
+    def load(self, spec: SceneSpec) -> None:
+        """Compile `spec` as a new scene with the arm at home and the items settled (no task family:
+        for synthetic renders; `reset` is the episode entry point)."""
+        self.spec = spec
+        self._load(spec)
+
     def _load(self, spec: SceneSpec) -> None:
         self.close()
         self.model = mujoco.MjModel.from_xml_string(build_mjcf(spec))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from sim.appearance import visual_geoms
 from sim.objects import COLOURS, KINDS, SceneObject
 
 # Fixture geometry shared with the skills and success checks (metres, world frame, table top z=0).
@@ -116,13 +117,7 @@ def _pads() -> str:
 def _item(p: Placement) -> str:
     kind = KINDS[p.obj.kind]
     hx, hy, hz = kind.half_size
-    rgba = _rgba(p.obj.colour)
-    if kind.shape == "cylinder":
-        visual = f'<geom type="cylinder" size="{hx + 0.002} {hz}" rgba="{rgba}" class="visual"/>'
-        if kind.name in ("cup", "bowl"):  # a dark inside so cups and bowls read as vessels
-            visual += f'<geom type="cylinder" size="{hx - 0.003} 0.0015" pos="0 0 {hz}" rgba="0.25 0.25 0.25 1" class="visual"/>'
-    else:
-        visual = f'<geom type="box" size="{hx} {hy} {hz}" rgba="{rgba}" class="visual"/>'
+    visual = visual_geoms(p.obj.kind, p.obj.colour)
     q = np.array([np.cos(p.yaw / 2), 0, 0, np.sin(p.yaw / 2)])
     return f"""
     <body name="{p.obj.name}" pos="{p.xy[0]} {p.xy[1]} {hz + 0.001}" quat="{q[0]:.5f} 0 0 {q[3]:.5f}">
@@ -207,7 +202,7 @@ def build_mjcf(spec: SceneSpec) -> str:
     <default class="arm"><geom contype="2" conaffinity="1" condim="3" mass="0.4"/></default>
     <default class="finger"><geom contype="1" conaffinity="1" condim="4" friction="1.6 0.05 0.001" mass="0.05"/></default>
     <default class="item"><geom contype="1" conaffinity="1" condim="4" friction="1.2 0.02 0.001" group="3" rgba="0 0 0 0"/></default>
-    <default class="visual"><geom contype="0" conaffinity="0" mass="0"/></default>
+    <default class="visual"><geom contype="0" conaffinity="0" mass="0" group="2"/></default>
   </default>
   <asset>
     <texture name="grid" type="2d" builtin="checker" width="256" height="256" rgb1="0.78 0.72 0.62" rgb2="0.74 0.68 0.58"/>
