@@ -11,6 +11,7 @@ import os
 import sys
 from typing import Any, Callable
 
+from app.detector_command import add_parser as add_detector_parser
 from app.distill_command import add_parser as add_distill_parser
 from app.embedded import APP_CONTROL_HZ, NOISE_HELP, SIM_NOISE, SIM_VLA_FACTORY, UnknownTask
 from app.episodes_command import add_parsers as add_episodes_parsers
@@ -193,6 +194,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_episodes_parsers(sub)
     add_play_parser(sub)
     add_distill_parser(sub)
+    add_detector_parser(sub)
 
     p = sub.add_parser("app", help="the coaching web app (sim robot + served sim policy + SQLite by default)")
     from app.app_config import APP_FLAGS, AppConfig
@@ -217,7 +219,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_vla_server)
 
     p = sub.add_parser("bench", help="run a benchmark and print its JSON")
-    p.add_argument("what", choices=["sim", "grounding", "coach", "rpc", "storage", "ui", "distill", "subgoals"])
+    p.add_argument("what", choices=["sim", "grounding", "coach", "rpc", "storage", "ui", "distill", "subgoals", "perception"])
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
     return parser

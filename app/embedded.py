@@ -101,3 +101,58 @@ def scripted_intervention(driver: AutonomyDriver, task_family: str, seed: int) -
     from sim.intervention import ScriptedIntervention
 
     return ScriptedIntervention(driver, get_family(task_family), seed)
+
+
+# -- perception ------------------------------------------------------------------------------
+# The embedded default's detector ships with the project (`sim/detector/`, ~0.3 MB, written by
+# `coachlab train-detector --out sim/detector`): a first run must be up in two minutes, and
+# training takes about ten (docs/perception.md).
+
+
+def shipped_detector_dir() -> str:
+    """The folder of the detector weights that ship with coachlab."""
+    from pathlib import Path
+
+    import sim
+
+    return str(Path(sim.__file__).parent / "detector")
+
+
+def detector(spec: str | None = None, robot: Robot | None = None, vocabulary: list[str] | None = None) -> Any:
+    """The `Detector` named by `spec`: None or "learned" (the shipped learned detector), "learned:DIR"
+    (one `coachlab train-detector` wrote), "owl:DIR" (a transformers zero-shot detector saved in DIR,
+    looking for `vocabulary`), "oracle" (the sim's segmentation; needs the sim `robot`; ablations
+    only) or "none". Raises UserError (or DistillError for a bad folder) with one sentence."""
+    from app.errors import UserError
+    from coaching.detector import NO_DETECTOR
+
+    kind, _, arg = (spec or "learned").partition(":")
+    if kind == "none":
+        return NO_DETECTOR
+    if kind == "learned":
+        from distill.learned_detector import LearnedDetector
+
+        return LearnedDetector.load(arg or shipped_detector_dir())
+    if kind == "oracle":
+        from sim.mujoco_robot import MujocoRobot
+        from sim.segmentation import SegmentationOracle
+
+        if not isinstance(robot, MujocoRobot):
+            raise UserError("The segmentation oracle reads the sim's state: use it with the embedded sim robot.")
+        return SegmentationOracle(robot)
+    if kind == "owl" and arg:
+        from distill.open_vocabulary import OpenVocabularyDetector
+
+        if not vocabulary:
+            raise UserError("The open-vocabulary detector looks for the objects of logged subtasks, and there are "
+                            "none yet: coach a few episodes first, or use --detector learned.")
+        return OpenVocabularyDetector.load(arg, vocabulary)
+    raise UserError(f"Unknown detector {spec!r}: use learned, learned:DIR, owl:DIR, oracle or none.")
+
+
+def synthetic_frames(n: int, seed: int, **config: Any) -> Iterator[Any]:
+    """`n` labelled random sim renders (`sim.synthetic_scenes`), the learned detector's training data."""
+    from sim.synthetic_scenes import SyntheticConfig
+    from sim.synthetic_scenes import synthetic_frames as frames
+
+    return frames(n, seed, SyntheticConfig(**config))

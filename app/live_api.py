@@ -22,6 +22,7 @@ import cv2
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import StreamingResponse
 
+from coaching.perception import PerceptionWatcher
 from coaching.session import CoachingSession, Frame
 
 JPEG_QUALITY = 80
@@ -77,7 +78,7 @@ def record(camera: str, frame: Frame, jpeg: bytes) -> bytes:
 
 
 def live_router(session: CoachingSession, health: Callable[[], dict[str, Any]],
-                authorized: Callable[[Request], bool]) -> APIRouter:
+                authorized: Callable[[Request], bool], perception: PerceptionWatcher | None = None) -> APIRouter:
     router = APIRouter(prefix="/live")
     feed = FrameFeed(session)
     known = set(session.description.cameras)
@@ -109,5 +110,13 @@ def live_router(session: CoachingSession, health: Callable[[], dict[str, Any]],
     def status(request: Request) -> dict[str, Any]:
         guard(request)
         return {**session.status(), "health": health()}
+
+    @router.get("/objects")
+    def objects(request: Request) -> dict[str, Any]:
+        """What the detector sees in the newest frame it looked at (`PerceptionWatcher.snapshot`)."""
+        guard(request)
+        if perception is None:
+            return {"seq": None, "objects": [], "labels": [], "error": "This app runs without a detector."}
+        return perception.snapshot()
 
     return router

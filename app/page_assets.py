@@ -4,6 +4,8 @@ All `<canvas data-camera=NAME>` are fed by one stream, `/live/stream` (see `app/
 elapsed time and the status lights; the Autonomous tab's copy of the panel (`data-view="autonomous"`)
 shows who drives (the policy, or a person after Take over) and the policy's confidence instead. `window.coachlab` keeps per-camera counters (frames drawn,
 frame ages) that the UI benchmark reads. Escape presses Stop; F8 toggles Pause / Resume.
+`/live/objects` is polled too: the names the detector sees in view (a click types one into the
+subtask box) and, with "show boxes", their boxes on a transparent canvas over each camera.
 """
 
 from __future__ import annotations
@@ -98,14 +100,72 @@ PAGE_JS = r"""
     }
   }
 
+  // What the detector sees (`/live/objects`): the names a coach can type, and optionally their boxes.
+  const BOXES_KEY = 'coachlab.showBoxes';
+  function drawBoxes(objects) {
+    const show = localStorage.getItem(BOXES_KEY) === '1';
+    for (const overlay of document.querySelectorAll('canvas[data-overlay]')) {
+      const ctx = overlay.getContext('2d');
+      ctx.clearRect(0, 0, overlay.width, overlay.height);
+      if (!show) continue;
+      ctx.lineWidth = 1.5; ctx.font = '9px sans-serif';
+      for (const o of objects.filter(o => o.camera === overlay.dataset.overlay)) {
+        const [x0, y0, x1, y1] = o.box;
+        ctx.strokeStyle = '#ffe600'; ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+        const w = ctx.measureText(o.label).width + 4;
+        ctx.fillStyle = 'rgba(0,0,0,0.65)'; ctx.fillRect(x0, Math.max(0, y0 - 11), w, 11);
+        ctx.fillStyle = '#ffe600'; ctx.fillText(o.label, x0 + 2, Math.max(9, y0 - 2));
+      }
+    }
+  }
+  function typeName(label) {  // a click on a name puts it in the subtask box, where the coach was typing
+    const box = document.querySelector('#cl-subtask textarea, #cl-subtask input');
+    if (!box) return;
+    const sep = box.value && !box.value.endsWith(' ') ? ' ' : '';
+    box.value = box.value + sep + label;
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+    box.focus();
+  }
+  async function pollObjects() {
+    while (true) {
+      try {
+        const r = await fetch('/live/objects', {cache: 'no-store'});
+        if (r.ok) {
+          const p = cl.objects = await r.json();
+          for (const list of document.querySelectorAll('.cl-object-list')) {
+            const chips = p.labels.map(l => list.dataset.view === 'coach'
+              ? `<button type="button" class="cl-chip" data-label="${esc(l)}" title="type it">${esc(l)}</button>`
+              : `<span class="cl-chip">${esc(l)}</span>`).join('');
+            list.innerHTML = p.error ? `<span class="cl-note">${esc(p.error)}</span>`
+              : (chips || '<i>nothing recognised in view</i>');
+          }
+          drawBoxes(p.objects);
+        }
+      } catch (e) {}
+      await new Promise(ok => setTimeout(ok, 400));
+    }
+  }
+  document.addEventListener('click', (e) => {
+    const chip = e.target.closest && e.target.closest('button.cl-chip');
+    if (chip) typeName(chip.dataset.label);
+  });
+  document.addEventListener('change', (e) => {
+    if (!e.target.classList || !e.target.classList.contains('cl-boxes-toggle')) return;
+    localStorage.setItem(BOXES_KEY, e.target.checked ? '1' : '0');
+    document.querySelectorAll('.cl-boxes-toggle').forEach(t => { t.checked = e.target.checked; });
+    drawBoxes(cl.objects ? cl.objects.objects : []);
+  });
+
   function start() {
     const fresh = [...document.querySelectorAll('canvas[data-camera]')].filter(c => !c.dataset.fed);
     fresh.forEach(c => { c.dataset.fed = '1'; });
+    document.querySelectorAll('.cl-boxes-toggle').forEach(t => { t.checked = localStorage.getItem(BOXES_KEY) === '1'; });
     if (fresh.length) feed(fresh);
   }
   new MutationObserver(start).observe(document.body, {childList: true, subtree: true});
   start();
   poll();
+  pollObjects();
 
   document.addEventListener('keydown', (e) => {
     if (e.key === 'Escape') { document.getElementById('cl-stop')?.click(); }
@@ -121,7 +181,15 @@ PAGE_JS = r"""
 PAGE_CSS = """
 .cl-cams { display: flex; gap: 12px; flex-wrap: wrap; }
 .cl-cam { display: flex; flex-direction: column; align-items: center; }
+.cl-cam-stack { position: relative; width: 448px; height: 448px; }
 .cl-cam canvas { width: 448px; height: 448px; background: #111; border-radius: 6px; image-rendering: auto; }
+.cl-cam canvas.cl-overlay { position: absolute; left: 0; top: 0; background: transparent; pointer-events: none; }
+.cl-objects { margin-top: 10px; }
+.cl-objects .cl-in-view { font-size: 0.85em; opacity: 0.7; margin-right: 6px; }
+.cl-chip { display: inline-block; margin: 2px 4px 2px 0; padding: 1px 8px; border-radius: 10px; border: 1px solid #8884;
+           background: #8881; font-size: 0.9em; cursor: default; }
+button.cl-chip { cursor: pointer; }
+button.cl-chip:hover { background: #2f81f733; }
 .cl-cam-name { font-size: 0.85em; opacity: 0.7; }
 .cl-live-info .cl-subtask { font-size: 1.4em; font-weight: 600; }
 .cl-live-info { max-width: 420px; }
@@ -143,7 +211,11 @@ def camera_html(cameras: tuple[str, ...], size: tuple[int, int], view: str = "co
     `view` is coach (ids cl-live-info / cl-lights) or autonomous (au-live-info / au-lights)."""
     h, w = size
     prefix = "au" if view == "autonomous" else "cl"
-    cams = "".join(f'<div class="cl-cam"><canvas data-camera="{c}" width="{w}" height="{h}"></canvas>'
+    cams = "".join(f'<div class="cl-cam"><div class="cl-cam-stack"><canvas data-camera="{c}" width="{w}" height="{h}">'
+                   f'</canvas><canvas class="cl-overlay" data-overlay="{c}" width="{w}" height="{h}"></canvas></div>'
                    f'<div class="cl-cam-name">{c}</div></div>' for c in cameras)
-    return (f'<div class="cl-cams">{cams}<div id="{prefix}-live-info" class="cl-live-info" data-view="{view}"></div></div>'
-            f'<div id="{prefix}-lights" class="cl-lights"></div>')
+    objects = (f'<div id="{prefix}-objects" class="cl-objects"><span class="cl-in-view">In view:</span>'
+               f'<span class="cl-object-list" data-view="{view}"></span>'
+               f'<label class="cl-in-view"> <input type="checkbox" class="cl-boxes-toggle"> show boxes</label></div>')
+    return (f'<div class="cl-cams">{cams}<div><div id="{prefix}-live-info" class="cl-live-info" data-view="{view}"></div>'
+            f'{objects}</div></div><div id="{prefix}-lights" class="cl-lights"></div>')

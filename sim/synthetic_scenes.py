@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 
+import cv2
 import mujoco
 import numpy as np
 
@@ -22,7 +23,6 @@ from sim.objects import COLOURS, KINDS, SceneObject
 from sim.scene import CABINET, GRIPPER_MAX_OPENING, PAD_HALF, PADS, TRASH_BIN, TUB, Placement, SceneSpec
 from sim.segmentation import ItemView, item_labels, render_items
 from sim.tasks import get_family
-from storage.frames import decode_image, encode_image
 
 FIXTURES = ("tub", "trash_bin", "cabinet", "pads")
 
@@ -65,12 +65,19 @@ def synthetic_frames(n: int, seed: int, config: SyntheticConfig | None = None) -
                 images, views = {}, []
                 for cam in config.cameras:
                     image = robot.render(cam)
-                    images[cam] = decode_image(encode_image(image, "jpeg", config.jpeg_quality))
+                    images[cam] = jpeg_round_trip(image, config.jpeg_quality)
                     views += render_items(robot.renderer, robot.data, cam, geom_item, items)
                 yield SyntheticFrame(images, views)
                 done += 1
     finally:
         robot.close()
+
+
+def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
+    """The image as a stored frame decodes: OpenCV's JPEG at `quality`, as `storage.frames` encodes
+    (the sim does not depend on storage, so the two calls are repeated here)."""
+    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
 
 
 def _random_spec(rng: np.random.Generator, max_items: int) -> SceneSpec:

@@ -296,3 +296,11 @@ def load_episode(db: Database, episode_id: int) -> EpisodeRecord:
                   for e in s.scalars(sa.select(Event).where(Event.episode_id == episode_id).order_by(Event.id))]
         return EpisodeRecord(summary=_summary(ep, task_text or "", len(segments)), robot=ep.robot,
                              metadata=_metadata(ep), vla_hello=ep.vla_hello, segments=segments, events=events, db=db)
+
+
+def subtask_texts(db: Database, limit: int = 5000) -> list[str]:
+    """The distinct subtask texts of the logged segments, most recent first, at most `limit`."""
+    with db.session(readonly=True) as s:
+        rows = s.execute(sa.select(Segment.text, sa.func.max(Segment.id).label("last")).group_by(Segment.text)
+                         .order_by(sa.desc("last")).limit(limit)).all()
+    return [r[0] for r in rows]

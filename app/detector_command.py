@@ -1,0 +1,53 @@
+"""`coachlab train-detector`: train the learned detector on synthetic sim renders (docs/perception.md).
+
+It renders `--frames` random labelled scenes (`sim/synthetic_scenes.py`, through `app.embedded`)
+and `--val-frames` held-out ones, trains `distill/detector_train.py` on them and writes the
+checkpoint to `--out`. `coachlab train-detector --out sim/detector` rebuilds the weights that ship.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from typing import Any
+
+VAL_SEED_OFFSET = 1_000_003  # held-out renders never share a seed with the training renders
+
+
+def cmd_train_detector(args: argparse.Namespace) -> dict[str, Any]:
+    from tqdm import tqdm
+
+    from app import embedded
+    from app.errors import UserError
+    from distill.detector_train import DetectorTrainConfig, train_detector
+
+    if args.frames < 1 or args.steps < 1 or args.val_frames < 0:
+        raise UserError("--frames and --steps must be at least 1 and --val-frames at least 0.")
+    start = time.perf_counter()
+    bar = not args.no_progress
+    train = list(tqdm(embedded.synthetic_frames(args.frames, args.seed), total=args.frames,
+                      desc="rendering scenes", unit="scene", disable=not bar))
+    val = list(tqdm(embedded.synthetic_frames(args.val_frames, args.seed + VAL_SEED_OFFSET), total=args.val_frames,
+                    desc="rendering held-out scenes", unit="scene", disable=not bar))
+    render_minutes = (time.perf_counter() - start) / 60
+    config = DetectorTrainConfig(steps=args.steps, seed=args.seed, progress=bar)
+    record = train_detector(train, val, args.out, config, extra={"frames": args.frames,
+                                                                 "render_minutes": round(render_minutes, 2)})
+    record["train_minutes"] = round((time.perf_counter() - start) / 60, 2)
+    from distill.checkpoint import update_training
+
+    update_training(args.out, "coachlab train-detector", train_minutes=record["train_minutes"])
+    return {"out": args.out, **{k: v for k, v in record.items() if k != "config"}}
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
+    p = subparsers.add_parser("train-detector", help="train the learned object detector on synthetic sim renders")
+    p.add_argument("--out", required=True, help="the checkpoint directory to write")
+    p.add_argument("--frames", type=int, default=2400, help="random labelled scenes to train on")
+    p.add_argument("--val-frames", type=int, default=200, dest="val_frames", help="held-out scenes to score")
+    p.add_argument("--steps", type=int, default=1500, help="optimiser steps (batch 16)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--no-progress", action="store_true", dest="no_progress")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_train_detector)
+    return p
