@@ -111,11 +111,9 @@ def scripted_intervention(driver: AutonomyDriver, task_family: str, seed: int) -
 
 def shipped_detector_dir() -> str:
     """The folder of the detector weights that ship with coachlab."""
-    from pathlib import Path
+    from sim.synthetic_scenes import SHIPPED_DETECTOR
 
-    import sim
-
-    return str(Path(sim.__file__).parent / "detector")
+    return SHIPPED_DETECTOR
 
 
 def detector(spec: str | None = None, robot: Robot | None = None, vocabulary: list[str] | None = None) -> Any:
