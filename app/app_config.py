@@ -12,7 +12,7 @@ from coaching.config_flags import help_text
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 ROBOT_ENV = "COACHLAB_ROBOT"
-APP_FLAGS = ("host", "port", "robot", "vla", "db", "subgoals", "sim_noise")  # the fields `coachlab app` takes as flags
+APP_FLAGS = ("host", "port", "robot", "vla", "db", "subgoals", "detector", "sim_noise")  # the fields `coachlab app` takes as flags
 
 
 class AppConfigError(ValueError):
@@ -30,6 +30,9 @@ class AppConfig:
     db: str | None = field(default=None, metadata=help_text(
         "database URL or SQLite file (default: $COACHLAB_DB, else the user data dir)"))
     subgoals: str = field(default="sim", metadata=help_text("subgoal previews: sim (lookahead), none, or learned:DIR"))
+    detector: str = field(default="learned", metadata=help_text(
+        "object detector: learned (the shipped one), learned:DIR (from coachlab train-detector), owl:DIR (a "
+        "transformers zero-shot detector saved in DIR), oracle (the sim's segmentation, for ablations) or none"))
     auth: list[tuple[str, str]] | None = None  # (user, password) pairs; from --auth user:password,... or $COACHLAB_AUTH
     sim_noise: float = field(default=embedded.SIM_NOISE, metadata=help_text(embedded.NOISE_HELP))
     task_family: str = "bussing"  # what the robot shows before the first episode, if it has it

@@ -43,9 +43,9 @@ def cmd_train_detector(args: argparse.Namespace) -> dict[str, Any]:
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
     p = subparsers.add_parser("train-detector", help="train the learned object detector on synthetic sim renders")
     p.add_argument("--out", required=True, help="the checkpoint directory to write")
-    p.add_argument("--frames", type=int, default=2400, help="random labelled scenes to train on")
+    p.add_argument("--frames", type=int, default=1200, help="random labelled scenes to train on")
     p.add_argument("--val-frames", type=int, default=200, dest="val_frames", help="held-out scenes to score")
-    p.add_argument("--steps", type=int, default=1500, help="optimiser steps (batch 16)")
+    p.add_argument("--steps", type=int, default=2000, help="optimiser steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", dest="no_progress")
     p.add_argument("--json", action="store_true")

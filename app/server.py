@@ -26,6 +26,7 @@ from app.live_api import live_router
 from app.page_assets import PAGE_CSS, PAGE_JS
 from app.web import build_page
 from coaching.vla import check_fits
+from coaching.perception import PerceptionWatcher
 from coaching.session import CoachingSession
 
 
@@ -60,9 +61,19 @@ class CoachingApp:
             subgoals.check_cameras(description.cameras)
         task_families = description.extra.get("task_families") or {"default": ""}
         idle = (c.task_family if c.task_family in task_families else next(iter(task_families)), 0)
+        detector = embedded.detector(c.detector, robot, self._vocabulary() if c.detector.startswith("owl:") else None)
         self.session = CoachingSession(robot, vla, self.recorder, subgoals=subgoals, idle_reset=idle).start()
         self._stack.callback(self.session.close)
+        self.perception = PerceptionWatcher(self.session, detector)
+        self._stack.callback(self.perception.close)
         self.fastapi = self._mount(build_page(self.session, self.db, task_families))
+
+    def _vocabulary(self) -> list[str]:
+        """What an open-vocabulary detector looks for: the object phrases coaches have typed."""
+        from distill.open_vocabulary import vocabulary_from_subtasks
+        from storage.episodes import subtask_texts
+
+        return vocabulary_from_subtasks(subtask_texts(self.db))
 
     def _robot(self):
         """The embedded MuJoCo sim, or a bridge to a robot process; nothing past here knows which."""
@@ -85,7 +96,7 @@ class CoachingApp:
             token = request.cookies.get(f"access-token-{cookie}") or request.cookies.get(f"access-token-unsecure-{cookie}")
             return token is not None and token in gradio_app.tokens
 
-        api.include_router(live_router(self.session, self._health, authorized))
+        api.include_router(live_router(self.session, self._health, authorized, self.perception))
         api = gr.mount_gradio_app(api, page, path="/", auth=self.config.auth, js=PAGE_JS, css=PAGE_CSS,
                                   footer_links=[], server_name=self.config.host, server_port=self.config.port)
         holder["gradio"] = next(r.app for r in api.routes if isinstance(r, Mount) and isinstance(r.app, gr.routes.App))

@@ -131,6 +131,40 @@ def test_coach_an_episode_end_to_end(page, app):
     assert record.summary.num_steps > 60 and record.frame_count("wrist") == record.summary.num_steps
 
 
+def test_the_coach_sees_what_the_robot_sees(page, app):
+    """The objects the detector finds are listed beside the cameras (the names a coach can type), a
+    click types one, and "show boxes" draws them over the camera views; the Autonomous tab lists them too."""
+    page.wait_for_selector("#cl-objects button.cl-chip", timeout=30_000)
+    names = page.eval_on_selector_all("#cl-objects button.cl-chip", "els => els.map(e => e.dataset.label)")
+    assert names and all(" " in n for n in names)
+    box = page.locator("#cl-subtask input, #cl-subtask textarea").first
+    box.fill("pick up the")
+    page.click(f'#cl-objects button.cl-chip[data-label="{names[0]}"]')
+    assert box.input_value() == f"pick up the {names[0]}"
+
+    def overlay_ink() -> int:
+        return page.evaluate("""() => { const c = document.querySelector('canvas[data-overlay="base"]');
+            const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+            let n = 0; for (let i = 3; i < d.length; i += 4) if (d[i]) n++; return n; }""")
+
+    assert overlay_ink() == 0
+    page.check("#cl-objects .cl-boxes-toggle")
+    page.wait_for_function("""() => { const c = document.querySelector('canvas[data-overlay="base"]');
+        return c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some((v, i) => i % 4 == 3 && v); }""")
+    assert overlay_ink() > 50
+    _shot(page, "05-objects-in-view")
+    status = page.evaluate("fetch('/live/objects').then(r => r.json())")
+    assert status["error"] is None and status["detect_ms"] is not None
+    page.uncheck("#cl-objects .cl-boxes-toggle")
+    page.wait_for_function("""() => { const c = document.querySelector('canvas[data-overlay="base"]');
+        return !c.getContext('2d').getImageData(0, 0, c.width, c.height).data.some((v, i) => i % 4 == 3 && v); }""")
+    box.fill("")
+
+    page.get_by_role("tab", name="Autonomous").click()
+    page.wait_for_selector("#au-objects .cl-chip", timeout=30_000)
+    page.get_by_role("tab", name="Coach").click()
+
+
 def test_bad_input_gets_a_clear_message_and_no_crash(page, app):
     send_subtask(page, "pick up the cup")
     _toast(page, "No episode is running")
