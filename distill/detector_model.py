@@ -28,10 +28,10 @@ from torch import nn
 class DetectorConfig:
     kinds: tuple[str, ...]  # the label vocabulary: kind logit k is kinds[k]
     colours: tuple[str, ...]  # colour logit c is colours[c]; a label reads "colour kind"
-    widths: tuple[int, int, int] = (16, 24, 32)  # segmenter channels at 1/2, 1/4, 1/8
-    neck: int = 16  # channels of the segmenter's top-down path
+    widths: tuple[int, int, int] = (24, 32, 48)  # segmenter channels at 1/2, 1/4, 1/8
+    neck: int = 24  # channels of the segmenter's top-down path
     crop: int = 32  # the classifier's input side (pixels)
-    crop_widths: tuple[int, int, int] = (16, 32, 64)
+    crop_widths: tuple[int, int, int] = (24, 48, 96)
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -30,9 +30,10 @@ BACKGROUND_WEIGHT = 0.1  # items cover ~2% of the pixels; unweighted, "all backg
 
 @dataclass
 class DetectorTrainConfig:
-    steps: int = 1500
-    batch_size: int = 16  # camera images per step (the segmenter)
-    crop_batch_size: int = 128  # item crops per step (the classifier)
+    steps: int = 2000
+    batch_size: int = 32  # camera image windows per step (the segmenter)
+    window: int = 128  # side of the window taken from each image (pixels, a multiple of 8)
+    crop_batch_size: int = 256  # item crops per step (the classifier)
     mine_at: float = 0.5  # fraction of the steps after which the segmenter's proposals join the crops
     lr: float = 4e-3
     weight_decay: float = 1e-4
@@ -179,8 +180,13 @@ def train_detector(train_frames: Sequence, val_frames: Sequence, out: str | Path
             mined = len(my)
             negatives = int((my == len(kinds)).sum())
         idx = torch.from_numpy(rng.integers(0, len(images), config.batch_size))
-        x = images[idx].float().div_(255.0)
-        it, ct = item_t[idx].long(), colour_t[idx].long()
+        # a random window of every image: items are small, so a window holds enough context, at a
+        # fraction of the cost of the whole image (the network is fully convolutional)
+        size = config.window
+        y0, x0 = (int(v) // 2 * 2 for v in rng.integers(0, images.shape[-1] - size + 1, 2))
+        x = images[idx, :, y0:y0 + size, x0:x0 + size].float().div_(255.0)
+        half = (slice(y0 // 2, (y0 + size) // 2), slice(x0 // 2, (x0 + size) // 2))
+        it, ct = item_t[idx][:, half[0], half[1]].long(), colour_t[idx][:, half[0], half[1]].long()
         # light jitter: brightness and contrast per image (hue would change the colour labels)
         gain = torch.empty(len(idx), 1, 1, 1).uniform_(0.8, 1.2)
         bias = torch.empty(len(idx), 1, 1, 1).uniform_(-0.06, 0.06)
