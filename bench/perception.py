@@ -1,14 +1,14 @@
 """Benchmark: the learned detector against the sim's segmentation oracle.
 
-1. Train a detector from scratch as `coachlab train-detector` does (timed: `train_minutes`,
-   rendering included).
+1. The shipped detector (`sim/detector`), or with `run(train=True)` one trained from scratch as
+   `coachlab train-detector` does (timed: `train_minutes`, rendering included).
 2. Score it on `per_family` held-out synthetic scenes of each task family (the family's fixtures
    and items, posed at random) and on frames decoded from stored coached episodes (the scripted
    expert coached and recorded to SQLite; the oracle labels each observation as it happens,
    matched to the stored step by its state). Scoring (`distill/detector_metrics.py`): precision
    and recall of (colour, kind) per camera for items at least half visible, the median IoU.
 3. The median time of one `detect` on both cameras on one core (`ms_per_frame_pair`).
-The shipped detector (`sim/detector`) is scored on the same frames for comparison.
+With `train=True` the shipped detector is scored on the same frames for comparison.
 """
 
 from __future__ import annotations
@@ -97,15 +97,22 @@ def _pair_ms(detector, frames: list) -> float:
     return round(1000 * float(np.median(times)), 2)
 
 
-def run(train_frames: int = 2400, steps: int = 1500, per_family: int = 200, coached_episodes: int = 2,
-        every: int = 8) -> dict[str, Any]:
+def run(train: bool = False, train_frames: int = 1200, steps: int = 2000, per_family: int = 200,
+        coached_episodes: int = 2, every: int = 8) -> dict[str, Any]:
+    """Score the shipped detector (its `train_minutes` are those its training record measured), or with
+    `train` a detector trained here and now, the shipped one beside it."""
     from app import embedded
     from distill.detector_train import evaluate
     from distill.learned_detector import LearnedDetector
 
     work = Path(tempfile.mkdtemp(prefix="bench_perception_"))
-    detector, train_minutes = _train(work, train_frames, steps)
     shipped = LearnedDetector.load(embedded.shipped_detector_dir())
+    if train:
+        detector, train_minutes = _train(work, train_frames, steps)
+    else:
+        detector = shipped
+        train_minutes = shipped.training.get("train_minutes") or round(
+            shipped.training.get("train_loop_minutes", 0) + shipped.training.get("render_minutes", 0), 2)
     synthetic = {f: _synthetic(f, per_family) for f in FAMILIES}
     coached = {f: _coached(work, f, coached_episodes, every) for f in FAMILIES}
     every_frame = [x for fs in synthetic.values() for x in fs] + [x for fs in coached.values() for x in fs]
@@ -113,7 +120,8 @@ def run(train_frames: int = 2400, steps: int = 1500, per_family: int = 200, coac
               "ms_per_frame_pair": _pair_ms(detector, every_frame), "train_minutes": train_minutes,
               "synthetic": {f: evaluate(detector, fs) for f, fs in synthetic.items()},
               "stored_coached": {f: evaluate(detector, fs) for f, fs in coached.items()},
-              "shipped": {k: v for k, v in evaluate(shipped, every_frame).items() if k != "ms_per_frame_median"},
+              **({"shipped": {k: v for k, v in evaluate(shipped, every_frame).items() if k != "ms_per_frame_median"}}
+                 if train else {}),
               "frames": {"synthetic_per_family": per_family, "stored_coached": {f: len(v) for f, v in coached.items()}},
               "work_dir": str(work)}
     return result
