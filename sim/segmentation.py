@@ -3,7 +3,8 @@
 It owns the ground truth of perception in the sim. For every camera it renders two segmentation
 images: the whole scene (what is visible: the arm, a tub wall or a closed drawer hide what is
 behind) and the items alone (each item's unoccluded silhouette; item visuals are geom group 2).
-An item's visible fraction is the ratio of the two pixel counts. It makes the labels the learned
+An item's visible fraction is the ratio of the two pixel counts (items hiding each other count as
+visible in both renders, so only the arm and the fixtures lower it). It makes the labels the learned
 detector trains on and is the upper bound in ablations; it reads the simulator's state, so it is
 never behind a headline number.
 """
