@@ -32,7 +32,7 @@ class AppConfig:
     subgoals: str = field(default="sim", metadata=help_text("subgoal previews: sim (lookahead), none, or learned:DIR"))
     detector: str = field(default="learned", metadata=help_text(
         "object detector: learned (the shipped one), learned:DIR (from coachlab train-detector), owl:DIR (a "
-        "transformers zero-shot detector saved in DIR), oracle (the sim's segmentation, for ablations) or none"))
+        "transformers zero-shot detector saved in DIR) or none"))
     auth: list[tuple[str, str]] | None = None  # (user, password) pairs; from --auth user:password,... or $COACHLAB_AUTH
     sim_noise: float = field(default=embedded.SIM_NOISE, metadata=help_text(embedded.NOISE_HELP))
     task_family: str = "bussing"  # what the robot shows before the first episode, if it has it

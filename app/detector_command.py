@@ -23,6 +23,7 @@ def cmd_train_detector(args: argparse.Namespace) -> dict[str, Any]:
 
     if args.frames < 1 or args.steps < 1 or args.val_frames < 0:
         raise UserError("--frames and --steps must be at least 1 and --val-frames at least 0.")
+    _check_writable(args.out)
     start = time.perf_counter()
     bar = not args.no_progress
     train = list(tqdm(embedded.synthetic_frames(args.frames, args.seed), total=args.frames,
@@ -38,6 +39,23 @@ def cmd_train_detector(args: argparse.Namespace) -> dict[str, Any]:
 
     update_training(args.out, "coachlab train-detector", train_minutes=record["train_minutes"])
     return {"out": args.out, **{k: v for k, v in record.items() if k != "config"}}
+
+
+def _check_writable(out: str) -> None:
+    """Fail before twenty minutes of rendering and training, not after."""
+    import os
+    from pathlib import Path
+
+    from app.errors import UserError
+
+    path = Path(out)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        probe = path / f".write-test-{os.getpid()}"
+        probe.write_bytes(b"")
+        probe.unlink()
+    except OSError as err:
+        raise UserError(f"Cannot write to --out {out} ({err.strerror or err}); choose a writable directory.") from None
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:

@@ -104,9 +104,9 @@ def scripted_intervention(driver: AutonomyDriver, task_family: str, seed: int) -
 
 
 # -- perception ------------------------------------------------------------------------------
-# The embedded default's detector ships with the project (`sim/detector/`, ~0.3 MB, written by
+# The embedded default's detector ships with the project (`sim/detector/`, 0.9 MB, written by
 # `coachlab train-detector --out sim/detector`): a first run must be up in two minutes, and
-# training takes about ten (docs/perception.md).
+# training took about twenty here (docs/perception.md).
 
 
 def shipped_detector_dir() -> str:

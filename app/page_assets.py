@@ -132,7 +132,10 @@ PAGE_JS = r"""
         const r = await fetch('/live/objects', {cache: 'no-store'});
         if (r.ok) {
           const p = cl.objects = await r.json();
+          const key = JSON.stringify([p.labels, p.error]);
           for (const list of document.querySelectorAll('.cl-object-list')) {
+            if (list.dataset.key === key) continue;  // rewriting unchanged chips would eat clicks
+            list.dataset.key = key;
             const chips = p.labels.map(l => list.dataset.view === 'coach'
               ? `<button type="button" class="cl-chip" data-label="${esc(l)}" title="type it">${esc(l)}</button>`
               : `<span class="cl-chip">${esc(l)}</span>`).join('');

@@ -26,6 +26,7 @@ from app.live_api import live_router
 from app.page_assets import PAGE_CSS, PAGE_JS
 from app.web import build_page
 from coaching.vla import check_fits
+from coaching.detector import NO_DETECTOR
 from coaching.perception import PerceptionWatcher
 from coaching.session import CoachingSession
 
@@ -61,11 +62,15 @@ class CoachingApp:
             subgoals.check_cameras(description.cameras)
         task_families = description.extra.get("task_families") or {"default": ""}
         idle = (c.task_family if c.task_family in task_families else next(iter(task_families)), 0)
+        if c.detector == "oracle":  # it renders the sim from its own thread, beside the loop's renders
+            raise AppConfigError("The segmentation oracle is for benches and ablations, not the app: use --detector "
+                                 "learned, learned:DIR, owl:DIR or none.")
         detector = embedded.detector(c.detector, robot, self._vocabulary() if c.detector.startswith("owl:") else None)
         self.session = CoachingSession(robot, vla, self.recorder, subgoals=subgoals, idle_reset=idle).start()
         self._stack.callback(self.session.close)
-        self.perception = PerceptionWatcher(self.session, detector)
-        self._stack.callback(self.perception.close)
+        self.perception = None if detector is NO_DETECTOR else PerceptionWatcher(self.session, detector)
+        if self.perception is not None:
+            self._stack.callback(self.perception.close)
         self.fastapi = self._mount(build_page(self.session, self.db, task_families))
 
     def _vocabulary(self) -> list[str]:

@@ -65,5 +65,5 @@ class PerceptionWatcher:
 
 
 def as_json(d: Detection) -> dict[str, Any]:
-    """A detection without its mask, boxes rounded to pixels: what the page draws."""
+    """A detection without its mask, the box rounded to 0.1 pixel: what the page draws."""
     return {"label": d.label, "camera": d.camera, "box": [round(v, 1) for v in d.box], "score": round(d.score, 3)}

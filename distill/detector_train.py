@@ -183,7 +183,8 @@ def train_detector(train_frames: Sequence, val_frames: Sequence, out: str | Path
         # a random window of every image: items are small, so a window holds enough context, at a
         # fraction of the cost of the whole image (the network is fully convolutional)
         size = config.window
-        y0, x0 = (int(v) // 2 * 2 for v in rng.integers(0, images.shape[-1] - size + 1, 2))
+        y0 = int(rng.integers(0, images.shape[-2] - size + 1)) // 2 * 2
+        x0 = int(rng.integers(0, images.shape[-1] - size + 1)) // 2 * 2
         x = images[idx, :, y0:y0 + size, x0:x0 + size].float().div_(255.0)
         half = (slice(y0 // 2, (y0 + size) // 2), slice(x0 // 2, (x0 + size) // 2))
         it, ct = item_t[idx][:, half[0], half[1]].long(), colour_t[idx][:, half[0], half[1]].long()

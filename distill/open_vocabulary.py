@@ -92,8 +92,10 @@ class OpenVocabularyDetector:
             inputs = self.processor(text=[self.labels], images=image, return_tensors="pt", padding=True, truncation=True)
             with torch.inference_mode():
                 outputs = self.model(**inputs)
+            # OWLv2 pads every image to a square before resizing, and its boxes are relative to that square
+            side = (max(h, w),) * 2 if self.model.config.model_type == "owlv2" else (h, w)
             result = self.processor.post_process_grounded_object_detection(
-                outputs, threshold=self.threshold, target_sizes=[(h, w)], text_labels=[self.labels])[0]
+                outputs, threshold=self.threshold, target_sizes=[side], text_labels=[self.labels])[0]
             best: dict[str, Detection] = {}
             for box, score, label in zip(result["boxes"].tolist(), result["scores"].tolist(), result["text_labels"]):
                 x0, y0, x1, y1 = (float(np.clip(v, 0, lim)) for v, lim in zip(box, (w, h, w, h)))
