@@ -50,5 +50,8 @@ class AppConfig:
             except BadAddress:
                 raise AppConfigError(f"--robot {self.robot!r} is not understood; use sim (the embedded default) or "
                                      "zmq://host:port for a robot bridge.") from None
+        if self.detector == "oracle":  # it would render the sim from its own thread, beside the loop's renders
+            raise AppConfigError("The segmentation oracle is for benches and ablations, not the app: use --detector "
+                                 "learned, learned:DIR, owl:DIR or none.")
         if not 0 <= self.port <= 65535:
             raise AppConfigError("--port must be between 0 (any free port) and 65535.")

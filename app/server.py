@@ -62,9 +62,6 @@ class CoachingApp:
             subgoals.check_cameras(description.cameras)
         task_families = description.extra.get("task_families") or {"default": ""}
         idle = (c.task_family if c.task_family in task_families else next(iter(task_families)), 0)
-        if c.detector == "oracle":  # it renders the sim from its own thread, beside the loop's renders
-            raise AppConfigError("The segmentation oracle is for benches and ablations, not the app: use --detector "
-                                 "learned, learned:DIR, owl:DIR or none.")
         detector = embedded.detector(c.detector, robot, self._vocabulary() if c.detector.startswith("owl:") else None)
         self.session = CoachingSession(robot, vla, self.recorder, subgoals=subgoals, idle_reset=idle).start()
         self._stack.callback(self.session.close)

@@ -184,6 +184,10 @@ def test_bad_detector_folders_get_one_sentence(tmp_path, tiny_policy):
     with pytest.raises(UserError, match="embedded sim robot"):
         embedded.detector("oracle", robot=None)
     assert embedded.detector("none").detect({"base": np.zeros((8, 8, 3), np.uint8)}) == []
+    from app.app_config import AppConfig, AppConfigError
+
+    with pytest.raises(AppConfigError, match="not the app"):
+        AppConfig(detector="oracle").check()
 
 
 def test_detections_of_stored_episodes_are_recomputed_and_cached(tmp_path, tiny_policy, shipped):
