@@ -44,8 +44,6 @@ class DetectionScore:
     fp: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     fn: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     ious: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
-    misses: list[tuple[str, str]] = field(default_factory=list)  # (camera, label) of the items not found
-    false: list[tuple[str, str]] = field(default_factory=list)  # (camera, label) of the detections of nothing
 
     def add(self, camera: str, detections: Sequence, truth: Sequence[Truth]) -> None:
         """Score one image: `detections` (with label, box) against the `truth` items of that camera."""
@@ -59,10 +57,8 @@ class DetectionScore:
                 self.ious[camera].append(box_iou(d.box, shown[d.label].box))
             elif d.label not in shown:
                 self.fp[camera] += 1
-                self.false.append((camera, d.label))
         for label in wanted - found:
             self.fn[camera] += 1
-            self.misses.append((camera, label))
 
     def precision(self, camera: str) -> float:
         n = self.tp[camera] + self.fp[camera]

@@ -73,11 +73,6 @@ class LearnedDetector:
 
         return cls(load_model(directory, FORMAT, build, COMMAND), **kwargs)
 
-    @property
-    def labels(self) -> list[str]:
-        """Every label this detector can give: "colour kind"."""
-        return [f"{c} {k}" for k in self.cfg.kinds for c in self.cfg.colours]
-
     def detect(self, images: dict[str, np.ndarray]) -> list[Detection]:
         """The items each camera shows, best score first. Raises ValueError (one sentence) for bad images."""
         check_images(images)

@@ -1,6 +1,6 @@
 """The catalog of things that can stand on the sim's table: object kinds, colours and places.
 
-It owns the vocabulary shared by the scene builder (sizes, shapes), the task families (which
+It owns the vocabulary shared by the scene builder (sizes; the looks are `sim/appearance.py`), the task families (which
 category goes where) and the grounding of language (which nouns name which kind).
 """
 
@@ -17,20 +17,19 @@ class ObjectKind:
     category: str  # "dish" | "trash" | "block"
     nouns: tuple[str, ...]  # words a person uses for it, the first is canonical
     half_size: tuple[float, float, float]  # collision box half extents (m)
-    shape: str  # visual shape: "cylinder" | "box"
     mass: float  # kg
 
 
 KINDS: dict[str, ObjectKind] = {
     k.name: k
     for k in (
-        ObjectKind("cup", "dish", ("cup", "mug", "glass", "teacup"), (0.026, 0.026, 0.040), "cylinder", 0.08),
-        ObjectKind("bowl", "dish", ("bowl", "dish bowl", "soup bowl"), (0.034, 0.034, 0.024), "cylinder", 0.10),
-        ObjectKind("plate", "dish", ("plate", "saucer", "dish"), (0.037, 0.037, 0.013), "cylinder", 0.10),
-        ObjectKind("can", "trash", ("can", "soda can", "tin", "soda"), (0.023, 0.023, 0.036), "cylinder", 0.05),
-        ObjectKind("wrapper", "trash", ("wrapper", "packet", "chip bag", "wrapping"), (0.035, 0.020, 0.012), "box", 0.03),
-        ObjectKind("bottle", "trash", ("bottle", "water bottle", "plastic bottle"), (0.021, 0.021, 0.050), "cylinder", 0.06),
-        ObjectKind("block", "block", ("block", "cube", "brick"), (0.020, 0.020, 0.020), "box", 0.06),
+        ObjectKind("cup", "dish", ("cup", "mug", "glass", "teacup"), (0.026, 0.026, 0.040), 0.08),
+        ObjectKind("bowl", "dish", ("bowl", "dish bowl", "soup bowl"), (0.034, 0.034, 0.024), 0.10),
+        ObjectKind("plate", "dish", ("plate", "saucer", "dish"), (0.037, 0.037, 0.013), 0.10),
+        ObjectKind("can", "trash", ("can", "soda can", "tin", "soda"), (0.023, 0.023, 0.036), 0.05),
+        ObjectKind("wrapper", "trash", ("wrapper", "packet", "chip bag", "wrapping"), (0.035, 0.020, 0.012), 0.03),
+        ObjectKind("bottle", "trash", ("bottle", "water bottle", "plastic bottle"), (0.021, 0.021, 0.050), 0.06),
+        ObjectKind("block", "block", ("block", "cube", "brick"), (0.020, 0.020, 0.020), 0.06),
     )
 }
 
