@@ -17,7 +17,7 @@ from app.errors import UserError
 from coaching.config_flags import add_flags, from_flags
 from coaching.autonomy import AutonomyConfig
 
-AUTONOMY_FLAGS = ("decide_hz", "max_episode_s")
+AUTONOMY_FLAGS = ("decide_hz", "max_episode_s", "use_refusals")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -29,6 +29,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--intervene", choices=["none", "scripted"], default="none",
                    help="scripted: the scripted coach takes over when the policy stalls or stops early")
     add_flags(p, AutonomyConfig, AUTONOMY_FLAGS)
+    p.add_argument("--detector", default="learned", help="what the policy sees the items with: learned (the shipped "
+                   "detector), learned:DIR, owl:DIR, oracle (the sim's segmentation, for ablations) or none")
     p.add_argument("--vla", default=None, help="VLA address (default: the sim policy in a child process)")
     p.add_argument("--db", default=None, help="log the episodes (as autonomous) to this database")
     p.add_argument("--noise", type=float, default=SIM_NOISE, help=NOISE_HELP)
@@ -38,19 +40,23 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def play(policy: Any, task_family: str, seeds: list[int], vla: Any, recorder: Any = None,
-         autonomy: Any = None, intervene: bool = False, progress: bool = True) -> list[Any]:
-    """The policy's episodes on the sim, one per seed, through a stepped session (logged with a recorder)."""
+         autonomy: Any = None, intervene: bool = False, progress: bool = True, detector: str | None = "learned"
+         ) -> list[Any]:
+    """The policy's episodes on the sim, one per seed, through a stepped session (logged with a recorder),
+    the items seen through the detector `detector` names (see `app.embedded.detector`)."""
     from app import embedded
     from coaching.autonomy import AutonomyDriver
     from coaching.episode import drive_episode
     from coaching.session import CoachingSession, EpisodeSettings
 
     task = embedded.task_families()[task_family]
-    session = CoachingSession(embedded.sim_robot(), vla, recorder, stepped=True).start()
+    robot = embedded.sim_robot()
+    seeing = embedded.detector(detector, robot)
+    session = CoachingSession(robot, vla, recorder, stepped=True).start()
     try:
         reports = []
         for seed in tqdm(seeds, desc=f"{task_family}: policy", unit="episode", disable=not progress):
-            source = AutonomyDriver(policy, task, autonomy)
+            source = AutonomyDriver(policy, task, autonomy, seeing)
             if intervene:
                 source = embedded.scripted_intervention(source, task_family, seed)
             reports.append(drive_episode(session, source, EpisodeSettings(task, task_family, seed), mode="autonomous",
@@ -98,7 +104,8 @@ def cmd_play(args: argparse.Namespace) -> dict[str, Any]:
             recorder = Recorder(db)
             policy.checkpoint_id = policy_id_in(db, args.policy)
         with embedded.vla(args.vla, noise=args.noise, seed=args.seed) as vla:
-            played = play(policy, task_family, seeds, vla, recorder, autonomy, intervene=args.intervene == "scripted")
+            played = play(policy, task_family, seeds, vla, recorder, autonomy, intervene=args.intervene == "scripted",
+                          detector=args.detector)
             baseline = [] if args.no_baseline else coached(task_family, seeds, vla)
     finally:
         try:

@@ -5,7 +5,8 @@ task and the subtasks so far and names the next subtask; a *different* subtask m
 `hysteresis` decisions in a row before it is sent, so a policy torn between two answers does not
 flap. A subtask the VLA refuses (`info["refused"]`), or is stuck on (still active after
 `subtask_timeout_s`, or the robot still for `still_s`), is replaced by the policy's next choice at
-once and kept out of the choices as `Exclusions` says. The episode ends on a `done` the policy is
+once and kept out of the choices as `Exclusions` says. Refusals count only with `use_refusals`: a
+VLA such as pi0 never refuses, so by default a stuck robot is noticed from its proprio state. The episode ends on a `done` the policy is
 at least `done_confidence` sure of (a success if the robot reports the task done in
 `Observation.task_progress`, a failure if it reports otherwise, the policy's word if it cannot
 tell), or at the time limit. While a person drives (taken over) it waits, and goes on from the
@@ -78,8 +79,12 @@ def without_refused(decision: Decision, refused: set[str], policy: "HighLevelPol
     tried instead of holding on to an instruction that will never run."""
     same = policy.same_subtask if policy is not None else (lambda a, b: a == b)
     ranked = [(decision.subtask, decision.confidence), *decision.alternatives]
-    may_end = [(t, p) for t, p in ranked if not (t == DONE and p < done_confidence)]
-    allowed = [(t, p) for t, p in may_end if not any(same(t, r) for r in refused)]
+    out = [(t, p) for t, p in ranked if any(same(t, r) for r in refused)]
+    # Probabilities given that an excluded subtask is not an option: a stuck active subtask the policy
+    # still holds on to must not keep `done` below its threshold.
+    left = max(1.0 - sum(p for _, p in out), 1e-9)
+    may_end = [(t, p) for t, p in ranked if not (t == DONE and p / left < done_confidence)]
+    allowed = [(t, p / left) for t, p in may_end if (t, p) not in out]
     # Everything left is excluded: the best one again (a retry), never a `done` that was held back.
     allowed = allowed or may_end[:1]
     if not allowed or allowed[0][0] == decision.subtask:
@@ -112,10 +117,17 @@ class StuckWatch:
     def __init__(self, timeout_s: float = SUBTASK_TIMEOUT_S, still_s: float = STILL_S):
         self.timeout_s, self.still_s = timeout_s, still_s
         self._stillness = Stillness()
+        self.still_for = 0.0
 
     def stuck(self, state: np.ndarray, now: float, started_at: float) -> bool:
         active_s = now - started_at
-        return active_s > self.timeout_s or min(self._stillness.update(state, now), active_s) > self.still_s
+        self.still_for = self._stillness.update(state, now)
+        return active_s > self.timeout_s or min(self.still_for, active_s) > self.still_s
+
+    def never_moved(self, now: float, started_at: float) -> bool:
+        """The robot has not moved since the subtask began (as of the last `stuck` call): the VLA never
+        acted on it, as when it names an item that is not there."""
+        return self.still_for >= now - started_at
 
 
 class Exclusions:
@@ -158,6 +170,9 @@ class AutonomyConfig:
     still_s: float = STILL_S  # the robot held still this long on an active subtask: dropped as stuck
     exclusion_s: float = EXCLUSION_S  # how long a subtask refused at once, or stuck on, stays out of the choices
     done_confidence: float = DONE_CONFIDENCE  # `done` below this is passed over for the runner-up
+    use_refusals: bool = field(default=False, metadata={
+        "help": "take the VLA's refusals as a hint that a subtask cannot run now (pi0 and pi0.5 never refuse: "
+                "without it a stuck robot is noticed from its proprio state alone)"})
 
     def check(self) -> None:
         if not 0.1 <= self.decide_hz <= 10:
@@ -252,7 +267,7 @@ class AutonomyDriver(SubtaskSource):
             return  # the active subtask is not (or no longer) the one running
         excluded = self._exclusions.current(now)
         if status.get("vla_segment") == self._active_id:
-            if status.get("vla_refused"):
+            if status.get("vla_refused") and self.config.use_refusals:
                 if self._active not in excluded:  # the VLA cannot do it now: take the policy's next choice
                     self._exclusions.refused(self._active, now, ran=self._ran)
                     if not self._ran:
@@ -263,4 +278,6 @@ class AutonomyDriver(SubtaskSource):
                 self._exclusions.running()
         if self._stuck.stuck(observation.state, now, self._sent_at) and self._active not in self._exclusions.current(now):
             self._exclusions.stuck(self._active, now)  # let the policy's next choice run
+            if self._stuck.never_moved(now, self._sent_at):  # never acted on: like a refusal, not part of the history
+                self._never_ran.add(self._active_id)
             self._next_decision = now

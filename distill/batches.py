@@ -1,9 +1,9 @@
-"""What the high-level policy's training loop (`distill/train.py`) and its validation
-(`distill/validation.py`) feed the network: the samples as tensors, batches of them, the image
-augmentation, and the objective.
+"""Situations as tensors, and the objective.
 
-Text goes in as frozen sentence embeddings (`distill/text_table.py`), computed once per distinct
-string when the samples become tensors; targets are indices into the candidate bank.
+`to_tensors` stacks `Situation`s (`distill/situations.py`) into a `Tensors` the network
+(`distill/model.py`) takes batch by batch; `policy_loss` is the objective: cross-entropy of the
+next subtask (group and item) on the situations that have a target, plus binary cross-entropy of
+the finished head on those that have a label.
 """
 
 from __future__ import annotations
@@ -14,70 +14,84 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from coaching.high_level import DONE
-from distill.dataset import Sample, metadata_prompt
-from distill.text_table import TEXT_DIM, TextTable, history_tensor
+from coaching.text_encoder import DIM as TEXT_DIM
+from distill.features import MAX_TRACKS
 
 
 @dataclass
 class Tensors:
-    images: dict[str, torch.Tensor]  # camera -> (N, 3, S, S) uint8
-    state: torch.Tensor  # (N, D)
-    task: torch.Tensor  # (N, E)
-    hist: torch.Tensor  # (N, H, E)
-    hist_mask: torch.Tensor  # (N, H)
-    meta: torch.Tensor  # (N, E)
-    target: torch.Tensor  # (N,) index into the bank, -1 when the target is not in it
-    finished: torch.Tensor  # (N,) 1.0 where the newest history item is done (a switch, `done`, or no history)
-    targets: list[str]
-    views: list[str]
+    context: torch.Tensor  # (N, C)
+    held: torch.Tensor  # (N, 384)
+    groups: torch.Tensor  # (N, G, 2)
+    tracks: torch.Tensor  # (N, S, F)
+    track_label_ids: torch.Tensor  # (N, S) rows of `label_emb`
+    track_mask: torch.Tensor  # (N, S) bool
+    active: torch.Tensor  # (N, F)
+    target: torch.Tensor  # (N,) long, -1: none
+    finished: torch.Tensor  # (N,) float, nan: none
+    label_emb: torch.Tensor  # (L, 384)
+    kinds: list[str]  # (N,) switch | continue | done
 
     def __len__(self) -> int:
-        return len(self.targets)
+        return len(self.target)
 
-    def batch(self, idx: torch.Tensor) -> tuple[dict[str, torch.Tensor], ...]:
-        """The network's inputs for the samples `idx` (B,): (images, state, task, hist, hist_mask, meta),
-        the arguments of `SubtaskScorer.query` in order."""
-        return ({c: v[idx] for c, v in self.images.items()}, self.state[idx], self.task[idx], self.hist[idx],
-                self.hist_mask[idx], self.meta[idx])
-
-
-def to_tensors(samples: list[Sample], cameras: list[str], bank: list[str], history: int, table: TextTable) -> Tensors:
-    """The samples as tensors (see `Tensors` for the shapes); `history` is the number of history slots H."""
-    index = {t: i for i, t in enumerate(bank)}
-    n = len(samples)
-    images = {c: torch.from_numpy(np.stack([s.images[c] for s in samples])).permute(0, 3, 1, 2).contiguous()
-              if n else torch.zeros(0, 3, 1, 1, dtype=torch.uint8) for c in cameras}
-    state = torch.from_numpy(np.stack([s.state for s in samples])) if n else torch.zeros(0, 1)
-    texts = sorted({s.task for s in samples} | {metadata_prompt(s.metadata) for s in samples})
-    emb = dict(zip(texts, table.embed(texts)))
-    task = torch.stack([emb[s.task] for s in samples]) if n else torch.zeros(0, TEXT_DIM)
-    meta = torch.stack([emb[metadata_prompt(s.metadata)] for s in samples]) if n else torch.zeros(0, TEXT_DIM)
-    hist, mask = history_tensor([s.history for s in samples], history, table)
-    target = torch.tensor([index.get(s.target, -1) for s in samples], dtype=torch.long)
-    finished = torch.tensor([float(s.view == "previous" or s.target == DONE or not s.history) for s in samples])
-    return Tensors(images, state, task, hist, mask, meta, target, finished, [s.target for s in samples],
-                   [s.view for s in samples])
+    def batch(self, idx: torch.Tensor, label_dropout: float = 0.0, metadata_dropout: float = 0.0,
+              metadata_slice: slice | None = None) -> tuple[torch.Tensor, ...]:
+        """The network's inputs for the rows `idx`; in training, each item label's embedding is zeroed
+        with p = `label_dropout` (so unseen colour x kind pairs are scored by what the memory says of
+        them) and the metadata prompt's with p = `metadata_dropout` (pi0.7's prompt dropout)."""
+        context = self.context[idx]
+        labels = self.label_emb[self.track_label_ids[idx]]
+        if label_dropout > 0:
+            labels = labels * (torch.rand(labels.shape[:2]) >= label_dropout).unsqueeze(-1)
+        if metadata_dropout > 0 and metadata_slice is not None:
+            context = context.clone()
+            drop = torch.rand(len(idx)) < metadata_dropout
+            context[drop, metadata_slice] = 0.0
+        return (context, self.held[idx], self.groups[idx], self.tracks[idx], labels, self.track_mask[idx],
+                self.active[idx])
 
 
-def random_shift(images: torch.Tensor, pad: int) -> torch.Tensor:
-    """Shift each image of (B, 3, S, S) by up to `pad` pixels (edge padding, then a random crop), uint8 in and out."""
-    if pad <= 0:
-        return images
-    b, _, h, w = images.shape
-    padded = F.pad(images.float(), (pad, pad, pad, pad), mode="replicate")
-    dx, dy = torch.randint(0, 2 * pad + 1, (2, b))
-    out = torch.stack([padded[i, :, dy[i]:dy[i] + h, dx[i]:dx[i] + w] for i in range(b)])
-    return out.to(torch.uint8)
+def to_tensors(situations: list, track_dim: int) -> Tensors:
+    """Stack situations (tracks padded to `MAX_TRACKS`); item labels are embedded once each."""
+    from coaching.text_encoder import default_encoder
+
+    n = len(situations)
+    labels = sorted({l for s in situations for l in s.features.track_labels})
+    label_row = {l: i + 1 for i, l in enumerate(labels)}  # row 0: padding
+    label_emb = np.zeros((len(labels) + 1, TEXT_DIM), np.float32)
+    if labels:
+        label_emb[1:] = default_encoder().encode(labels)
+    G = situations[0].features.groups.shape[0] if n else 0
+    tracks = np.zeros((n, MAX_TRACKS, track_dim), np.float32)
+    ids = np.zeros((n, MAX_TRACKS), np.int64)
+    mask = np.zeros((n, MAX_TRACKS), bool)
+    for i, s in enumerate(situations):
+        k = len(s.features.track_labels)
+        if k:
+            tracks[i, :k] = s.features.tracks
+            ids[i, :k] = [label_row[l] for l in s.features.track_labels]
+            mask[i, :k] = True
+    return Tensors(
+        context=torch.from_numpy(np.stack([s.features.context for s in situations])) if n else torch.zeros(0, 1),
+        held=torch.from_numpy(np.stack([s.features.held for s in situations])) if n else torch.zeros(0, TEXT_DIM),
+        groups=torch.from_numpy(np.stack([s.features.groups for s in situations])) if n else torch.zeros(0, G, 2),
+        tracks=torch.from_numpy(tracks), track_label_ids=torch.from_numpy(ids), track_mask=torch.from_numpy(mask),
+        active=torch.from_numpy(np.stack([s.features.active for s in situations])) if n else torch.zeros(0, track_dim),
+        target=torch.tensor([-1 if s.target is None else s.target for s in situations], dtype=torch.long),
+        finished=torch.tensor([np.nan if s.finished is None else s.finished for s in situations], dtype=torch.float32),
+        label_emb=torch.from_numpy(label_emb), kinds=[s.kind for s in situations])
 
 
 def policy_loss(next_logits: torch.Tensor, finished_logit: torch.Tensor, target: torch.Tensor,
                 finished: torch.Tensor) -> torch.Tensor:
-    """The objective, a scalar: is the active subtask done (binary cross-entropy of `finished_logit` (B,)
-    against `finished` (B,), every sample), and if so what comes next (cross-entropy of `next_logits`
-    (B, C) against the bank index `target` (B,), on the samples where it is, weighted by their share)."""
-    loss = F.binary_cross_entropy_with_logits(finished_logit, finished)
-    switch = finished > 0
-    if switch.any():
-        loss = loss + F.cross_entropy(next_logits[switch], target[switch]) * switch.float().mean()
+    """Cross-entropy of the next subtask where there is a target (-1: none) plus binary cross-entropy of
+    the finished head where there is a label (nan: none); each a mean over its rows, 0 without rows."""
+    loss = next_logits.new_zeros(())
+    has = target >= 0
+    if has.any():
+        loss = loss + F.cross_entropy(next_logits[has], target[has])
+    lab = ~torch.isnan(finished)
+    if lab.any():
+        loss = loss + F.binary_cross_entropy_with_logits(finished_logit[lab], finished[lab])
     return loss

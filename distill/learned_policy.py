@@ -1,11 +1,13 @@
 """The distilled high-level policy behind the `HighLevelPolicy` seam (`coaching.high_level`), and
 its checkpoint format.
 
-`LearnedHighLevelPolicy.load(DIR)` reads a checkpoint written by `coachlab distill` (see
-`distill/checkpoint.py` for the directory layout) and answers `decide`: it turns one observation
-(camera images, proprio state), the task, the subtasks issued so far and the episode metadata into
-the network's inputs (`distill/model.py`, `distill/text_table.py`), scores its candidates
-(`distill/candidates.py`) and returns the most probable subtask, its phrasings pooled.
+`LearnedHighLevelPolicy.load(DIR)` reads a checkpoint written by `coachlab distill` (directory
+layout in `distill/checkpoint.py`). Each `decide` takes the detections into the episode memory
+(`distill/memory.py`), builds the network's inputs (`distill/features.py`), and turns its two
+heads into one ranking: P(active) = 1 - f, P(c) = f * P_next(c) for every other candidate c,
+f the finished head's probability. A candidate is a subtask group said with its most logged
+template, filled with a tracked item's label where the group names an item ("grab the {obj}" ->
+"grab the purple bottle"), so it can name items no coached episode named.
 """
 
 from __future__ import annotations
@@ -17,55 +19,64 @@ import numpy as np
 import torch
 
 from coaching.detector import Detection
-from coaching.high_level import Decision, HighLevelPolicy
+from coaching.high_level import DONE, Decision, HighLevelPolicy
 from coaching.robot import Observation
-from distill.candidates import CandidateBank
 from distill.checkpoint import Checkpoint, load_model
-from distill.dataset import DistillError, history_items, metadata_prompt, normalize_subtask, resize_image
-from distill.model import ModelConfig, SubtaskScorer
-from distill.text_table import TextTable, history_tensor
+from distill.dataset import DistillError, normalize_subtask
+from distill.features import MAX_TRACKS, Featurizer, Vocabulary
+from distill.model import HighLevelNet, ModelConfig
+from distill.phrasing import compose
 
-FORMAT = "coachlab-high-level-v1"
+FORMAT = "coachlab-high-level-v2"
 COMMAND = "coachlab distill"  # the command that writes these checkpoints, named in every load error
+TOP = 5  # choices kept for the page
 
 
 def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
     """The high-level policy's network (eval mode) with its config and training record, or a
     one-sentence DistillError for a missing, corrupt or mismatched checkpoint directory."""
-    return load_model(directory, FORMAT, lambda raw: SubtaskScorer(ModelConfig.from_dict(raw)), COMMAND)
+    return load_model(directory, FORMAT, lambda raw: HighLevelNet(ModelConfig.from_dict(raw)), COMMAND)
+
+
+def issued(history: Sequence[str]) -> list[str]:
+    """The history as the memory keeps it: normalized, empty and `done` dropped, consecutive repeats
+    (a retry sent as a fresh segment) collapsed."""
+    out: list[str] = []
+    for text in history:
+        t = normalize_subtask(text)
+        if t and t != DONE and (not out or out[-1] != t):
+            out.append(t)
+    return out
 
 
 class LearnedHighLevelPolicy(HighLevelPolicy):
-    """The distilled high-level policy behind the `HighLevelPolicy` seam.
+    """The distilled policy: `decide` returns the best subtask, its probability and the runners-up;
+    `view` is what it saw and thought at the last decision (for the Autonomous tab)."""
 
-    `history` is every subtask issued so far, the active one last (what the driver passes);
-    `decide` returns the best candidate, its probability and the runners-up. It sees the
-    observation's cameras and proprio state; the network takes no detections, so `decide` ignores them.
-    """
-
-    def __init__(self, model: SubtaskScorer, table: TextTable | None = None, extra_candidates: Sequence[str] = (),
-                 checkpoint_id: int | None = None, tasks: Sequence[str] = ()):
+    def __init__(self, model: HighLevelNet, checkpoint_id: int | None = None, tasks: Sequence[str] = (),
+                 detector: str | None = None):
         self.model = model.eval()
         self.cfg = model.cfg
-        self.table = table or TextTable()
+        self.vocabulary = Vocabulary.from_dict(self.cfg.vocabulary)
+        self.featurizer = Featurizer(self.vocabulary)
         self.checkpoint_id = checkpoint_id
         self.tasks = list(tasks)  # the task texts it learned from (for a clear error on others)
-        self.set_candidates(list(self.cfg.bank) + list(extra_candidates))
-        self._episode_start = self.candidates
+        self.detector = detector  # the identity of the detector it learned through
+        self.memory = self.featurizer.memory()
+        self.view: dict[str, Any] = {}
+        self._slotted = [g for g, s in enumerate(self.vocabulary.groups.slotted) if s]
 
     @classmethod
-    def load(cls, directory: str, extra_candidates: Sequence[str] = ()) -> LearnedHighLevelPolicy:
+    def load(cls, directory: str) -> LearnedHighLevelPolicy:
         """The policy in a `coachlab distill` checkpoint directory; a one-sentence DistillError when it is unusable."""
         ckpt = load_checkpoint(directory)
-        return cls(ckpt.model, extra_candidates=extra_candidates, checkpoint_id=ckpt.policy_id,
-                   tasks=ckpt.training.get("tasks", []))
+        return cls(ckpt.model, checkpoint_id=ckpt.policy_id, tasks=ckpt.training.get("tasks", []),
+                   detector=ckpt.training.get("detector"))
 
     def reset(self) -> None:
-        """A new episode: drop the candidates the last one added (subtasks a person typed before handing
-        back), which the model was never trained on; kept, 262 such strings from one round of
-        `play --intervene scripted` took a policy from 2/2 to 0/2 on sort_blocks."""
-        if self.bank.texts != self._episode_start:
-            self.set_candidates(self._episode_start)
+        """A new episode: forget what was seen and done."""
+        self.memory.reset()
+        self.view = {}
 
     def check_task(self, task: str) -> None:
         """A one-sentence DistillError when the policy never saw this task text (nothing when unknown)."""
@@ -73,65 +84,66 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
             raise DistillError(f"This policy was distilled from episodes of {'; '.join(repr(t) for t in self.tasks)} "
                                f"and never saw the task {task!r}: choose one of those or distill on its episodes.")
 
-    # ------------------------------------------------------------------------- candidates
-
-    @property
-    def candidates(self) -> list[str]:
-        """The strings it chooses from, `done` among them."""
-        return list(self.bank.texts)
-
-    def set_candidates(self, texts: Sequence[str]) -> None:
-        """The strings it chooses from: normalized, deduplicated, `done` always among them."""
-        self.bank = CandidateBank.build(texts, self.model, self.table)
-
-    def add_candidates(self, texts: Sequence[str]) -> None:
-        """More strings to choose from until the next `reset` (`extra_candidates` at load time stay)."""
-        self.set_candidates(self.bank.texts + list(texts))
-
     def same_subtask(self, a: str, b: str) -> bool:
-        """Whether the policy takes two strings for one subtask (see `distill.candidates.same_subtask_groups`)."""
-        return self.bank.same_subtask(a, b)
+        """Two phrasings are one subtask when they fall in one subtask group and name the same item."""
+        if a == b:
+            return True
+        if DONE in (a, b):
+            return False
+        ia, ib = self.memory.ground(normalize_subtask(a)), self.memory.ground(normalize_subtask(b))
+        ga, gb = self.featurizer.group(ia.template), self.featurizer.group(ib.template)
+        return ga is not None and ga == gb and ia.label == ib.label
 
     # ------------------------------------------------------------------------- deciding
 
-    def scores(self, images: dict[str, np.ndarray], state: np.ndarray, task: str, history: list[str],
-               metadata: dict[str, Any] | None = None) -> np.ndarray:
-        """Probabilities (C,) over `candidates` for one observation: `images` camera -> (H, W, 3) uint8
-        of any size (resized inside), `state` the proprio vector (D,). A camera the policy needs and
-        `images` lacks is a one-sentence DistillError. An active subtask (the last of `history`) that
-        is not a candidate becomes one until the next `reset`."""
-        cfg = self.cfg
-        missing = [c for c in cfg.cameras if c not in images]
-        if missing:
-            raise DistillError(f"The policy needs the camera(s) {', '.join(missing)} but the robot gave "
-                               f"{', '.join(sorted(images)) or 'none'}: run it on the robot it was trained on.")
-        active = history_items(history, 1)
-        if active and active[0] not in self.bank:  # typed by a person who handed back: keeping it must be a choice
-            self.add_candidates(active)
-        imgs = {c: torch.from_numpy(resize_image(images[c], cfg.image_size)).permute(2, 0, 1).unsqueeze(0)
-                for c in cfg.cameras}
-        st = torch.from_numpy(np.nan_to_num(np.asarray(state, dtype=np.float32))).reshape(1, -1)
-        hist, mask = history_tensor([history_items(history, cfg.history)], cfg.history, self.table)
-        text = self.table.embed([task, metadata_prompt(metadata)])
-        with torch.no_grad():
-            q = self.model.query(imgs, st, text[:1], hist, mask, text[1:])
-            probs = torch.exp(self.model.scores(q, hist, mask, self.bank.vectors, self.bank.text_emb))[0]
-        return probs.numpy()
-
     def decide(self, observation: Observation, detections: list[Detection], task: str, history: list[str],
                metadata: dict[str, Any] | None = None) -> Decision:
-        """The most probable *subtask* for `observation` (its `images` and `state`, see `scores`), its
-        phrasings pooled (see `same_subtask_groups`): a subtask said ten ways must not lose to a wrong
-        one said one way. When it is the active one, the active phrasing is returned, so the driver
-        keeps going instead of re-prompting a paraphrase. `detections` are not used."""
-        probs = self.scores(observation.images, observation.state, task, history, metadata)
-        bank = self.bank  # after `scores`, which may have added the active subtask
-        pooled = bank.pooled(probs)
-        order = np.argsort(-pooled)
-        active = normalize_subtask(history[-1]) if history else None
+        """The subtask to run now (see the module docstring). `observation.state` is the proprio vector
+        (D,) it was trained on, `observation.timestamp` the robot's clock in seconds; the images are
+        seen through `detections`. When the active subtask wins, its own text is returned, so the
+        driver keeps going instead of re-prompting a paraphrase."""
+        state = np.asarray(observation.state, dtype=np.float32).reshape(-1)
+        if state.shape[0] != len(self.vocabulary.state_mean):
+            raise DistillError(f"The policy takes a {len(self.vocabulary.state_mean)}-d proprio state but the robot "
+                               f"gave {state.shape[0]}: run it on the robot it was trained on.")
+        sizes = {c: img.shape[:2] for c, img in observation.images.items()}
+        hist = issued(history)
+        self.memory.observe(float(observation.timestamp), state, detections, sizes, hist)
+        n = len(hist)
+        f = self.featurizer.features(self.memory, n, task, metadata)
+        ranked, finished = self._rank(f, hist[-1] if hist else None)
+        self.view = {"detections": [d.label for d in detections], **self.memory.summary(n),
+                     "active": hist[-1] if hist else None, "finished": round(finished, 3),
+                     "choices": [(t, round(p, 3)) for t, p in ranked[:TOP]]}
+        (best, p), rest = ranked[0], ranked[1:]
+        return Decision(best, p, rest[:2 * TOP])
 
-        def say(group: int) -> tuple[str, float]:
-            return bank.phrasing(group, probs, active), float(pooled[group])
-
-        subtask, confidence = say(int(order[0]))
-        return Decision(subtask=subtask, confidence=confidence, alternatives=[say(int(g)) for g in order[1:]])
+    def _rank(self, f, active: str | None) -> tuple[list[tuple[str, float]], float]:
+        """Every candidate's text and probability, best first, and the finished head's probability."""
+        cfg, groups = self.cfg, self.vocabulary.groups
+        k = len(f.track_labels)
+        tracks = np.zeros((1, MAX_TRACKS, cfg.track_dim), np.float32)
+        labels = np.zeros((1, MAX_TRACKS, cfg.text_dim), np.float32)
+        mask = np.zeros((1, MAX_TRACKS), bool)
+        if k:
+            tracks[0, :k], labels[0, :k], mask[0, :k] = f.tracks, self.featurizer.embed(f.track_labels), True
+        with torch.no_grad():
+            next_logits, finished = self.model(
+                torch.from_numpy(f.context[None]), torch.from_numpy(f.held[None]), torch.from_numpy(f.groups[None]),
+                torch.from_numpy(tracks), torch.from_numpy(labels), torch.from_numpy(mask),
+                torch.from_numpy(f.active[None]))
+        p_next = torch.softmax(next_logits[0], 0).numpy()
+        fin = float(torch.sigmoid(finished[0])) if active is not None else 1.0
+        G = cfg.groups
+        probs: dict[str, float] = {}
+        for i in np.flatnonzero(p_next > 1e-6):
+            if i < G:
+                text = DONE if groups.groups[i] == [DONE] else groups.canonical(int(i))
+            else:
+                k, s = divmod(int(i) - G, MAX_TRACKS)
+                text = compose(groups.canonical(self._slotted[k]), f.track_labels[s])
+            probs[text] = probs.get(text, 0.0) + fin * float(p_next[i])
+        if active is not None:
+            same = [t for t in probs if self.same_subtask(t, active)]
+            probs[active] = (1.0 - fin) + sum(probs.pop(t) for t in same)
+        return sorted(probs.items(), key=lambda kv: -kv[1]), fin

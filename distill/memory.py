@@ -1,0 +1,186 @@
+"""The high-level policy's episode memory: what it has seen and what the history says was done.
+
+It owns two things a single frame cannot give (Statler's explicit world state, kept by the policy):
+
+- *tracks*: every item label the `Detector` has reported this episode, with when it was last
+  seen, where (a normalised box per camera) and how often. An item the arm hides for a moment,
+  or that the detector misses in one frame (its recall is ~0.75 per frame), stays known.
+- *the history, grounded*: each issued subtask as (template, item label or None), the time it
+  was issued and the proprio state it ended in. From it: which items were picked, which were
+  then put somewhere (`handled`), and how far the state a place ended in lies from where places
+  of that kind ended in the logs (`release_distance`, the check that a place really ended in its
+  destination).
+
+The same code runs when training replays a logged episode and when the policy drives a robot, so
+the features the network learns from are the features it gets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+import numpy as np
+
+from coaching.detector import Detection
+from distill.phrasing import Lexicon, ground
+
+# Per camera: seen now, box centre x, y, width, height (fractions of the image). Then: seconds since
+# last seen / 10 (at most 3), log(1 + times seen) / 3, the fraction of moments it was seen since it
+# first was (an item on the table ~0.8, a detector's false positive flickers), best score, times
+# picked / 3, picked last, handled, release distance / 5 (0 unless handled).
+TRACK_SCALARS = 8
+
+
+def track_features_dim(cameras: int) -> int:
+    return 5 * cameras + TRACK_SCALARS
+
+
+@dataclass
+class Track:
+    label: str
+    last_seen: float
+    seen: int = 0
+    score: float = 0.0
+    updates: int = 0  # moments observed since it was first seen
+    boxes: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)  # camera -> cx, cy, w, h
+    now: set[str] = field(default_factory=set)  # the cameras that see it at the latest update
+
+
+@dataclass
+class Item:
+    """One issued subtask, grounded."""
+
+    text: str
+    template: str
+    label: str | None  # the item it names, when it names one the memory knows
+    issued_t: float
+    end_state: np.ndarray | None = None  # the state when the next subtask was issued
+
+
+class EpisodeMemory:
+    """Tracks and the grounded history of one episode; `reset()` between episodes."""
+
+    def __init__(self, cameras: Sequence[str], lexicon: Lexicon,
+                 similarity: Callable[[str, list[str]], np.ndarray] | None = None):
+        self.cameras = list(cameras)
+        self.lexicon, self.similarity = lexicon, similarity
+        self.reset()
+
+    def reset(self) -> None:
+        self.tracks: dict[str, Track] = {}
+        self.items: list[Item] = []
+        self.state: np.ndarray | None = None
+        self.t = 0.0
+        self._states: list[tuple[float, np.ndarray]] = []  # recent (t, state), for motion
+
+    def copy(self) -> "EpisodeMemory":
+        """An independent copy of what it holds (the lexicon and similarity are shared)."""
+        import copy
+
+        other = EpisodeMemory(self.cameras, self.lexicon, self.similarity)
+        other.tracks = copy.deepcopy(self.tracks)
+        other.items = copy.deepcopy(self.items)
+        other.state, other.t, other._states = self.state, self.t, list(self._states)
+        return other
+
+    # ----------------------------------------------------------------------------- updates
+
+    def observe(self, t: float, state: np.ndarray, detections: Sequence[Detection],
+                image_sizes: dict[str, tuple[int, int]], history: Sequence[str],
+                labels: Sequence[str] | None = None) -> None:
+        """Take in one moment: time `t` (s), proprio `state` (D,), the detections, each camera's
+        (height, width), and every subtask issued so far (normalized, oldest first). `labels`: the
+        labels to ground new history items against (default: the tracked ones)."""
+        self.t, self.state = t, np.asarray(state, dtype=np.float32)
+        self._states = [(s_t, s) for s_t, s in self._states if t - s_t <= 3.0] + [(t, self.state)]
+        for track in self.tracks.values():
+            track.now = set()
+            track.updates += 1
+        for d in detections:
+            if d.camera not in image_sizes:
+                continue
+            h, w = image_sizes[d.camera]
+            x0, y0, x1, y1 = d.box
+            track = self.tracks.setdefault(d.label, Track(d.label, t, updates=1))
+            if not track.now:
+                track.seen += 1
+            track.last_seen, track.score = t, max(track.score, float(d.score))
+            track.boxes[d.camera] = ((x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h)
+            track.now.add(d.camera)
+        same = 0  # the driver may drop a subtask from the history (the robot never acted on it): re-sync
+        while same < min(len(self.items), len(history)) and self.items[same].text == history[same]:
+            same += 1
+        if same < len(self.items):
+            del self.items[same:]
+            if self.items:
+                self.items[-1].end_state = None
+        for text in history[len(self.items):]:
+            if self.items and self.items[-1].end_state is None:
+                self.items[-1].end_state = self.state
+            self.items.append(self.ground(text, t, labels))
+
+    def ground(self, text: str, t: float = 0.0, labels: Sequence[str] | None = None) -> Item:
+        """A subtask text as an `Item`: its template and the label its object phrase names."""
+        tpl, label = ground(text, list(labels if labels is not None else self.tracks), self.lexicon, self.similarity)
+        return Item(text, tpl, label, t)
+
+    # ----------------------------------------------------------------------------- what it knows
+
+    def still_for(self, tolerance: float = 2e-3) -> float:
+        """Seconds the state has stayed within `tolerance` (max abs difference) of the current one, within
+        the last 3 s kept: a robot whose VLA finished (or is stuck) holds still."""
+        since = self.t
+        for s_t, s in reversed(self._states):
+            if np.max(np.abs(s - self.state), initial=0.0) > tolerance:
+                break
+            since = s_t
+        return self.t - since
+
+    def motion(self) -> float:
+        """How far the state moved over the last second (Euclidean, raw units)."""
+        old = [s for s_t, s in self._states if self.t - s_t >= 0.9]
+        ref = old[-1] if old else self._states[0][1]
+        return float(np.linalg.norm(self.state - ref)) if self.state is not None else 0.0
+
+    def end_state(self, i: int, n: int) -> np.ndarray | None:
+        """The state item i ended in, with the first n items issued: the state at the next issue, or now."""
+        return self.items[i].end_state if i + 1 < n and self.items[i].end_state is not None else self.state
+
+    def picked_last(self, n: int) -> str | None:
+        """The label of the newest of the first n items that names one."""
+        for item in reversed(self.items[:n]):
+            if item.label is not None:
+                return item.label
+        return None
+
+    def handled(self, label: str, n: int) -> int | None:
+        """The index of the place that followed the last pick of `label` among the first n items (the
+        item after it, naming no object), or None when it was not put anywhere yet."""
+        last = max((i for i, item in enumerate(self.items[:n]) if item.label == label), default=None)
+        if last is None or last + 1 >= n or self.items[last + 1].label is not None:
+            return None
+        return last + 1
+
+    def track_features(self, label: str, n: int, release_distance: Callable[[str, np.ndarray], float]) -> np.ndarray:
+        """The features of one tracked label with the first n history items issued (see the top)."""
+        track = self.tracks[label]
+        f: list[float] = []
+        for cam in self.cameras:
+            box = track.boxes.get(cam)
+            f += [float(cam in track.now), *(box if box is not None else (0.0, 0.0, 0.0, 0.0))]
+        picks = sum(1 for item in self.items[:n] if item.label == label)
+        place = self.handled(label, n)
+        dist = 0.0
+        if place is not None:
+            end = self.end_state(place, n)
+            dist = min(release_distance(self.items[place].template, end), 5.0) / 5 if end is not None else 0.0
+        f += [min(self.t - track.last_seen, 30.0) / 10, np.log1p(track.seen) / 3, track.seen / max(track.updates, 1),
+              track.score, min(picks, 3) / 3,
+              float(self.picked_last(n) == label), float(place is not None), dist]
+        return np.asarray(f, dtype=np.float32)
+
+    def summary(self, n: int) -> dict:
+        """For people: the items seen, which count as handled, and how long since each was seen."""
+        return {"seen": sorted(self.tracks), "handled": sorted(l for l in self.tracks if self.handled(l, n) is not None),
+                "in_view": sorted(l for l, tr in self.tracks.items() if tr.now)}
