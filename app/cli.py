@@ -165,8 +165,15 @@ def _serve(server: Any, what: str) -> dict[str, Any]:
 def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
     import importlib
 
+    import inspect
+
     module = importlib.import_module(f"bench.{args.what}")
-    return module.run()
+    seeds = {k: getattr(args, k) for k in ("train_seed", "eval_seed") if getattr(args, k) is not None}
+    unknown = set(seeds) - set(inspect.signature(module.run).parameters)
+    if unknown:
+        raise UserError(f"bench {args.what} takes no {', '.join('--' + k.replace('_', '-') for k in sorted(unknown))}: "
+                        "only bench distill chooses its seeds.")
+    return module.run(**seeds)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -220,6 +227,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="run a benchmark and print its JSON")
     p.add_argument("what", choices=["sim", "grounding", "coach", "rpc", "storage", "ui", "distill", "subgoals", "perception"])
+    p.add_argument("--train-seed", type=int, default=None, dest="train_seed",
+                   help="bench distill: the first seed of the coached training episodes (default 0)")
+    p.add_argument("--eval-seed", type=int, default=None, dest="eval_seed",
+                   help="bench distill: the first of the unseen seeds it evaluates on (default 1000)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_bench)
     return parser

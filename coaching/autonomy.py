@@ -40,7 +40,8 @@ STILL_S = 5.0
 # How long a subtask refused on its first reply (the object is not there) or stuck on stays out of
 # the policy's choices, whatever runs meanwhile; long enough to try the rest of its list.
 EXCLUSION_S = 30.0
-# `done` ends the episode for good while a wrong subtask costs seconds, so `done` must be this sure.
+# `done` ends the episode for good, so the driver waits (sends nothing new) until the policy is this
+# sure; running the runner-up instead undid finished work (a placed block picked up again).
 DONE_CONFIDENCE = 0.7
 
 
@@ -68,26 +69,19 @@ class Hysteresis:
         self.candidate, self.streak = None, 0
 
 
-def without_refused(decision: Decision, refused: set[str], policy: "HighLevelPolicy | None" = None,
-                    done_confidence: float = 0.0) -> Decision:
-    """The decision, or else its best runner-up that is no phrasing of a subtask the VLA
-    refused or got stuck on (see `Exclusions`), and is not a `done` said with less than `done_confidence`
-    (`done` ends the episode for good, while a wrong subtask costs seconds).
-
-    A VLA that reports a refusal (`info["refused"]`, e.g. the object named is not in the scene)
-    tells the driver more than the cameras at 64 pixels do; the high-level policy's next choice is
-    tried instead of holding on to an instruction that will never run."""
+def without_refused(decision: Decision, refused: set[str], policy: "HighLevelPolicy | None" = None) -> Decision:
+    """The decision, or else its best runner-up that is no phrasing of a subtask the VLA refused or
+    got stuck on (see `Exclusions`), with probabilities renormalised over what is left (so a stuck
+    subtask the policy still holds on to does not keep `done` below its bar). When everything is
+    excluded, the best choice again (a retry)."""
     same = policy.same_subtask if policy is not None else (lambda a, b: a == b)
     ranked = [(decision.subtask, decision.confidence), *decision.alternatives]
-    out = [(t, p) for t, p in ranked if any(same(t, r) for r in refused)]
-    # Probabilities given that an excluded subtask is not an option: a stuck active subtask the policy
-    # still holds on to must not keep `done` below its threshold.
-    left = max(1.0 - sum(p for _, p in out), 1e-9)
-    may_end = [(t, p) for t, p in ranked if not (t == DONE and p / left < done_confidence)]
-    allowed = [(t, p / left) for t, p in may_end if (t, p) not in out]
-    # Everything left is excluded: the best one again (a retry), never a `done` that was held back.
-    allowed = allowed or may_end[:1]
-    if not allowed or allowed[0][0] == decision.subtask:
+    out = {t for t, _ in ranked if any(same(t, r) for r in refused)}
+    if not out:
+        return decision
+    left = max(1.0 - sum(p for t, p in ranked if t in out), 1e-9)
+    allowed = [(t, min(1.0, p / left)) for t, p in ranked if t not in out]
+    if not allowed:
         return decision
     return Decision(allowed[0][0], allowed[0][1], allowed[1:])
 
@@ -169,7 +163,7 @@ class AutonomyConfig:
     subtask_timeout_s: float = SUBTASK_TIMEOUT_S  # one subtask active this long counts as stuck
     still_s: float = STILL_S  # the robot held still this long on an active subtask: dropped as stuck
     exclusion_s: float = EXCLUSION_S  # how long a subtask refused at once, or stuck on, stays out of the choices
-    done_confidence: float = DONE_CONFIDENCE  # `done` below this is passed over for the runner-up
+    done_confidence: float = DONE_CONFIDENCE  # `done` below this: wait for the next decision
     use_refusals: bool = field(default=False, metadata={
         "help": "take the VLA's refusals as a hint that a subtask cannot run now (pi0 and pi0.5 never refuse: "
                 "without it a stuck robot is noticed from its proprio state alone)"})
@@ -234,8 +228,10 @@ class AutonomyDriver(SubtaskSource):
         excluded = self._exclusions.current(now)
         detections = self.detector.detect(observation.images)
         decision = without_refused(self.policy.decide(observation, detections, self.task, history, self.metadata),
-                                   excluded, self.policy, self.config.done_confidence)
+                                   excluded, self.policy)
         self.decision = decision
+        if decision.done and decision.confidence < self.config.done_confidence:
+            return None  # `done` ends the episode for good: wait until the policy is sure, do nothing rash
         if not ((self._active in excluded and not decision.done) or self._hysteresis.switch(decision, self._active)):
             return None
         if decision.done:

@@ -1,23 +1,10 @@
-"""Training samples for the high-level policy, built from coaching logs through storage's query API.
+"""The episode side of distillation, shared by every model trained from coaching logs.
 
-One sample is what a real robot and its driver have at one moment (low-resolution camera images,
-the proprio state, the task text, the subtasks issued so far, the episode metadata) and the subtask
-that should be active then (or `done`). Never the sim's privileged `env_state`.
-
-The history convention matches the autonomous driver (`coaching/autonomy.py`), which passes every
-subtask issued so far, the active one last. From each sampled step of segment k two views are made:
-- "current": history = segments 0..k, target = segment k (keep going: the last issued is not done);
-- "previous": history = segments 0..k-1, target = segment k (switch: the last issued one is done).
-Only the images say which applies, so the policy learns when a subtask is finished. The labelling
-rules (mistakes, failures, repeats, `done`) are in docs/distill.md.
-
-Decoding JPEG frames is the slow part: it runs behind a tqdm bar and is cached per episode (in
-memory, and on disk when `cache_dir` is set).
-
-The episode side is shared with the subgoal model's pairs (`distill/subgoal_data.py`): selecting
-episodes (`select_episodes`), splitting them by episode, the frame cache, the per-episode helpers
-(`episode_cameras`, `step_period`) and `build_split`, which runs a per-episode builder over the
-split and makes the checks both datasets need.
+It owns `DistillError` (something a user can fix, said in one sentence), the normal form of a
+subtask text (`normalize_subtask`), selecting episodes by task, status, mode and quality
+(`select_episodes`), splitting them by episode (`split_episodes`), the decoded frame cache and
+`build_split`, which runs a per-episode builder over the split (the subgoal model's pairs). The
+high-level policy replays episodes in `distill/situations.py`.
 """
 
 from __future__ import annotations
@@ -27,15 +14,13 @@ import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Generic, Sequence, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 import numpy as np
 
-from coaching.high_level import DONE
 
 _CORRECTION_PREFIX = re.compile(r"^\s*(try again|that didn't work|that did not work|again|no)\s*[:,]\s*",
                                 re.IGNORECASE)
-VIEWS = ("current", "previous")
 
 
 class DistillError(Exception):
@@ -54,59 +39,18 @@ def normalize_subtask(text: str) -> str:
     return t.rstrip(" .!").strip()
 
 
-def history_items(texts: Sequence[str], length: int) -> list[str]:
-    """The last `length` issued subtasks, normalized, consecutive repeats collapsed, `done` dropped."""
-    out: list[str] = []
-    for text in texts:
-        t = normalize_subtask(text)
-        if not t or t == DONE or (out and out[-1] == t):
-            continue
-        out.append(t)
-    return out[-length:] if length > 0 else []
-
-
-def metadata_prompt(metadata: dict[str, Any] | None) -> str:
-    """The metadata prompt component, e.g. "speed normal, quality 5, no mistakes"; "" when absent."""
-    if not metadata:
-        return ""
-    parts = []
-    if metadata.get("speed") is not None:
-        parts.append(f"speed {metadata['speed']}")
-    if metadata.get("quality") is not None:
-        parts.append(f"quality {metadata['quality']}")
-    if metadata.get("mistake") is not None:
-        parts.append("with mistakes" if metadata["mistake"] else "no mistakes")
-    return ", ".join(parts)
-
-
 @dataclass
 class DatasetConfig:
     tasks: list[str] | None = None  # task families or parts of task texts; None = all
     status: tuple[str, ...] = ("success",)
     modes: tuple[str, ...] | None = None  # coached | autonomous | mixed; None = all
     min_quality: int | None = None
-    sample_hz: float = 2.0
-    image_size: int = 64
-    history: int = 20  # a whole episode: bussing 8 items is 16 subtasks, and what was done says what is left
+    sample_hz: float = 2.0  # moments replayed per second (the detector runs on each)
+    image_size: int = 64  # the subgoal model's frames
     val_fraction: float = 0.2
     seed: int = 0
-    done_s: float = 1.0  # the last this-many seconds of a successful episode are labelled `done`
-    views: tuple[str, ...] = VIEWS
     cache_dir: str | None = None  # decoded, resized frames per episode (None: in memory only)
     episode_ids: list[int] | None = None  # exactly these episodes (the filters above still apply)
-
-
-@dataclass
-class Sample:
-    episode_id: int
-    step_index: int
-    images: dict[str, np.ndarray]  # camera -> (S, S, 3) uint8
-    state: np.ndarray  # float32
-    task: str
-    history: list[str]  # normalized, oldest first, at most `history` items
-    metadata: dict[str, Any]  # speed, quality, mistake (of the episode)
-    target: str  # normalized subtask text, or DONE
-    view: str  # current | previous
 
 
 @dataclass
@@ -224,66 +168,6 @@ def step_period(t: np.ndarray) -> float:
     return float(np.median(np.diff(t))) if len(t) > 1 and np.all(np.isfinite(t)) else 0.1
 
 
-def episode_samples(episode: Any, config: DatasetConfig, cache: FrameCache, skipped: dict[str, int]) -> list[Sample]:
-    """The samples of one loaded episode (see the module docstring and docs/distill.md)."""
-    steps = episode.steps()
-    n = len(steps)
-    segments = sorted(episode.segments, key=lambda g: g.ordinal)
-    if n == 0 or not segments:
-        return []
-    cameras = episode_cameras(episode)
-    by_id = {g.id: i for i, g in enumerate(segments)}
-    # The active segment of each step: the recorded segment id, else the segment's step range.
-    active = np.full(n, -1, dtype=np.int64)
-    for j, sid in enumerate(steps.segment_id):
-        active[j] = by_id.get(int(sid), -1)
-    for i, g in enumerate(segments):
-        if g.first_step is not None and g.last_step is not None:
-            sel = (steps.index >= g.first_step) & (steps.index <= g.last_step) & (active < 0)
-            active[sel] = i
-    dt = step_period(steps.t)
-    dt = dt if dt > 0 else 0.1
-    stride = max(1, int(round(1.0 / (config.sample_hz * dt))))
-    success = episode.summary.status == "success"
-    last_seg_step = max((g.last_step for g in segments if g.last_step is not None), default=int(steps.index[-1]))
-    done_from = min(last_seg_step + 1, int(steps.index[-1]) - max(1, int(round(config.done_s / dt))) + 1)
-    picks = sorted(set(range(0, n, stride)) | {n - 1})
-    meta = {"speed": episode.metadata.get("speed"), "quality": episode.metadata.get("quality"),
-            "mistake": bool(episode.metadata.get("mistake", False))}
-    texts = [normalize_subtask(g.text) for g in segments]
-    planned: list[tuple[int, list[str], str, str]] = []  # (row, history, target, view)
-    for j in picks:
-        k = int(active[j])
-        step = int(steps.index[j])
-        if success and step >= done_from:
-            last = k if k >= 0 else len(segments) - 1
-            planned.append((j, history_items(texts[:last + 1], config.history), DONE, "current"))
-            continue
-        if k < 0:
-            skipped["no_active_subtask"] = skipped.get("no_active_subtask", 0) + 1
-            continue
-        if segments[k].mistake:
-            skipped["mistake"] = skipped.get("mistake", 0) + 1
-            continue
-        if not texts[k]:
-            skipped["empty_text"] = skipped.get("empty_text", 0) + 1
-            continue
-        for view in config.views:
-            issued = texts[:k + 1] if view == "current" else texts[:k]
-            planned.append((j, history_items(issued, config.history), texts[k], view))
-    if not planned:
-        return []
-    frames = cache.images(episode, cameras, sorted({int(steps.index[j]) for j, *_ in planned}), config.image_size)
-    state = np.asarray(steps.state, dtype=np.float32) if steps.state.dtype != object else None
-    out = []
-    for j, hist, target, view in planned:
-        s = np.asarray(steps.state[j], dtype=np.float32) if state is None else state[j]
-        out.append(Sample(episode_id=episode.id, step_index=int(steps.index[j]), images=frames[int(steps.index[j])],
-                          state=np.nan_to_num(s), task=episode.summary.task, history=hist, metadata=meta,
-                          target=target, view=view))
-    return out
-
-
 T = TypeVar("T")
 
 
@@ -332,21 +216,3 @@ def build_split(db: Any, selection: DatasetConfig, make: Callable[[Any, FrameCac
         raise DistillError(f"The selected episodes do not all have the cameras {', '.join(cams)}: "
                            f"{same_robot} episodes recorded with the same robot.")
     return Split(train, val, train_ids, val_ids, cams, skipped)
-
-
-def build_samples(db: Any, config: DatasetConfig, progress: bool = True) -> tuple[list[Sample], list[Sample], DatasetInfo]:
-    """(train, val, info): the samples of the selected episodes, split by episode; a one-sentence
-    DistillError when there are none or they come from different robots (cameras, state sizes)."""
-    split = build_split(db, config, lambda episode, cache, skipped: episode_samples(episode, config, cache, skipped),
-                        lambda s: s.images, none_usable="give no usable samples",
-                        remedy="select episodes with subtasks that are not all mistakes", same_robot="distill",
-                        progress=progress)
-    train, val = split.train, split.val
-    dims = {s.state.shape for s in train + val}
-    if len(dims) != 1:
-        raise DistillError(f"The selected episodes have proprio states of different sizes {sorted(dims)}: "
-                           "distill episodes recorded with the same robot.")
-    info = DatasetInfo(train_episode_ids=split.train_episode_ids, val_episode_ids=split.val_episode_ids,
-                       cameras=split.cameras, state_dim=int(train[0].state.shape[0]), num_train=len(train),
-                       num_val=len(val), skipped=split.skipped)
-    return train, val, info

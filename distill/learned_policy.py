@@ -135,15 +135,23 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
         p_next = torch.softmax(next_logits[0], 0).numpy()
         fin = float(torch.sigmoid(finished[0])) if active is not None else 1.0
         G = cfg.groups
-        probs: dict[str, float] = {}
+        # the active subtask as a candidate: its group and item
+        own = None
+        if active is not None:
+            item = self.memory.items[-1] if self.memory.items else self.memory.ground(active)
+            g = self.featurizer.group(item.template)
+            if g is not None and not groups.slotted[g]:
+                own = int(g)
+            elif g is not None and item.label in f.track_labels:
+                own = G + self._slotted.index(g) * MAX_TRACKS + f.track_labels.index(item.label)
+        probs: dict[str, float] = {active: 1.0 - fin} if active is not None else {}
         for i in np.flatnonzero(p_next > 1e-6):
-            if i < G:
+            if i == own:
+                text = active
+            elif i < G:
                 text = DONE if groups.groups[i] == [DONE] else groups.canonical(int(i))
             else:
                 k, s = divmod(int(i) - G, MAX_TRACKS)
                 text = compose(groups.canonical(self._slotted[k]), f.track_labels[s])
             probs[text] = probs.get(text, 0.0) + fin * float(p_next[i])
-        if active is not None:
-            same = [t for t in probs if self.same_subtask(t, active)]
-            probs[active] = (1.0 - fin) + sum(probs.pop(t) for t in same)
         return sorted(probs.items(), key=lambda kv: -kv[1]), fin

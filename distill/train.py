@@ -3,14 +3,15 @@
     python -m distill.train --db coach.db --out runs/hl --epochs 10
     torchrun --nproc_per_node 2 -m distill.train --db coach.db --out runs/hl   # DDP (gloo on CPU, nccl on GPUs)
 
-Under torchrun (WORLD_SIZE > 1) every process builds the same samples, trains on its shard of
-them (DistributedSampler) and DDP averages the gradients; only rank 0 validates, draws the plot,
-writes the checkpoint and registers it in storage.
+Under torchrun (WORLD_SIZE > 1) rank 0 runs the detector on the stored frames (cached), then every
+process replays the same situations, trains on its shard of them (DistributedSampler) and DDP
+averages the gradients; only rank 0 validates, draws the plot, writes the checkpoint and registers
+it in storage.
 
-This file is the loop, top to bottom: the config, `train` (samples, model, optimisation, a
-validation per epoch, checkpoint), then the command line. What it calls: the samples
-(`distill/dataset.py`, colour-swapped copies from `distill/recolour.py`), their tensors, the image
-augmentation and the objective (`distill/batches.py`), the network (`distill/model.py`), the
+This file is the loop, top to bottom: the config, `train` (episodes, vocabulary, situations, model,
+optimisation, a validation per epoch, checkpoint), then the command line. What it calls: selecting
+and splitting episodes (`distill/dataset.py`), reading and replaying them (`distill/situations.py`),
+their tensors and the objective (`distill/batches.py`), the network (`distill/model.py`), the
 validation metrics and the plot (`distill/validation.py`), and what every training run does around
 its loop (`distill/run.py`).
 """
@@ -102,7 +103,7 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None, d
 
     from distill.batches import policy_loss, to_tensors
     from distill.detections import detector_identity
-    from distill.features import CONTEXT_TEXTS, Featurizer
+    from distill.features import Featurizer
     from distill.learned_policy import COMMAND, FORMAT
     from distill.memory import track_features_dim
     from distill.model import HighLevelNet, ModelConfig
