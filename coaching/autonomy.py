@@ -118,10 +118,11 @@ class StuckWatch:
         self.still_for = self._stillness.update(state, now)
         return active_s > self.timeout_s or min(self.still_for, active_s) > self.still_s
 
-    def never_moved(self, now: float, started_at: float) -> bool:
-        """The robot has not moved since the subtask began (as of the last `stuck` call): the VLA never
-        acted on it, as when it names an item that is not there."""
-        return self.still_for >= now - started_at
+    def never_moved(self, now: float, started_at: float, settle_s: float = 1.0) -> bool:
+        """The robot has not moved since `settle_s` after the subtask began (as of the last `stuck` call;
+        a robot may still be settling from what came before): the VLA never acted on it, as when it
+        names an item that is not there."""
+        return self.still_for >= now - started_at - settle_s
 
 
 class Exclusions:

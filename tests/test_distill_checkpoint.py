@@ -7,9 +7,10 @@ import json
 import pytest
 
 from distill.checkpoint import save_checkpoint
-from distill.dataset import DistillError, history_items, metadata_prompt, normalize_subtask
-from distill.learned_policy import FORMAT, load_checkpoint
-from distill.model import ModelConfig, SubtaskScorer
+from distill.dataset import DistillError, normalize_subtask
+from distill.features import metadata_prompt
+from distill.learned_policy import FORMAT, issued, load_checkpoint
+from distill.model import HighLevelNet, ModelConfig
 
 
 def _one_sentence(err: pytest.ExceptionInfo) -> str:
@@ -20,8 +21,8 @@ def _one_sentence(err: pytest.ExceptionInfo) -> str:
 
 @pytest.fixture
 def ckpt(tmp_path):
-    cfg = ModelConfig(cameras=["base", "wrist"], state_dim=10, bank=["pick up the red block", "done"])
-    save_checkpoint(tmp_path / "ck", SubtaskScorer(cfg), {"episode_ids": [1, 2]}, FORMAT)
+    cfg = ModelConfig(context_dim=40, track_dim=18, groups=3, slotted=[True, False, False], hidden=16)
+    save_checkpoint(tmp_path / "ck", HighLevelNet(cfg), {"episode_ids": [1, 2]}, FORMAT)
     return tmp_path / "ck"
 
 
@@ -30,7 +31,7 @@ def test_round_trip_weights(ckpt):
 
     a = load_checkpoint(ckpt)
     b = load_checkpoint(ckpt)
-    assert a.episode_ids == [1, 2] and a.config.bank == ["pick up the red block", "done"]
+    assert a.episode_ids == [1, 2] and a.config.slotted == [True, False, False]
     for (k, v), (_, w) in zip(a.model.state_dict().items(), b.model.state_dict().items()):
         assert torch.equal(v, w), k
 
@@ -64,7 +65,7 @@ def test_corrupt_json(ckpt):
 
 def test_mismatched_config(ckpt):
     cfg = json.loads((ckpt / "config.json").read_text())
-    cfg["state_dim"] = 7
+    cfg["context_dim"] = 7
     (ckpt / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(DistillError) as err:
         load_checkpoint(ckpt)
@@ -78,6 +79,15 @@ def test_mismatched_config(ckpt):
 
 def test_text_helpers():
     assert normalize_subtask("  That didn't work, Put it on the RED pad. ") == "put it on the red pad"
-    assert history_items(["a", "try again: a", "b", "done", "c", "d"], 3) == ["b", "c", "d"]
+    assert issued(["a", "try again: a", "b", "done", "c", "d"]) == ["a", "b", "c", "d"]
     assert metadata_prompt({"speed": "normal", "quality": 5, "mistake": False}) == "speed normal, quality 5, no mistakes"
     assert metadata_prompt(None) == ""
+
+
+def test_a_checkpoint_of_another_format_is_one_sentence(ckpt):
+    cfg = json.loads((ckpt / "config.json").read_text())
+    cfg["format"] = "coachlab-high-level-v1"
+    (ckpt / "config.json").write_text(json.dumps(cfg))
+    with pytest.raises(DistillError) as err:
+        load_checkpoint(ckpt)
+    assert "not a coachlab-high-level-v2 checkpoint" in _one_sentence(err)
