@@ -19,6 +19,7 @@ import gradio as gr
 
 from app.page_assets import camera_html
 from coaching.autonomous_runner import AutonomousRunner, RunnerConfig
+from coaching.detector import NO_DETECTOR, Detector
 from coaching.session import CoachingSession, SessionError
 from storage import Database, StorageError, list_policies
 
@@ -28,8 +29,8 @@ LOOP, ONCE = "in a loop (new seed each run)", "once"
 class Autonomy:
     """The runner of the moment and the success counter over the runs of one policy and task family."""
 
-    def __init__(self, session: CoachingSession, db: Database):
-        self.session, self.db = session, db
+    def __init__(self, session: CoachingSession, db: Database, detector: Detector = NO_DETECTOR):
+        self.session, self.db, self.detector = session, db, detector
         self.runner: AutonomousRunner | None = None
         self._lock = threading.Lock()  # one Run / Stop / Take over at a time, from any tab
         self._key: tuple[str, str] | None = None  # (policy folder, task family) the counter is about
@@ -45,7 +46,7 @@ class Autonomy:
             policy = load_policy(policy_dir, task, self.db)
             self._count_in((policy_dir, task_family))
             config = RunnerConfig(task_family=task_family, task=task, first_seed=seed, episodes=None if loop else 1)
-            self.runner = AutonomousRunner(self.session, policy, config, user=user).start()
+            self.runner = AutonomousRunner(self.session, policy, config, user=user, detector=self.detector).start()
         return self._first_episode(self.runner)
 
     def stop(self, user: str) -> str:
@@ -118,10 +119,10 @@ def policy_choices(db: Database) -> list[tuple[str, str]]:
     from distill.run import HIGH_LEVEL_KIND
     out = []
     for p in list_policies(db, kind=HIGH_LEVEL_KIND):
-        acc = (p.metrics or {}).get("val_accuracy")
+        acc = (p.metrics or {}).get("val_next_accuracy")
         when = p.created_at.strftime("%Y-%m-%d %H:%M") if p.created_at else ""
         label = f"#{p.id} {Path(p.checkpoint_path).name} · {len(p.training_episode_ids)} episodes" \
-                f"{f' · val acc {acc:.2f}' if isinstance(acc, (int, float)) else ''} · {when}"
+                f"{f' · next-subtask acc {acc:.2f}' if isinstance(acc, (int, float)) else ''} · {when}"
         out.append((label, p.checkpoint_path))
     return out
 
@@ -148,6 +149,12 @@ def _counter_md(autonomy: Autonomy) -> str:
         alts = ", ".join(f"{html.escape(t)} {p:.0%}" for t, p in decision["alternatives"][:2])
         lines.append(f"Policy thinks: **{html.escape(decision['subtask'])}** {decision['confidence']:.0%}"
                      + (f" (then {alts})" if alts else ""))
+        view = st.get("view") or {}
+        if view:  # what the policy sees and remembers: the detections it used, the items it counts as handled
+            def names(key: str) -> str:
+                return ", ".join(html.escape(x) for x in view.get(key, [])) or "nothing"
+            lines.append(f"Sees: {names('in_view')} · handled: {names('handled')}"
+                         + (f" · active subtask finished: {view['finished']:.0%}" if view.get("active") else ""))
     if st.get("last_result"):
         lines.append(f"Last: {html.escape(st['last_result'])}")
     if st.get("error"):
@@ -156,9 +163,10 @@ def _counter_md(autonomy: Autonomy) -> str:
 
 
 def autonomous_tab(session: CoachingSession, db: Database, task_families: dict[str, str], tab: gr.Tab,
-                   user_of: Any, fail: Any) -> None:
-    """Build the tab's widgets and events; `user_of(request)` names the person, `fail(err)` makes the toast."""
-    autonomy = Autonomy(session, db)
+                   user_of: Any, fail: Any, detector: Detector = NO_DETECTOR) -> None:
+    """Build the tab's widgets and events; `user_of(request)` names the person, `fail(err)` makes the toast;
+    the policy sees the items through `detector` (the app's)."""
+    autonomy = Autonomy(session, db, detector)
     gr.HTML(camera_html(tuple(html.escape(c) for c in session.description.cameras), session.description.image_size,
                         view="autonomous"), elem_id="au-live")
     with gr.Row():

@@ -120,8 +120,9 @@ def training_md(jobs: DistillJobs) -> str:
     if job is None or job.running or job.error or not job.results:
         return progress_md(job, "Training")
     m = job.results[-1]
-    return (f"**Trained** in {m.get('train_seconds')} s: validation accuracy {m.get('val_accuracy')} "
-            f"(chance {m.get('chance')}), semantic {m.get('val_semantic_accuracy')}; checkpoint "
+    return (f"**Trained** in {m.get('train_seconds')} s: on held-out episodes the next subtask is right "
+            f"{m.get('val_next_accuracy')} of the time, `done` {m.get('val_done_accuracy')}, whether a subtask is "
+            f"finished {m.get('val_finished_accuracy')}; checkpoint "
             f"`{html.escape(str(m.get('checkpoint')))}`, registered as policy #{m.get('policy_id')} "
             "(pick it in the Autonomous tab).")
 

@@ -68,7 +68,7 @@ class CoachingApp:
         self.perception = None if detector is NO_DETECTOR else PerceptionWatcher(self.session, detector)
         if self.perception is not None:
             self._stack.callback(self.perception.close)
-        self.fastapi = self._mount(build_page(self.session, self.db, task_families))
+        self.fastapi = self._mount(build_page(self.session, self.db, task_families, detector))
 
     def _vocabulary(self) -> list[str]:
         """What an open-vocabulary detector looks for: the object phrases coaches have typed."""

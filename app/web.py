@@ -12,19 +12,22 @@ from app.coach_tab import coach_tab
 from app.distill_tab import distill_tab
 from app.episodes_tab import episodes_tab
 from app.handlers import fail, user_of
+from coaching.detector import NO_DETECTOR, Detector
 from coaching.session import CoachingSession
 from storage import Database
 
 
-def build_page(session: CoachingSession, db: Database, task_families: dict[str, str]) -> gr.Blocks:
-    """`task_families` maps the robot's task families to a default task text."""
+def build_page(session: CoachingSession, db: Database, task_families: dict[str, str],
+               detector: Detector = NO_DETECTOR) -> gr.Blocks:
+    """`task_families` maps the robot's task families to a default task text; `detector` is what the
+    autonomous policy sees the items with."""
     with gr.Blocks(title="coachlab", delete_cache=(120, 300)) as page:
         with gr.Tab("Coach"):
             coach_tab(session, task_families)
         with gr.Tab("Episodes"):
             episodes_tab(db, session.description.cameras)
         with gr.Tab("Autonomous") as autonomous:
-            autonomous_tab(session, db, task_families, autonomous, user_of, fail)
+            autonomous_tab(session, db, task_families, autonomous, user_of, fail, detector)
         with gr.Tab("Distill") as distill:
             distill_tab(db, task_families, distill, fail)
     return page

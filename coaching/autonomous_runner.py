@@ -89,6 +89,7 @@ class AutonomousRunner:
         with self._lock:
             return {"running": self.running, "runs": self.runs, "successes": self.successes,
                     "episode_id": self.episode_id, "seed": self.seed, "decision": self.decision,
+                    "view": dict(getattr(self.driver.policy, "view", None) or {}),
                     "last_result": self.last_result, "error": self.error, "taken_over": self.taken_over}
 
     # -- the thread -------------------------------------------------------------------------

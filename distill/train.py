@@ -49,6 +49,7 @@ DATA_FLAGS = ("min_quality", "sample_hz")  # DatasetConfig fields that are optio
 class TrainConfig:
     data: DatasetConfig = field(default_factory=DatasetConfig)
     epochs: int = 12
+    min_steps: int = 400  # a few episodes make a few batches an epoch: train at least this many steps
     batch_size: int = 64
     lr: float = 1e-3
     weight_decay: float = 1e-4
@@ -164,11 +165,12 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None, d
                                                        seed=config.seed) if world > 1 else
                    torch.utils.data.RandomSampler(ids_ds, generator=torch.Generator().manual_seed(config.seed)))
         loader = torch.utils.data.DataLoader(ids_ds, batch_size=config.batch_size, sampler=sampler)
-        total = config.epochs * len(loader)
+        epochs = max(config.epochs, math.ceil(config.min_steps / max(len(loader), 1)))
+        total = epochs * len(loader)
         history: list[dict[str, Any]] = []
         bar = tqdm(total=total, desc="distilling", unit="step", disable=rank != 0 or not config.progress)
         it = 0
-        for epoch in range(1, config.epochs + 1):
+        for epoch in range(1, epochs + 1):
             if world > 1:
                 sampler.set_epoch(epoch)
             model.train()
@@ -189,15 +191,14 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None, d
                 it += 1
                 bar.update(1)
                 bar.set_postfix(epoch=epoch, loss=f"{float(loss.detach()):.3f}")
-            if rank != 0:
+            if rank != 0 or (epoch % max(1, epochs // 12) and epoch != epochs):  # about 12 validations a run
                 continue
             row: dict[str, Any] = {"epoch": epoch, "train_loss": round(loss_sum / max(seen, 1), 4)}
             if va is not None:
                 row.update({f"val_{k}": v for k, v in evaluate(model, va, G).items()})
             history.append(row)
             bar.set_postfix(epoch=epoch, loss=f"{row['train_loss']:.3f}", val_next=row.get("val_next_accuracy"))
-            if epoch % 5 == 0 or epoch == config.epochs:
-                save_plot(history, out)
+            save_plot(history, out)
         bar.close()
         if world > 1:
             dist.barrier()
@@ -208,7 +209,7 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None, d
             "episodes": len(train_eps) + len(val_eps), "train_episodes": len(train_eps), "val_episodes": len(val_eps),
             "train_situations": len(tr), "val_situations": len(va) if va is not None else 0,
             "subtask_groups": G, "templates": sum(len(g) for g in vocabulary.groups.groups),
-            "epochs": config.epochs, "world_size": world, **{k: v for k, v in last.items() if k != "epoch"},
+            "epochs": epochs, "world_size": world, **{k: v for k, v in last.items() if k != "epoch"},
             "detector": detector_identity(detector), "train_seconds": round(time.monotonic() - t0, 1),
             "history": history}
         info = DatasetInfo([e.id for e in train_eps], [e.id for e in val_eps], cameras, state_dim, len(tr),

@@ -84,7 +84,7 @@ def browser():
 @pytest.fixture(scope="session")
 def tiny_policy(tmp_path_factory) -> tuple[str, str]:
     """(database URL, checkpoint folder): 3 expert-coached sort_blocks episodes and a high-level policy
-    distilled from them in 2 epochs; small, but real from end to end."""
+    distilled from them in 8 epochs; small, but real from end to end."""
     from distill.train import TrainConfig, train
 
     folder = tmp_path_factory.mktemp("tiny_policy")
@@ -93,7 +93,7 @@ def tiny_policy(tmp_path_factory) -> tuple[str, str]:
                         "--seed", "0", "--noise", "0", "--db", url, "--json"],
                        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    train(url, str(folder / "policy"), TrainConfig(epochs=2, progress=False))
+    train(url, str(folder / "policy"), TrainConfig(epochs=8, progress=False))
     return url, str(folder / "policy")
 
 

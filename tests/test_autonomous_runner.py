@@ -66,7 +66,7 @@ def test_the_policy_drives_an_episode_to_its_time_limit(session, policy):
     assert (s.mode, s.status, s.seed, s.policy_checkpoint_id) == ("autonomous", "failure", 500, policy.checkpoint_id)
     assert "time limit" in s.notes and s.num_steps > 80  # ~6 s at 20 Hz, every step recorded
     assert record.segments and all(g.source == "policy" and g.user == "autonomous" for g in record.segments)
-    assert all(g.text in policy.candidates and 0 < g.info["confidence"] <= 1 for g in record.segments)
+    assert all(0 < g.info["confidence"] <= 1 for g in record.segments)
 
 
 def test_take_over_turns_the_same_episode_into_coaching(session, policy):

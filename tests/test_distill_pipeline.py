@@ -102,7 +102,7 @@ def test_training_learns_and_registers(trained, coached_db):
 
     out, m = trained
     print(json.dumps({k: v for k, v in m.items() if k != "history"}, indent=1))
-    assert len(m["history"]) == 8
+    assert m["epochs"] >= 8 and m["history"][-1]["epoch"] == m["epochs"]  # at least `min_steps` steps
     assert m["history"][-1]["train_loss"] < 0.6 * m["history"][0]["train_loss"], m["history"]
     assert m["val_finished_accuracy"] > 0.75, m  # is the active subtask done
     assert m["val_next_accuracy"] > 0.4, m  # chance is far below: tens of groups x items
