@@ -2,7 +2,7 @@
 
 It renders `--frames` random labelled scenes (`sim/synthetic_scenes.py`, through `app.embedded`)
 and `--val-frames` held-out ones, trains `distill/detector_train.py` on them and writes the
-checkpoint to `--out`. `coachlab train-detector --out sim/detector` rebuilds the weights that ship.
+checkpoint to `--out`. `coachlab train-detector --out distill/detector` rebuilds the weights that ship.
 """
 
 from __future__ import annotations

@@ -104,16 +104,16 @@ def scripted_intervention(driver: AutonomyDriver, task_family: str, seed: int) -
 
 
 # -- perception ------------------------------------------------------------------------------
-# The embedded default's detector ships with the project (`sim/detector/`, 0.9 MB, written by
-# `coachlab train-detector --out sim/detector`): a first run must be up in two minutes, and
+# The embedded default's detector ships with the project (`distill/detector/`, 0.9 MB, written by
+# `coachlab train-detector --out distill/detector`): a first run must be up in two minutes, and
 # training took about twenty here (docs/perception.md).
 
 
 def shipped_detector_dir() -> str:
     """The folder of the detector weights that ship with coachlab."""
-    from sim.synthetic_scenes import SHIPPED_DETECTOR
+    from distill.learned_detector import SHIPPED
 
-    return SHIPPED_DETECTOR
+    return SHIPPED
 
 
 def detector(spec: str | None = None, robot: Robot | None = None, vocabulary: list[str] | None = None) -> Any:

@@ -1,6 +1,6 @@
 """Benchmark: the learned detector against the sim's segmentation oracle.
 
-1. The shipped detector (`sim/detector`), or with `run(train=True)` one trained from scratch as
+1. The shipped detector (`distill/detector`), or with `run(train=True)` one trained from scratch as
    `coachlab train-detector` does (timed: `train_minutes`, rendering included).
 2. Score it on `per_family` held-out synthetic scenes of each task family (the family's fixtures
    and items, posed at random) and on frames decoded from stored coached episodes (the scripted

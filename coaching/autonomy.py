@@ -6,10 +6,10 @@ task and the subtasks so far and names the next subtask; a *different* subtask m
 flap. A subtask the VLA refuses (`info["refused"]`), or is stuck on (still active after
 `subtask_timeout_s`, or the robot still for `still_s`), is replaced by the policy's next choice at
 once and kept out of the choices as `Exclusions` says. Refusals count only with `use_refusals`: a
-VLA such as pi0 never refuses, so by default a stuck robot is noticed from its proprio state. The episode ends on a `done` the policy is
-at least `done_confidence` sure of (a success if the robot reports the task done in
-`Observation.task_progress`, a failure if it reports otherwise, the policy's word if it cannot
-tell), or at the time limit. While a person drives (taken over) it waits, and goes on from the
+VLA such as pi0 never refuses, so by default a stuck robot is noticed from its proprio state. The
+episode ends on a `done` the policy is at least `done_confidence` sure of (less sure, it waits):
+a success if the robot reports the task done in `Observation.task_progress`, a failure if it
+reports otherwise, the policy's word if it cannot tell; or at the time limit. While a person drives (taken over) it waits, and goes on from the
 person's subtasks once handed back. It never looks at which robot it drives.
 
 The same driver runs everywhere: stepped every tick by `coachlab play`, the benches and the
@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from coaching.detector import NO_DETECTOR, Detector
-from coaching.high_level import DONE, Decision, HighLevelPolicy
+from coaching.high_level import Decision, HighLevelPolicy
 from coaching.robot import Observation
 from coaching.subtask_source import SubtaskCommand, SubtaskSource
 

@@ -12,6 +12,7 @@ name one item. Score: mean item probability over the region times the kind's pro
 from __future__ import annotations
 
 import os
+from pathlib import Path
 from dataclasses import dataclass
 
 import cv2
@@ -20,6 +21,10 @@ import numpy as np
 from coaching.detector import Detection
 from distill.checkpoint import load_model
 from distill.dataset import DistillError
+
+# The detector trained on synthetic sim renders that ships with coachlab, the embedded default
+# (`coachlab train-detector --out distill/detector` rebuilds it; docs/perception.md).
+SHIPPED = str(Path(__file__).resolve().parent / "detector")
 
 FORMAT = "detector"
 COMMAND = "coachlab train-detector"

@@ -223,11 +223,10 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None, d
 
 
 def shipped_detector() -> Any:
-    """The learned detector that ships with coachlab (`sim/detector/`), the embedded default."""
-    from distill.learned_detector import LearnedDetector
-    from sim.synthetic_scenes import SHIPPED_DETECTOR
+    """The learned detector that ships with coachlab (`distill/detector/`), the embedded default."""
+    from distill.learned_detector import SHIPPED, LearnedDetector
 
-    return LearnedDetector.load(SHIPPED_DETECTOR)
+    return LearnedDetector.load(SHIPPED)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

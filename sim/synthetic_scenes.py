@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import mujoco
@@ -26,8 +25,6 @@ from sim.segmentation import ItemView, item_labels, render_items
 from sim.tasks import get_family
 
 FIXTURES = ("tub", "trash_bin", "cabinet", "pads")
-# The detector trained on these renders that ships with coachlab (`coachlab train-detector --out sim/detector`)
-SHIPPED_DETECTOR = str(Path(__file__).resolve().parent / "detector")
 
 
 @dataclass(frozen=True)
