@@ -204,7 +204,7 @@ class AutonomyDriver(SubtaskSource):
         self._active_id: int | None = None  # its segment id, once the session has it
         self._sent_at = 0.0
         self._ran = False  # the VLA has answered it without refusing
-        self._never_ran: set[int] = set()  # segments refused on their first reply: not part of the history
+        self._never_ran: set[int] = set()  # segments refused at once, or never acted on: not part of the history
         self._next_decision = 0.0
 
     def next(self, observation: Observation, status: dict[str, Any]) -> SubtaskCommand | None:

@@ -30,7 +30,7 @@ class Tensors:
     target: torch.Tensor  # (N,) long, -1: none
     finished: torch.Tensor  # (N,) float, nan: none
     label_emb: torch.Tensor  # (L, 384)
-    kinds: list[str]  # (N,) switch | continue | done
+    kinds: list[str]  # (N,) switch | continue | waiting | done
 
     def __len__(self) -> int:
         return len(self.target)
@@ -87,7 +87,8 @@ def policy_loss(next_logits: torch.Tensor, finished_logit: torch.Tensor, target:
                 finished: torch.Tensor) -> torch.Tensor:
     """Cross-entropy of the next subtask where there is a target (-1: none) plus binary cross-entropy of
     the finished head where there is a label (nan: none); each a mean over its rows, 0 without rows."""
-    loss = next_logits.new_zeros(())
+    # both heads always in the graph (at zero weight), so DDP sees every parameter get a gradient
+    loss = 0.0 * finished_logit.sum() + 0.0 * next_logits.masked_fill(~torch.isfinite(next_logits), 0.0).sum()
     has = target >= 0
     if has.any():
         loss = loss + F.cross_entropy(next_logits[has], target[has])

@@ -1,7 +1,7 @@
 """The checkpoint directory of a distilled model, whatever the model: saving it and loading it.
 
 Layout: `model.safetensors` (the weights), `config.json` (the model config tagged with its format,
-for the high-level policy the candidate bank included), `training.json` (the dataset config, the
+for the high-level policy its vocabulary included), `training.json` (the dataset config, the
 ids of the episodes it learned from, the metrics and, once registered, the storage id of the
 policy). Every way a checkpoint can be wrong (missing directory or file, corrupt weights or JSON,
 weights that do not fit the config, a checkpoint of another format) is a `DistillError` with one
@@ -32,7 +32,7 @@ TRAINING = "training.json"
 class Checkpoint:
     """A loaded checkpoint: the model in eval mode, its config and the training record."""
 
-    model: Any  # SubtaskScorer, SubgoalUNet
+    model: Any  # HighLevelNet, SubgoalUNet
     config: Any  # its config dataclass
     training: dict[str, Any]
     directory: str

@@ -12,6 +12,7 @@ name one item. Score: mean item probability over the region times the kind's pro
 from __future__ import annotations
 
 import os
+import threading
 from pathlib import Path
 from dataclasses import dataclass
 
@@ -24,6 +25,7 @@ from distill.dataset import DistillError
 
 # The detector trained on synthetic sim renders that ships with coachlab, the embedded default
 # (`coachlab train-detector --out distill/detector` rebuilds it; docs/perception.md).
+_DETECTING = threading.Lock()
 SHIPPED = str(Path(__file__).resolve().parent / "detector")
 
 FORMAT = "detector"
@@ -87,16 +89,17 @@ class LearnedDetector:
         by_size: dict[tuple[int, int], list[str]] = {}
         for cam in cams:
             by_size.setdefault(images[cam].shape[:2], []).append(cam)
-        before = torch.get_num_threads()
-        if self._threads:
-            torch.set_num_threads(self._threads)
-        try:
-            for (h, w), group in by_size.items():
-                item_p, colour = self._predict(np.stack([images[c] for c in group]), h, w)
-                for i, cam in enumerate(group):
-                    out += self._decode(cam, images[cam], item_p[i], colour[i])
-        finally:
-            torch.set_num_threads(before)
+        with _DETECTING:  # the thread count is process-wide: one detection at a time (the page and a runner share it)
+            before = torch.get_num_threads()
+            if self._threads:
+                torch.set_num_threads(self._threads)
+            try:
+                for (h, w), group in by_size.items():
+                    item_p, colour = self._predict(np.stack([images[c] for c in group]), h, w)
+                    for i, cam in enumerate(group):
+                        out += self._decode(cam, images[cam], item_p[i], colour[i])
+            finally:
+                torch.set_num_threads(before)
         return sorted(out, key=lambda d: -d.score)
 
     def _predict(self, batch: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:

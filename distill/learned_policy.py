@@ -4,8 +4,8 @@ its checkpoint format.
 `LearnedHighLevelPolicy.load(DIR)` reads a checkpoint written by `coachlab distill` (directory
 layout in `distill/checkpoint.py`). Each `decide` takes the detections into the episode memory
 (`distill/memory.py`), builds the network's inputs (`distill/features.py`), and turns its two
-heads into one ranking: P(active) = 1 - f, P(c) = f * P_next(c) for every other candidate c,
-f the finished head's probability. A candidate is a subtask group said with its most logged
+heads into one ranking: P(active) = 1 - f + f * P_next(active), P(c) = f * P_next(c) for every
+other candidate c, f the finished head's probability. A candidate is a subtask group said with its most logged
 template, filled with a tracked item's label where the group names an item ("grab the {obj}" ->
 "grab the purple bottle"), so it can name items no coached episode named.
 """
@@ -24,6 +24,7 @@ from coaching.robot import Observation
 from distill.checkpoint import Checkpoint, load_model
 from distill.dataset import DistillError, normalize_subtask
 from distill.features import MAX_TRACKS, Featurizer, Vocabulary
+from distill.memory import issued
 from distill.model import HighLevelNet, ModelConfig
 from distill.phrasing import compose
 
@@ -36,17 +37,6 @@ def load_checkpoint(directory: str | os.PathLike) -> Checkpoint:
     """The high-level policy's network (eval mode) with its config and training record, or a
     one-sentence DistillError for a missing, corrupt or mismatched checkpoint directory."""
     return load_model(directory, FORMAT, lambda raw: HighLevelNet(ModelConfig.from_dict(raw)), COMMAND)
-
-
-def issued(history: Sequence[str]) -> list[str]:
-    """The history as the memory keeps it: normalized, empty and `done` dropped, consecutive repeats
-    (a retry sent as a fresh segment) collapsed."""
-    out: list[str] = []
-    for text in history:
-        t = normalize_subtask(text)
-        if t and t != DONE and (not out or out[-1] != t):
-            out.append(t)
-    return out
 
 
 class LearnedHighLevelPolicy(HighLevelPolicy):
@@ -70,6 +60,13 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
     def load(cls, directory: str) -> LearnedHighLevelPolicy:
         """The policy in a `coachlab distill` checkpoint directory; a one-sentence DistillError when it is unusable."""
         ckpt = load_checkpoint(directory)
+        try:
+            vocabulary = Vocabulary.from_dict(ckpt.model.cfg.vocabulary)
+            if len(vocabulary.groups.groups) != ckpt.model.cfg.groups:
+                raise ValueError("groups")
+        except (KeyError, TypeError, ValueError, AttributeError):
+            raise DistillError(f"The checkpoint at {directory} has no usable vocabulary in its config.json: run "
+                               f"`{COMMAND}` again.") from None
         return cls(ckpt.model, checkpoint_id=ckpt.policy_id, tasks=ckpt.training.get("tasks", []),
                    detector=ckpt.training.get("detector"))
 
@@ -102,10 +99,14 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
         (D,) it was trained on, `observation.timestamp` the robot's clock in seconds; the images are
         seen through `detections`. When the active subtask wins, its own text is returned, so the
         driver keeps going instead of re-prompting a paraphrase."""
-        state = np.asarray(observation.state, dtype=np.float32).reshape(-1)
+        state = np.nan_to_num(np.asarray(observation.state, dtype=np.float32).reshape(-1))
         if state.shape[0] != len(self.vocabulary.state_mean):
             raise DistillError(f"The policy takes a {len(self.vocabulary.state_mean)}-d proprio state but the robot "
                                f"gave {state.shape[0]}: run it on the robot it was trained on.")
+        missing = [c for c in self.vocabulary.cameras if c not in observation.images]
+        if missing:
+            raise DistillError(f"The policy sees through the camera(s) {', '.join(missing)} but the robot gave "
+                               f"{', '.join(sorted(observation.images)) or 'none'}: run it on the robot it was trained on.")
         sizes = {c: img.shape[:2] for c, img in observation.images.items()}
         hist = issued(history)
         self.memory.observe(float(observation.timestamp), state, detections, sizes, hist)

@@ -25,6 +25,20 @@ import numpy as np
 from coaching.detector import Detection
 from distill.phrasing import Lexicon, ground
 
+def issued(history: Sequence[str]) -> list[str]:
+    """The history as the memory keeps it: normalized, empty and `done` dropped, consecutive repeats
+    (a retry sent as a fresh segment, a correction of the same words) collapsed."""
+    from coaching.high_level import DONE
+    from distill.dataset import normalize_subtask
+
+    out: list[str] = []
+    for text in history:
+        t = normalize_subtask(text)
+        if t and t != DONE and (not out or out[-1] != t):
+            out.append(t)
+    return out
+
+
 # Per camera: seen now, box centre x, y, width, height (fractions of the image). Then: seconds since
 # last seen / 10 (at most 3), log(1 + times seen) / 3, the fraction of moments it was seen since it
 # first was (an item on the table ~0.8, a detector's false positive flickers), best score, times
@@ -106,7 +120,8 @@ class EpisodeMemory:
             if not track.now:
                 track.seen += 1
             track.last_seen, track.score = t, max(track.score, float(d.score))
-            track.boxes[d.camera] = ((x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h)
+            if d.camera not in track.now:  # detections come best first: keep the best box per camera
+                track.boxes[d.camera] = ((x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h)
             track.now.add(d.camera)
         same = 0  # the driver may drop a subtask from the history (the robot never acted on it): re-sync
         while same < min(len(self.items), len(history)) and self.items[same].text == history[same]:

@@ -12,8 +12,9 @@ and the `Detector` seam only (never the sim's `env_state`):
 3. `replay`: each episode is replayed through the same `EpisodeMemory` the policy keeps at run
    time, at `sample_hz`. Around each subtask's issue it makes *switch* situations (the history
    before it, the previous subtask taken as finished, the target this subtask); inside a subtask
-   *continue* situations (the history up to it, not finished); at the final state of a successful
-   episode a `done` situation. Labelling rules are in docs/distill.md.
+   *continue* situations (the history up to it, not finished); after each subtask *waiting*
+   situations (the robot holding still, then the next subtask); at the final state of a successful
+   episode `done` situations. The history is kept as the policy keeps it at run time (`issued`). Labelling rules are in docs/distill.md.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from coaching.detector import Detection, Detector
 from coaching.high_level import DONE
 from distill.dataset import DistillError, normalize_subtask, step_period
 from distill.features import RELEASE_STATES, Features, Featurizer, Vocabulary, done_last
-from distill.memory import EpisodeMemory
+from distill.memory import EpisodeMemory, issued
 from distill.phrasing import Lexicon, SubtaskGroups, ground, object_phrase, words
 
 
@@ -71,7 +72,7 @@ class Situation:
     features: Features
     target: int | None  # index into the network's next logits, None: no next target
     finished: float | None  # 1: the active subtask is finished, 0: not, None: no active subtask
-    kind: str  # switch | continue | done
+    kind: str  # switch | continue | waiting | done
     episode_id: int
     target_text: str = ""
 
@@ -106,7 +107,8 @@ def read_episode(episode: Any, detector: Detector, cache_dir: str | None, sample
     subtasks = []
     for i, g in enumerate(segments):
         nxt = segments[i + 1].issued_at if i + 1 < len(segments) else float(t[-1])
-        end_row = row_of.get(int(g.last_step), len(t) - 1) if g.last_step is not None else int(np.searchsorted(t, nxt))
+        end_row = row_of.get(int(g.last_step), int(np.searchsorted(t, nxt))) if g.last_step is not None \
+            else int(np.searchsorted(t, nxt))
         subtasks.append(LoggedSubtask(normalize_subtask(g.text), float(g.issued_at), float(nxt), g.outcome,
                                       bool(g.mistake), min(end_row, len(t) - 1)))
     h, w = (episode.robot.get("image_size") or (224, 224))[:2]
@@ -163,42 +165,46 @@ def replay(ep: LoggedEpisode, featurizer: Featurizer, stats: ReplayStats,
     labels = ep.labels()
     G = len(featurizer.vocab.groups.groups)
     subtasks = ep.subtasks
-    issued = np.array([s.issued_t for s in subtasks])
+    issued_t = np.array([s.issued_t for s in subtasks])
     last_row = int(ep.rows[-1]) if len(ep.rows) else -1
     out: list[Situation] = []
     waited = 0  # subtasks whose end has been replayed with the robot waiting
+    texts = [s.text for s in subtasks]
+    # the history as the policy keeps it at run time (`issued`): how long it is with subtasks 0..j-1 issued
+    length = [len(issued(texts[:j])) for j in range(len(subtasks) + 1)]
     for row in ep.rows:
         t = float(ep.t[row])
-        k = int(np.searchsorted(issued, t + 1e-6)) - 1  # the active subtask (-1: none yet)
+        k = int(np.searchsorted(issued_t, t + 1e-6)) - 1  # the active subtask (-1: none yet)
         while waited < len(subtasks) - 1 and subtasks[waited].ended_t <= t:
-            out += _waiting(ep, featurizer, memory, waited, labels, G)
+            out += _waiting(ep, featurizer, memory, waited, labels, G, length)
             waited += 1
-        memory.observe(t, ep.state[row], ep.detections.get(int(row), []), ep.image_sizes,
-                       [s.text for s in subtasks[:k + 1]], labels)
+        memory.observe(t, ep.state[row], ep.detections.get(int(row), []), ep.image_sizes, issued(texts[:k + 1]),
+                       labels)
         # done: the final state of a successful episode, and the robot waiting after it
         if ep.success and int(row) == last_row:
-            f = featurizer.features(memory, k + 1, ep.task, ep.metadata)
+            f = featurizer.features(memory, length[k + 1], ep.task, ep.metadata)
             out.append(Situation(f, featurizer.done_group(), 1.0, "done", ep.id, DONE))
-            out += _waiting(ep, featurizer, memory, len(subtasks) - 1, labels, G)
+            out += _waiting(ep, featurizer, memory, len(subtasks) - 1, labels, G, length)
             continue
         # switch: just before or after subtask j's issue, with the history before it
-        nxt = k + 1 if k + 1 < len(subtasks) and issued[k + 1] - t <= switch_window[0] else None
-        j = nxt if nxt is not None else (k if k >= 0 and t - issued[k] <= switch_window[1] else None)
-        if j is not None and not subtasks[j].mistake and subtasks[j].text:
-            f = featurizer.features(memory, j, ep.task, ep.metadata)
+        nxt = k + 1 if k + 1 < len(subtasks) and issued_t[k + 1] - t <= switch_window[0] else None
+        j = nxt if nxt is not None else (k if k >= 0 and t - issued_t[k] <= switch_window[1] else None)
+        if j is not None and not subtasks[j].mistake and subtasks[j].text and length[j + 1] > length[j]:
+            f = featurizer.features(memory, length[j], ep.task, ep.metadata)
             target = _target(featurizer, memory, subtasks[j].text, f, MAX_TRACKS, G, labels)
             if target is None:
                 stats.skip("names an item not seen yet")
-            out.append(Situation(f, target, 1.0 if j > 0 else None, "switch", ep.id, subtasks[j].text))
-        # continue: inside subtask k, not finished yet
-        if k >= 0 and t - issued[k] >= 0.5 and subtasks[k].ended_t - t >= 0.3 and subtasks[k].outcome != "failure":
-            f = featurizer.features(memory, k + 1, ep.task, ep.metadata)
+            out.append(Situation(f, target, 1.0 if length[j] > 0 else None, "switch", ep.id, subtasks[j].text))
+        # continue: inside subtask k, not finished yet (and not about to switch: that row is a switch)
+        if k >= 0 and nxt is None and t - issued_t[k] >= 0.5 and subtasks[k].ended_t - t >= 0.3 \
+                and subtasks[k].outcome != "failure":
+            f = featurizer.features(memory, length[k + 1], ep.task, ep.metadata)
             out.append(Situation(f, None, 0.0, "continue", ep.id))
     return out
 
 
 def _waiting(ep: LoggedEpisode, featurizer: Featurizer, memory: EpisodeMemory, j: int, labels: list[str],
-             G: int) -> list[Situation]:
+             G: int, length: list[int]) -> list[Situation]:
     """Subtask j finished and the robot holds still while the next decision comes: `WAITS` switch
     situations (or `done` after the last subtask of a successful episode) 0.5 s apart.
 
@@ -221,8 +227,8 @@ def _waiting(ep: LoggedEpisode, featurizer: Featurizer, memory: EpisodeMemory, j
     out = []
     for wait in range(1, WAITS + 1):
         mem.observe(s.ended_t + 0.5 * wait, ep.state[s.end_row], detections, ep.image_sizes,
-                    [x.text for x in ep.subtasks[:j + 1]], labels)
-        f = featurizer.features(mem, j + 1, ep.task, ep.metadata)
+                    issued([x.text for x in ep.subtasks[:j + 1]]), labels)
+        f = featurizer.features(mem, length[j + 1], ep.task, ep.metadata)
         if last:
             out.append(Situation(f, featurizer.done_group(), 1.0, "done", ep.id, DONE))
         else:

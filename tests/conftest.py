@@ -84,7 +84,7 @@ def browser():
 @pytest.fixture(scope="session")
 def tiny_policy(tmp_path_factory) -> tuple[str, str]:
     """(database URL, checkpoint folder): 3 expert-coached sort_blocks episodes and a high-level policy
-    distilled from them in 8 epochs; small, but real from end to end."""
+    distilled from them (at least `min_steps` steps); small, but real from end to end."""
     from distill.train import TrainConfig, train
 
     folder = tmp_path_factory.mktemp("tiny_policy")
