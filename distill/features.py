@@ -78,7 +78,6 @@ class Features:
     tracks: np.ndarray  # (S, F)
     track_labels: list[str]  # (S,)
     active: np.ndarray  # (F,) the newest item's track features (zeros when it names no tracked item)
-    newest_group: int | None  # the group of the newest history item
 
 
 class Featurizer:
@@ -167,8 +166,7 @@ class Featurizer:
         active = np.zeros(dim, np.float32)
         if newest is not None and newest.label in memory.tracks:
             active = memory.track_features(newest.label, n, self.release_distance)
-        return Features(context, texts[3], groups, tracks, labels, active,
-                        self.group(newest.template) if newest else None)
+        return Features(context, texts[3], groups, tracks, labels, active)
 
     def context_dim(self, state_dim: int) -> int:
         return (CONTEXT_TEXTS * TEXT_DIM) + state_dim + CONTEXT_SCALARS
