@@ -26,6 +26,32 @@ def session(tmp_path_factory, coaching_session):
 
 
 @pytest.fixture(scope="module")
+def detector():
+    """The embedded default detector, as the app hands it to the runner (the policy names what it sees)."""
+    from distill.train import shipped_detector
+
+    return shipped_detector()
+
+
+@pytest.fixture
+def runners(session, detector):
+    """`runners(policy, config)` starts an `AutonomousRunner` with the app's detector; any still running
+    when the test ends (a failed assertion) is stopped, so the next test finds the robot free."""
+    started = []
+
+    def start(policy, config):
+        started.append(AutonomousRunner(session, policy, config, detector=detector).start())
+        return started[-1]
+
+    yield start
+    for runner in started:
+        if runner.running:
+            runner.stop("cleanup")
+    if session.status()["episode_id"] is not None:
+        session.end_episode("aborted", "cleanup")
+
+
+@pytest.fixture(scope="module")
 def policy(tiny_policy, session):
     from app.policy_registry import policy_id_in
     from distill.learned_policy import LearnedHighLevelPolicy
@@ -49,11 +75,11 @@ def _policy_subtask(session) -> bool:
     return st["subtask"] is not None and st["source"] == "policy"
 
 
-def test_the_policy_drives_an_episode_to_its_time_limit(session, policy):
+def test_the_policy_drives_an_episode_to_its_time_limit(session, policy, runners):
     from storage import load_episode
 
-    runner = AutonomousRunner(session, policy, RunnerConfig("sort_blocks", TASK, first_seed=500,
-                                                            autonomy=AutonomyConfig(decide_hz=2, max_episode_s=6))).start()
+    runner = runners(policy, RunnerConfig("sort_blocks", TASK, first_seed=500,
+                                                            autonomy=AutonomyConfig(decide_hz=2, max_episode_s=6)))
     assert wait_until(lambda: session.status()["mode"] == "autonomous")
     assert wait_until(lambda: _policy_subtask(session))
     assert 0 < session.status()["confidence"] <= 1
@@ -69,11 +95,11 @@ def test_the_policy_drives_an_episode_to_its_time_limit(session, policy):
     assert all(0 < g.info["confidence"] <= 1 for g in record.segments)
 
 
-def test_take_over_turns_the_same_episode_into_coaching(session, policy):
+def test_take_over_turns_the_same_episode_into_coaching(session, policy, runners):
     from storage import load_episode
 
-    runner = AutonomousRunner(session, policy, RunnerConfig("sort_blocks", TASK, first_seed=501, episodes=None,
-                                                            autonomy=AutonomyConfig(max_episode_s=120))).start()
+    runner = runners(policy, RunnerConfig("sort_blocks", TASK, first_seed=501, episodes=None,
+                                                            autonomy=AutonomyConfig(max_episode_s=120)))
     assert wait_until(lambda: _policy_subtask(session))
     episode_id = runner.take_over("ana")
     assert not runner.running and runner.status()["taken_over"]
@@ -92,9 +118,9 @@ def test_take_over_turns_the_same_episode_into_coaching(session, policy):
     assert "takeover" in {e.kind for e in record.events}
 
 
-def test_a_person_typing_during_a_run_takes_over(session, policy):
-    runner = AutonomousRunner(session, policy, RunnerConfig("sort_blocks", TASK, first_seed=502,
-                                                            autonomy=AutonomyConfig(max_episode_s=120))).start()
+def test_a_person_typing_during_a_run_takes_over(session, policy, runners):
+    runner = runners(policy, RunnerConfig("sort_blocks", TASK, first_seed=502,
+                                                            autonomy=AutonomyConfig(max_episode_s=120)))
     assert wait_until(lambda: _policy_subtask(session))
     assert session.send_subtask("pick up the blue block", "ben").source == "correction"
     assert runner.wait(10), "the runner steps aside by itself"
@@ -102,11 +128,11 @@ def test_a_person_typing_during_a_run_takes_over(session, policy):
     session.end_episode("aborted", "ben")
 
 
-def test_stop_ends_the_run_as_aborted(session, policy):
+def test_stop_ends_the_run_as_aborted(session, policy, runners):
     from storage import load_episode
 
-    runner = AutonomousRunner(session, policy, RunnerConfig("sort_blocks", TASK, first_seed=503, episodes=None,
-                                                            autonomy=AutonomyConfig(max_episode_s=120))).start()
+    runner = runners(policy, RunnerConfig("sort_blocks", TASK, first_seed=503, episodes=None,
+                                                            autonomy=AutonomyConfig(max_episode_s=120)))
     assert wait_until(lambda: _policy_subtask(session))
     episode_id = session.status()["episode_id"]
     runner.stop("ana")
@@ -114,10 +140,10 @@ def test_stop_ends_the_run_as_aborted(session, policy):
     assert load_episode(session.recorder.db, episode_id).summary.status == "aborted"
 
 
-def test_done_ends_each_run_with_the_robots_verdict_and_loops_with_new_seeds(session):
+def test_done_ends_each_run_with_the_robots_verdict_and_loops_with_new_seeds(session, runners):
     from storage import list_episodes
 
-    runner = AutonomousRunner(session, SaysDone(), RunnerConfig("sort_blocks", TASK, first_seed=7, episodes=2)).start()
+    runner = runners(SaysDone(), RunnerConfig("sort_blocks", TASK, first_seed=7, episodes=2))
     assert runner.wait(60)
     st = runner.status()
     assert st["error"] is None and (st["runs"], st["successes"]) == (2, 0)  # the blocks start unsorted
@@ -128,10 +154,10 @@ def test_done_ends_each_run_with_the_robots_verdict_and_loops_with_new_seeds(ses
     assert verdict(None)[0] == "success"  # a robot that cannot tell: the policy's word, with a note
 
 
-def test_bad_input_is_one_sentence(session, policy):
+def test_bad_input_is_one_sentence(session, policy, runners):
     with pytest.raises(SessionError, match="0.1 and 10"):
         AutonomousRunner(session, policy, RunnerConfig("sort_blocks", TASK, autonomy=AutonomyConfig(decide_hz=50)))
-    runner = AutonomousRunner(session, policy, RunnerConfig("no_such_task_family", TASK)).start()
+    runner = runners(policy, RunnerConfig("no_such_task_family", TASK))
     assert runner.wait(30)
     assert "Cannot start the episode" in runner.status()["error"] and session.status()["episode_id"] is None
     session.start_episode(EpisodeSettings(TASK, "sort_blocks"), "ana")  # a coached one
