@@ -5,7 +5,9 @@ task and the subtasks so far and names the next subtask; a *different* subtask m
 `hysteresis` decisions in a row before it is sent, so a policy torn between two answers does not
 flap. A subtask the VLA refuses (`info["refused"]`), or is stuck on (still active after
 `subtask_timeout_s`, or the robot still for `still_s`), is replaced by the policy's next choice at
-once and kept out of the choices as `Exclusions` says. Refusals count only with `use_refusals`: a
+once and kept out of the choices as `Exclusions` says. A retry (`Decision.retry`: the active
+subtask's attempt ended without doing it) is sent again as a fresh segment, at most `MAX_RETRIES`
+times in a row; a subtask left before the robot moved for it leaves the history. Refusals count only with `use_refusals`: a
 VLA such as pi0 never refuses, so by default a stuck robot is noticed from its proprio state. The
 episode ends on a `done` the policy is at least `done_confidence` sure of (less sure, it waits):
 a success if the robot reports the task done in `Observation.task_progress`, a failure if it
@@ -43,23 +45,27 @@ EXCLUSION_S = 30.0
 # `done` ends the episode for good, so the driver waits (sends nothing new) until the policy is this
 # sure; running the runner-up instead undid finished work (a placed block picked up again).
 DONE_CONFIDENCE = 0.7
+# Fresh attempts at one subtask in a row (a missed grasp is retried as the coach does) before it
+# counts as stuck: an item the arm cannot get at is not tried forever.
+MAX_RETRIES = 2
 
 
 @dataclass
 class Hysteresis:
-    """Whether a decision should replace the active subtask: a different subtask must win `needed`
-    decisions in a row (the first subtask of an episode is taken at once)."""
+    """Whether a decision should replace the active subtask: a different subtask (or a retry of the
+    active one) must win `needed` decisions in a row (the first subtask of an episode is taken at once)."""
 
     needed: int = 2
     candidate: str | None = None
     streak: int = 0
 
     def switch(self, decision: Decision, active: str | None) -> bool:
-        if decision.subtask == active:
+        if decision.subtask == active and not decision.retry:
             self.reset()
             return False
-        self.streak = self.streak + 1 if decision.subtask == self.candidate else 1
-        self.candidate = decision.subtask
+        key = f"{decision.subtask} (again)" if decision.retry else decision.subtask
+        self.streak = self.streak + 1 if key == self.candidate else 1
+        self.candidate = key
         if self.streak >= self.needed or active is None:
             self.reset()
             return True
@@ -205,6 +211,7 @@ class AutonomyDriver(SubtaskSource):
         self._sent_at = 0.0
         self._ran = False  # the VLA has answered it without refusing
         self._never_ran: set[int] = set()  # segments refused at once, or never acted on: not part of the history
+        self._retries = 0  # fresh attempts at the active subtask in a row
         self._next_decision = 0.0
 
     def next(self, observation: Observation, status: dict[str, Any]) -> SubtaskCommand | None:
@@ -238,6 +245,15 @@ class AutonomyDriver(SubtaskSource):
         if decision.done:
             outcome, note = verdict(observation.task_progress)
             return SubtaskCommand("end", outcome=outcome, note=note)
+        again = decision.subtask == self._active
+        if self._active is not None and not again and self._active_id is not None \
+                and self._stuck.never_moved(now, self._sent_at):
+            self._never_ran.add(self._active_id)  # switched from before the robot acted on it: not done
+        self._retries = self._retries + 1 if again else 0
+        if self._retries > MAX_RETRIES:
+            self._exclusions.stuck(decision.subtask, now)
+            self._retries = 0
+            return None
         self._active, self._active_id, self._sent_at, self._ran = decision.subtask, None, now, False
         return SubtaskCommand("subtask", decision.subtask, source="policy", confidence=decision.confidence)
 

@@ -24,6 +24,8 @@ class Decision:
     subtask: str  # the next subtask text, or DONE
     confidence: float  # the policy's probability for it, 0..1
     alternatives: list[tuple[str, float]] = field(default_factory=list)  # the runners-up, best first
+    # the active subtask again as a fresh attempt: the last one ended without doing it (a missed grasp)
+    retry: bool = False
 
     @property
     def done(self) -> bool:

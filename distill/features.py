@@ -24,11 +24,12 @@ from distill.memory import EpisodeMemory, track_features_dim
 from distill.phrasing import Lexicon, SubtaskGroups, readable
 
 # Context: task, metadata, the newest history item, the label picked last, the mean and the max of
-# the history items (6 texts); then the state, and 7 scalars: motion over the last second, seconds
-# held still / 3, seconds since the newest item was issued / 10, history length / 20, items seen / 8,
-# items handled / 8, whether there is a history.
+# the history items (6 texts); then the state, and 4 scalars: motion over the last second, seconds
+# held still / 3, seconds since the newest item was issued / 10, whether there is a history. (No
+# counts of the history or the items: with them `done` learnt "six subtasks in, done" and ended an
+# episode whose retry had made the history longer with an item still out.)
 CONTEXT_TEXTS = 6
-CONTEXT_SCALARS = 7
+CONTEXT_SCALARS = 4
 MAX_TRACKS = 16  # labels scored at one decision; the most recently seen first
 RELEASE_STATES = 64  # end states kept per subtask group for the release check
 
@@ -145,11 +146,9 @@ class Featurizer:
                             held or ""])
         hist = self.embed([readable(i.template) for i in items]) if items else np.zeros((1, TEXT_DIM), np.float32)
         labels = sorted(memory.tracks, key=lambda l: -memory.tracks[l].last_seen)[:MAX_TRACKS]
-        handled = sum(memory.handled(l, n) is not None for l in memory.tracks)
         state = memory.state if memory.state is not None else self.mean
         scalars = [np.tanh(memory.motion() / max(float(self.std.mean()), 1e-3)), memory.still_for() / 3,
-                   min(memory.t - newest.issued_t, 60.0) / 10 if newest else 0.0,
-                   n / 20, len(memory.tracks) / 8, handled / 8, float(n > 0)]
+                   min(memory.t - newest.issued_t, 60.0) / 10 if newest else 0.0, float(n > 0)]
         context = np.concatenate([texts.reshape(-1), hist.mean(0), hist.max(0), self.zscore(state),
                                   np.asarray(scalars, dtype=np.float32)]).astype(np.float32)
         G = len(self.vocab.groups.groups)

@@ -4,8 +4,9 @@ its checkpoint format.
 `LearnedHighLevelPolicy.load(DIR)` reads a checkpoint written by `coachlab distill` (directory
 layout in `distill/checkpoint.py`). Each `decide` takes the detections into the episode memory
 (`distill/memory.py`), builds the network's inputs (`distill/features.py`), and turns its two
-heads into one ranking: P(active) = 1 - f + f * P_next(active), P(c) = f * P_next(c) for every
-other candidate c, f the finished head's probability. A candidate is a subtask group said with its most logged
+heads into one ranking: P(go on with the active subtask) = 1 - f and P(c) = f * P_next(c) for
+every candidate c, f the finished head's probability; c the active subtask itself is a retry (its
+attempt ended without doing it: try it afresh). A candidate is a subtask group said with its most logged
 template, filled with a tracked item's label where the group names an item ("grab the {obj}" ->
 "grab the purple bottle"), so it can name items no coached episode named.
 """
@@ -115,12 +116,14 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
         ranked, finished = self._rank(f, hist[-1] if hist else None)
         self.view = {"detections": [d.label for d in detections], **self.memory.summary(n),
                      "active": hist[-1] if hist else None, "finished": round(finished, 3),
-                     "choices": [(t, round(p, 3)) for t, p in ranked[:TOP]]}
-        (best, p), rest = ranked[0], ranked[1:]
-        return Decision(best, p, rest[:2 * TOP])
+                     "choices": [(f"{t} (again)" if again else t, round(p, 3)) for t, p, again in ranked[:TOP]]}
+        (best, p, again), rest = ranked[0], [(t, q) for t, q, again in ranked[1:] if not again]
+        return Decision(best, p, rest[:2 * TOP], retry=again)
 
-    def _rank(self, f, active: str | None) -> tuple[list[tuple[str, float]], float]:
-        """Every candidate's text and probability, best first, and the finished head's probability."""
+    def _rank(self, f, active: str | None) -> tuple[list[tuple[str, float, bool]], float]:
+        """Every candidate's (text, probability, whether it is the active subtask tried again), best
+        first, and the finished head's probability. The active subtask is two candidates: going on
+        (1 - f) and, when the next head picks it once finished, a fresh attempt (a retry)."""
         cfg, groups = self.cfg, self.vocabulary.groups
         k = len(f.track_labels)
         tracks = np.zeros((1, MAX_TRACKS, cfg.track_dim), np.float32)
@@ -145,7 +148,7 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
                 own = int(g)
             elif g is not None and item.label in f.track_labels:
                 own = G + self._slotted.index(g) * MAX_TRACKS + f.track_labels.index(item.label)
-        probs: dict[str, float] = {active: 1.0 - fin} if active is not None else {}
+        probs: dict[tuple[str, bool], float] = {(active, False): 1.0 - fin} if active is not None else {}
         for i in np.flatnonzero(p_next > 1e-6):
             if i == own:
                 text = active
@@ -154,5 +157,6 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
             else:
                 k, s = divmod(int(i) - G, MAX_TRACKS)
                 text = compose(groups.canonical(self._slotted[k]), f.track_labels[s])
-            probs[text] = probs.get(text, 0.0) + fin * float(p_next[i])
-        return sorted(probs.items(), key=lambda kv: -kv[1]), fin
+            key = (text, text == active)
+            probs[key] = probs.get(key, 0.0) + fin * float(p_next[i])
+        return sorted(((t, p, again) for (t, again), p in probs.items()), key=lambda c: -c[1]), fin

@@ -16,6 +16,9 @@ Outputs:
 - `finished_logit` (B,): whether the active subtask (the newest history item) is done, from the
   context and the active item's track.
 
+The context c includes the tracks max-pooled (Deep Sets, Zaheer et al. 2017), so every score,
+`done` among them, reads what is still out from the items seen rather than from counts.
+
 This module is the network only; why this design is in docs/distill.md.
 """
 
@@ -68,6 +71,7 @@ class HighLevelNet(nn.Module):
         self.group_held = nn.Linear(cfg.text_dim, h)
         self.track = nn.Linear(cfg.track_dim, h)
         self.track_label = nn.Linear(cfg.text_dim, h)
+        self.pool = nn.Sequential(nn.GELU(), nn.Linear(h, h))  # what the tracks say together (is anything left?)
         self.score = nn.Sequential(nn.GELU(), nn.Linear(h, h), nn.GELU(), nn.Linear(h, 1))
         self.active_track = nn.Linear(cfg.track_dim, h)
         self.finished = nn.Sequential(nn.GELU(), nn.Linear(h, h // 2), nn.GELU(), nn.Linear(h // 2, 1))
@@ -79,10 +83,13 @@ class HighLevelNet(nn.Module):
         track_mask (B, S) bool, active (B, F) -> (next_logits (B, G + Gs*S), finished_logit (B,)), Gs the
         number of slotted groups: logit G + k*S + s is the k-th slotted group with track s."""
         B, S = track_mask.shape
-        c = self.context(context)  # (B, H)
         emb = self.group_emb.unsqueeze(0)  # (1, G, T)
         g = self.group_text(emb) + self.group_use(groups) + self.group_held(emb * held.unsqueeze(1))  # (B, G, H)
         s = self.track(tracks) + self.track_label(track_labels)  # (B, S, H)
+        # the tracks max-pooled (a Deep Sets summary) join the context: `done` and the finished head
+        # read whether an item is still out from the items themselves, not from how long the history is
+        pooled = self.pool(s).masked_fill(~track_mask.unsqueeze(-1), float("-inf")).amax(1)  # (B, H)
+        c = self.context(context) + torch.where(torch.isfinite(pooled), pooled, torch.zeros_like(pooled))
         slotless = self.score(c.unsqueeze(1) + g).squeeze(-1)  # (B, G)
         slotless = slotless.masked_fill(self.slotted.unsqueeze(0), float("-inf"))
         gs = g[:, self.slotted_index]  # (B, Gs, H): only groups that name an item pair with tracks
