@@ -127,3 +127,33 @@ def test_an_unsure_done_waits_rather_than_running_the_runner_up(stepped_session)
     report = drive_episode(stepped_session, driver, EpisodeSettings("sort the blocks", "sort_blocks", 3), mode="autonomous")
     assert report.segments == [] and policy.calls == 4  # nothing was sent; the fourth, sure `done` ended it
     assert report.duration_s < 5.0
+
+
+def test_a_retry_of_the_active_subtask_also_waits_for_two_wins():
+    h = Hysteresis(2)
+    assert h.switch(Decision("a", 0.9), None)
+    assert not h.switch(Decision("a", 0.9, retry=True), "a")
+    assert not h.switch(Decision("a", 0.9), "a")  # going on with it: the streak resets
+    assert not h.switch(Decision("a", 0.9, retry=True), "a")
+    assert h.switch(Decision("a", 0.9, retry=True), "a")
+
+
+class AlwaysRetries(HighLevelPolicy):
+    """Wants the red block tried afresh at every decision, as a policy would after a missed grasp."""
+
+    def decide(self, observation, detections, task, history, metadata=None) -> Decision:
+        return Decision("pick up the red block", 0.9, [("pick up the blue block", 0.1)], retry=bool(history))
+
+
+def test_a_retry_is_sent_as_a_fresh_segment_a_few_times_then_the_next_choice_runs(stepped_session):
+    from coaching.autonomy import MAX_RETRIES, AutonomyConfig, AutonomyDriver
+    from coaching.episode import drive_episode
+    from coaching.session import EpisodeSettings
+
+    driver = AutonomyDriver(AlwaysRetries(), "sort the blocks", AutonomyConfig(max_episode_s=12.0))
+    report = drive_episode(stepped_session, driver, EpisodeSettings("sort the blocks", "sort_blocks", 3), mode="autonomous")
+    texts = [s["text"] for s in report.segments]
+    assert texts[:MAX_RETRIES + 1] == ["pick up the red block"] * (MAX_RETRIES + 1), texts  # the first try and the retries
+    assert texts[MAX_RETRIES + 1] == "pick up the blue block", texts  # then it counts as stuck
+    times = [s["issued_s"] for s in report.segments]
+    assert all(b - a >= 1.5 for a, b in zip(times, times[1:MAX_RETRIES + 1])), times  # two decisions each
