@@ -56,14 +56,14 @@ class Hysteresis:
     active one) must win `needed` decisions in a row (the first subtask of an episode is taken at once)."""
 
     needed: int = 2
-    candidate: str | None = None
+    candidate: tuple[str, bool] | None = None  # (subtask, retry) that won the last decision
     streak: int = 0
 
     def switch(self, decision: Decision, active: str | None) -> bool:
         if decision.subtask == active and not decision.retry:
             self.reset()
             return False
-        key = f"{decision.subtask} (again)" if decision.retry else decision.subtask
+        key = (decision.subtask, decision.retry)
         self.streak = self.streak + 1 if key == self.candidate else 1
         self.candidate = key
         if self.streak >= self.needed or active is None:

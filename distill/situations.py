@@ -34,7 +34,8 @@ from distill.phrasing import Lexicon, SubtaskGroups, ground, object_phrase, word
 
 WAITS = 4  # situations of the robot holding still after a subtask finished, 0.5 s apart (see `_waiting`)
 # After a failed attempt the robot may hold still until the driver retries (up to ~5 s); and failed
-# attempts are rare in expert logs (7% of grasps miss), so they get more such situations.
+# attempts are rare in expert logs (7% of grasps miss), so they get more such situations. Any outcome
+# but success counts here, so a policy run's logged segments ("superseded", "taken over") get them too.
 WAITS_AFTER_FAILURE = 12
 
 

@@ -28,9 +28,9 @@ def session(tmp_path_factory, coaching_session):
 @pytest.fixture(scope="module")
 def detector():
     """The embedded default detector, as the app hands it to the runner (the policy names what it sees)."""
-    from distill.train import shipped_detector
+    from app import embedded
 
-    return shipped_detector()
+    return embedded.detector("learned")
 
 
 @pytest.fixture
@@ -79,7 +79,7 @@ def test_the_policy_drives_an_episode_to_its_time_limit(session, policy, runners
     from storage import load_episode
 
     runner = runners(policy, RunnerConfig("sort_blocks", TASK, first_seed=500,
-                                                            autonomy=AutonomyConfig(decide_hz=2, max_episode_s=6)))
+                                          autonomy=AutonomyConfig(decide_hz=2, max_episode_s=6)))
     assert wait_until(lambda: session.status()["mode"] == "autonomous")
     assert wait_until(lambda: _policy_subtask(session))
     assert 0 < session.status()["confidence"] <= 1
@@ -99,7 +99,7 @@ def test_take_over_turns_the_same_episode_into_coaching(session, policy, runners
     from storage import load_episode
 
     runner = runners(policy, RunnerConfig("sort_blocks", TASK, first_seed=501, episodes=None,
-                                                            autonomy=AutonomyConfig(max_episode_s=120)))
+                                          autonomy=AutonomyConfig(max_episode_s=120)))
     assert wait_until(lambda: _policy_subtask(session))
     episode_id = runner.take_over("ana")
     assert not runner.running and runner.status()["taken_over"]
@@ -120,7 +120,7 @@ def test_take_over_turns_the_same_episode_into_coaching(session, policy, runners
 
 def test_a_person_typing_during_a_run_takes_over(session, policy, runners):
     runner = runners(policy, RunnerConfig("sort_blocks", TASK, first_seed=502,
-                                                            autonomy=AutonomyConfig(max_episode_s=120)))
+                                          autonomy=AutonomyConfig(max_episode_s=120)))
     assert wait_until(lambda: _policy_subtask(session))
     assert session.send_subtask("pick up the blue block", "ben").source == "correction"
     assert runner.wait(10), "the runner steps aside by itself"
@@ -132,7 +132,7 @@ def test_stop_ends_the_run_as_aborted(session, policy, runners):
     from storage import load_episode
 
     runner = runners(policy, RunnerConfig("sort_blocks", TASK, first_seed=503, episodes=None,
-                                                            autonomy=AutonomyConfig(max_episode_s=120)))
+                                          autonomy=AutonomyConfig(max_episode_s=120)))
     assert wait_until(lambda: _policy_subtask(session))
     episode_id = session.status()["episode_id"]
     runner.stop("ana")
