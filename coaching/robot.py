@@ -49,6 +49,9 @@ class RobotDescription:
     action_names: dict[str, tuple[str, ...]]  # control mode -> names of the action vector
     control_hz: float
     extra: dict[str, Any] = field(default_factory=dict)
+    # control mode -> (low, high) per action entry, in its units; the bridge refuses actions outside
+    # them (coaching/action_check.py). A mode without bounds is checked for width and finiteness only.
+    action_bounds: dict[str, tuple[tuple[float, ...], tuple[float, ...]]] = field(default_factory=dict)
 
     @property
     def control_modes(self) -> tuple[str, ...]:
@@ -60,11 +63,13 @@ class RobotDescription:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RobotDescription":
         """The inverse of `to_dict` (keys it does not know go back into `extra`)."""
-        known = {"name", "cameras", "image_size", "state_names", "action_names", "control_hz"}
+        known = {"name", "cameras", "image_size", "state_names", "action_names", "control_hz", "action_bounds"}
         return cls(name=d["name"], cameras=tuple(d["cameras"]), image_size=tuple(d["image_size"]),
                    state_names=tuple(d["state_names"]),
                    action_names={k: tuple(v) for k, v in d["action_names"].items()},
-                   control_hz=float(d["control_hz"]), extra={k: v for k, v in d.items() if k not in known})
+                   control_hz=float(d["control_hz"]), extra={k: v for k, v in d.items() if k not in known},
+                   action_bounds={k: (tuple(map(float, lo)), tuple(map(float, hi)))
+                                  for k, (lo, hi) in (d.get("action_bounds") or {}).items()})
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -74,6 +79,7 @@ class RobotDescription:
             "state_names": list(self.state_names),
             "action_names": {k: list(v) for k, v in self.action_names.items()},
             "control_hz": self.control_hz,
+            "action_bounds": {k: [list(lo), list(hi)] for k, (lo, hi) in self.action_bounds.items()},
             **self.extra,
         }
 

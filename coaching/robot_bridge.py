@@ -7,6 +7,10 @@ can reach it; see docs/robot.md) (or `coachlab robot-server` for the sim) and st
 `describe` -> `description`, `reset {task_family, seed}` / `observe` -> `observation` (images as raw
 frames), `act {action, mode}` / `hold` -> `ok`. The server uses its robot from the one thread that
 serves, since renderers and drivers are often bound to the thread that opened them.
+
+The server is the last hop before the hardware, so it checks every `act` (coaching/action_check.py):
+a non-finite, wrong-width or out-of-range action, or an unknown control mode, is not executed; the
+robot holds and the reply is a `bad_action` error saying why.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import numpy as np
 from policy_client.protocol import Message, ProtocolError
 from policy_client.server import ServerConfig, ZmqServer
 from policy_client.zmq_client import ZmqRequester
+from coaching.action_check import ActionRejected, check_action
 from coaching.robot import Observation, Robot, RobotDescription
 
 
@@ -26,6 +31,7 @@ class RobotBridgeServer(ZmqServer):
 
     def __init__(self, robot: Robot, address: str, config: ServerConfig | None = None):
         self.robot = robot
+        self._description = robot.describe()  # what every `act` is checked against
         super().__init__(address, config or ServerConfig(name="coachlab-robot-bridge"))
 
     def answer(self, request: Message) -> Message:
@@ -42,7 +48,13 @@ class RobotBridgeServer(ZmqServer):
         if request.kind == "act":
             action = body.get("action")
             if not isinstance(action, np.ndarray) or action.ndim != 1:
+                self.robot.hold()
                 raise ProtocolError("malformed", "act needs an 'action' vector.")
+            try:
+                action = check_action(self._description, action, str(body.get("mode", "ee")))
+            except ActionRejected as e:
+                self.robot.hold()  # keep still rather than keep the last set-point racing on
+                raise ProtocolError("bad_action", str(e)) from None
             self.robot.act(action, str(body.get("mode", "ee")))
             return Message("ok", request.id, {})
         if request.kind == "hold":

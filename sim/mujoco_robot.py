@@ -19,12 +19,18 @@ import numpy as np
 from sim import tasks
 from sim.ik import ARM_JOINTS, ArmIK, wrap_half_turn
 from sim.objects import KINDS
+from coaching.action_check import check_action
 from coaching.robot import Observation, Robot, RobotDescription
-from sim.scene import CABINET, GRIPPER_MAX_OPENING, HOME_EE, PAD_HALF, PADS, TRASH_BIN, TUB, SceneSpec, build_mjcf
+from sim.scene import ARM_CTRL_RANGE, CABINET, EE_WORKSPACE, GRIPPER_MAX_OPENING, HOME_EE, PAD_HALF, PADS, TRASH_BIN, TUB, SceneSpec, build_mjcf
 
 STATE_NAMES = (*ARM_JOINTS, "gripper_opening", "ee_x", "ee_y", "ee_z", "ee_yaw")
 EE_ACTION = ("x", "y", "z", "yaw", "pitch", "grip")
 JOINT_ACTION = (*ARM_JOINTS, "grip")
+# Action bounds per control mode: (low, high). Yaw is taken modulo a half turn, so two turns is ample.
+ACTION_BOUNDS = {
+    "ee": ((*EE_WORKSPACE[0], -2 * np.pi, -np.pi / 2, 0.0), (*EE_WORKSPACE[1], 2 * np.pi, np.pi / 2, 1.0)),
+    "joint": ((*ARM_CTRL_RANGE[0], 0.0), (*ARM_CTRL_RANGE[1], 1.0)),
+}
 _HOME_SEED = np.array([0.0, 0.35, 1.55, 1.25, 0.0])  # elbow-up guess the IK refines into home
 
 
@@ -44,10 +50,16 @@ class MujocoRobot(Robot):
         self._renderer: mujoco.Renderer | None = None
         self.family: tasks.TaskFamily | None = None
         self.spec: SceneSpec | None = None
+        self._description: RobotDescription | None = None
         self.seed: int | None = None  # with the family, names the scene: what `restore` rebuilds
 
     # -- Robot seam -------------------------------------------------------------------------
     def describe(self) -> RobotDescription:
+        if self._description is None:  # built once: act() checks every action against it
+            self._description = self._describe()
+        return self._description
+
+    def _describe(self) -> RobotDescription:
         return RobotDescription(
             name="coachlab-mujoco-arm",
             cameras=self.config.cameras,
@@ -57,6 +69,7 @@ class MujocoRobot(Robot):
             control_hz=self.config.control_hz,
             # task families a coach can choose, with the task text each implies
             extra={"simulated": True, "task_families": {name: f.description for name, f in tasks.FAMILIES.items()}},
+            action_bounds={mode: (tuple(map(float, lo)), tuple(map(float, hi))) for mode, (lo, hi) in ACTION_BOUNDS.items()},
         )
 
     def reset(self, task_family: str, seed: int) -> Observation:
@@ -75,7 +88,9 @@ class MujocoRobot(Robot):
                            task_progress=progress)
 
     def act(self, action: np.ndarray, mode: str = "ee") -> None:
-        action = np.asarray(action, dtype=float)
+        """Apply `action` for one control period; ActionRejected (the arm does not move) if it is
+        non-finite, not 6 wide or out of ACTION_BOUNDS."""
+        action = check_action(self.describe(), action, mode)
         if mode == "ee":
             q_target = self.ik.solve(self._ctrl_arm(), action[:3], action[3], action[4])
         elif mode == "joint":

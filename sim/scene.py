@@ -23,6 +23,11 @@ PAD_HALF = 0.055
 PADS = {"red_pad": (0.42, 0.34), "green_pad": (0.58, 0.0), "blue_pad": (0.42, -0.34)}
 GRIPPER_MAX_OPENING = 0.09
 HOME_EE = (0.30, 0.0, 0.25)
+# The arm joints' control ranges (radians), as the actuators below state them: the sim robot's
+# joint-mode action bounds (a test checks the two agree).
+ARM_CTRL_RANGE = ((-2.8, -0.6, -0.3, -2.4, -3.1), (2.8, 2.4, 2.8, 2.4, 3.1))
+# Where the grip site can be (metres): the shoulder is 0.25 m up and the arm reaches about 0.83 m.
+EE_WORKSPACE = ((-0.85, -0.85, -0.05), (0.85, 0.85, 1.1))
 
 
 @dataclass

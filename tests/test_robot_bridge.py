@@ -83,3 +83,51 @@ def test_app_coaches_a_robot_behind_a_bridge(bridge_address, tmp_path):
         assert record.summary.num_steps > 20 and record.robot["name"] == "coachlab-mujoco-arm"
     finally:
         app.close()
+
+
+@pytest.mark.parametrize("action, mode, says", [
+    ([float("nan")] * 6, "ee", "non-finite x, y, z, yaw, pitch, grip"),
+    ([0.3, 0.1, float("inf"), 0.0, 0.0, 1.0], "ee", "non-finite z"),
+    ([0.3, 0.1, 0.15, 0.0, 0.0, 1.0, 0.5], "ee", r"shape \(7,\) .* takes 6 numbers"),
+    ([0.3, 0.1, 0.15], "ee", r"shape \(3,\) .* takes 6 numbers"),
+    ([10.0, 0.0, 0.0, 0.0, 0.0, 1.0], "joint", r"out of range: j0_yaw=10 \(allowed -2.8..2.8\)"),
+    ([0.3, 0.1, 0.15, 0.0, 0.0, 7.0], "ee", "out of range: grip=7"),
+    ([0.3, 0.1, 0.15, 0.0, 0.0, 1.0], "cartesian", "Unknown control mode 'cartesian'"),
+])
+def test_bridge_refuses_unsafe_actions_and_holds(bridge_address, action, mode, says):
+    """Issue 22 fault 4: `act [nan]*6` moved the sim arm 1.99 rad in one period. The bridge (the last hop
+    before hardware) must refuse non-finite, wrong-width and out-of-range actions with an error reply."""
+    from coaching.robot_bridge import BridgeRobot
+
+    remote = BridgeRobot(bridge_address)
+    try:
+        remote.reset("sort_blocks", 1)
+        for _ in range(10):  # settle, so holding is still
+            remote.hold()
+        before = remote.observe().state
+        with pytest.raises(PolicyServerError, match=says) as caught:
+            remote.act(np.array(action), mode)
+        assert caught.value.code == "bad_action"
+        after = remote.observe().state
+        assert np.abs(after[:5] - before[:5]).max() < 0.01  # joints (rad): the arm held
+        remote.act(np.array([0.3, 0.1, 0.15, 0.0, 0.0, 1.0]), "ee")  # a good action still runs
+    finally:
+        remote.close()
+
+
+def test_sim_robot_refuses_unsafe_actions_itself(robot):
+    """The embedded sim is its own last hop: the same check runs in `MujocoRobot.act`."""
+    from coaching.action_check import ActionRejected
+    from sim.scene import ARM_CTRL_RANGE
+
+    robot.reset("sort_blocks", 1)
+    before = robot.proprio().copy()
+    with pytest.raises(ActionRejected, match="non-finite"):
+        robot.act(np.full(6, np.nan), "ee")
+    with pytest.raises(ActionRejected, match="takes 6 numbers"):
+        robot.act(np.zeros(4), "joint")
+    np.testing.assert_array_equal(robot.proprio(), before)  # nothing was stepped
+    lo, hi = robot.describe().action_bounds["joint"]
+    ranges = robot.model.actuator_ctrlrange[:5]
+    np.testing.assert_allclose(ranges, np.array(ARM_CTRL_RANGE).T)  # the bounds state the actuators' ranges
+    assert (lo[:5], hi[:5]) == ARM_CTRL_RANGE
