@@ -195,7 +195,9 @@ class ControlLoop:
         action = None
         segment = state.subtask
         if segment is not None and not state.paused:
-            action = state.chunker.step(obs.to_dict(), state.prompt)
+            # every reply is checked against this robot's width in this mode (a wrong one never runs)
+            action = state.chunker.step(obs.to_dict(), state.prompt, self.description.action_names.get(state.mode),
+                                        state.mode)
             info, error = state.chunker.last_info, state.chunker.last_error
             self._vla = {"vla_rtt_ms": state.chunker.last_round_trip_ms, "vla_error": str(error) if error else None,
                          "vla_note": info.get("reason") if info.get("refused") else None,
@@ -203,11 +205,6 @@ class ControlLoop:
                          "vla_segment": segment.id, "vla_replied": bool(info)}
             if action is not None and segment.first_action_wall is None:
                 segment.first_action_wall = time.time()
-        if action is not None and len(action) != self.description.action_dim(state.mode):
-            self._on_error(f"The VLA sent {len(action)}-d actions; this robot takes "
-                           f"{self.description.action_dim(state.mode)} in {state.mode} mode. Holding.")
-            state.chunker.new_subtask()
-            action = None
         if action is None:
             self.robot.hold()  # nothing to do, paused, stopped or the VLA is late: keep still
         else:

@@ -9,13 +9,15 @@ does); the fresh chunk then replaces the rest of the old one, skipping the steps
 was in flight (actions actually executed, not ticks spent holding), since its first action
 belongs to the observation it was computed from.
 `new_subtask()` discards the queue and any request in flight at once; an empty queue is never
-refilled with stale actions: the robot holds.
+refilled with stale actions: the robot holds. Every reply is checked (`chunk_check.check_chunk`)
+against the action names `step` is given, so a chunk of the wrong width is never queued.
 """
 
 from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -23,7 +25,8 @@ from typing import Any
 import numpy as np
 
 from policy_client.base_policy import BasePolicy
-from policy_client.errors import PolicyError, PolicyServerError
+from policy_client.chunk_check import check_chunk
+from policy_client.errors import PolicyError
 
 
 @dataclass
@@ -49,6 +52,7 @@ class ActionChunker:
         self.last_info: dict[str, Any] = {}
         self.last_round_trip_ms: float | None = None
         self.chunks_received = 0
+        self._expect: tuple[Sequence[str] | None, str | None] = (None, None)  # (action names, mode) replies must fit
 
     def new_subtask(self) -> None:
         """Drop every action meant for the previous subtask, including a reply still in flight."""
@@ -57,8 +61,12 @@ class ActionChunker:
         self._generation += 1
         self.last_info = {}
 
-    def step(self, observation: dict[str, Any], prompt: dict[str, Any]) -> np.ndarray | None:
-        """The action to execute this tick, or None to hold."""
+    def step(self, observation: dict[str, Any], prompt: dict[str, Any], action_names: Sequence[str] | None = None,
+             mode: str | None = None) -> np.ndarray | None:
+        """The action to execute this tick (shape (A,)), or None to hold. `action_names` (the robot's,
+        in control mode `mode`) is what every reply's chunk must be as wide as; a reply that is not
+        is refused (`last_error`, code bad_chunk) and nothing of it runs."""
+        self._expect = (action_names, mode)
         self._collect_prefetched()
         if self.config.prefetch:
             if self._pending is None and self._wants_chunk(lead=self.config.prefetch_lead):
@@ -102,10 +110,7 @@ class ActionChunker:
             self.last_error = e
 
     def _load(self, reply: dict[str, Any], skip: int) -> None:
-        chunk = np.asarray(reply.get("actions"), dtype=np.float32)
-        if chunk.ndim != 2 or not np.isfinite(chunk).all():
-            raise PolicyServerError(f"The low-level policy sent an action chunk of shape {chunk.shape} (or with "
-                                    "NaNs); it must be a finite H x A array.", "bad_chunk")
+        chunk = check_chunk(reply.get("actions"), *self._expect)
         self._queue = deque(chunk[skip:])
         self._served = 0
         self.last_info = reply.get("info", {})

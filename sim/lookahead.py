@@ -20,6 +20,7 @@ import numpy as np
 from coaching.prompt import vla_prompt
 from coaching.robot import Observation
 from policy_client import ChunkingConfig
+from policy_client.chunk_check import check_chunk
 from sim.mujoco_robot import MujocoRobot, SimRobotConfig
 
 NEEDS_SIM_STATE = ("Sim lookahead needs the sim's state; a real robot needs a learned subgoal model "
@@ -85,7 +86,8 @@ class SimLookahead:
                     # nothing ran yet: the end state is the observation itself, pixel for pixel
                     images = _copy(observation.images) if steps == 0 else robot.observe().images
                     return SubgoalResult(images, steps, info, refusal, _without_sim_state(robot.env_state()))
-                chunk = list(np.asarray(reply["actions"])[: self.replan_after])
+                names = robot.describe().action_names.get(control_mode)
+                chunk = list(check_chunk(reply.get("actions"), names, control_mode)[: self.replan_after])
             if chunk:
                 robot.act(chunk.pop(0), control_mode)
             else:

@@ -108,3 +108,66 @@ def test_unreachable_openpi_server_and_bad_addresses():
         with pytest.raises(BadAddress, match="zmq://host:port or openpi://host:port"):
             parse_address(bad)
     assert parse_address("openpi://gpu-box:8000?layout=droid") == ("openpi", "gpu-box:8000", {"layout": "droid"})
+
+
+class FixedWidthOpenPIPolicy:
+    """An openpi-style policy for some other robot: a 10 x `width` chunk of the home pose plus padding."""
+
+    def __init__(self, width: int):
+        self.width = width
+
+    def infer(self, obs: dict[str, Any]) -> dict[str, Any]:
+        row = np.array([0.3, 0.0, 0.25, 0.0, 0.0, 1.0, 0.0, 0.0], np.float64)[: self.width]
+        return {"actions": np.tile(row, (10, 1))}
+
+
+@pytest.mark.parametrize("width", [7, 4])
+@pytest.mark.parametrize("prefetch", [False, True])
+def test_wrong_width_chunks_are_refused_on_every_reply(width, prefetch):
+    """Issue 22 fault 6: an openpi server answering 7-d actions for the 6-d sim arm was executed (index 5
+    read as the gripper) and 4-d ones crashed with an IndexError. The loop must refuse every such reply
+    in one sentence and hold the real sim robot still."""
+    import time
+
+    from coaching.clock import SimClock
+    from coaching.control_loop import ControlLoop
+    from policy_client import ChunkingConfig
+    from sim.mujoco_robot import MujocoRobot
+
+    server = OpenPIFormatServer(FixedWidthOpenPIPolicy(width)).start()
+    robot = MujocoRobot()
+    errors: list[str] = []
+    steps: list[Any] = []
+    loop = ControlLoop(robot, OpenPIPolicyClient(server.address, timeout_s=5),
+                       ChunkingConfig(prefetch=prefetch), SimClock(lambda: robot.data.time),
+                       on_step=lambda obs, action, seg: steps.append(action), on_error=errors.append,
+                       idle_reset=("sort_blocks", 0), stepped=True)
+    try:
+        loop.start()
+        before = robot.proprio().copy()
+
+        class Segment:
+            id, first_action_wall = 1, None
+
+        def begin(state):
+            state.subtask, state.prompt = Segment(), {"task": "sort", "subtask": "pick up the red block"}
+            state.chunker.new_subtask()
+
+        loop.submit(begin)
+        refusals = []
+        for _ in range(6):
+            try:
+                loop.step()
+            except PolicyServerError as e:
+                refusals.append(e)
+            if prefetch:
+                time.sleep(0.05)  # let the prefetched reply land before the next tick
+        assert refusals, "a wrong-width chunk was accepted"
+        assert all(e.code == "bad_chunk" for e in refusals)
+        assert f"sent {width}-wide actions" in str(refusals[0])
+        assert "this robot takes 6 in ee mode (x, y, z, yaw, pitch, grip)" in str(refusals[0])
+        assert all(a is None for a in steps)  # nothing of any chunk was executed: every tick held
+        assert np.abs(robot.proprio()[:5] - before[:5]).max() < 0.01
+    finally:
+        loop.stop()
+        server.stop()
