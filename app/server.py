@@ -13,7 +13,7 @@ import socket
 import threading
 import time
 from contextlib import ExitStack
-from typing import Any
+from typing import Any, Callable
 
 import gradio as gr
 import uvicorn
@@ -115,7 +115,8 @@ class CoachingApp:
                 "database_ok": db_ok, "database": db_text}
 
     # -- serving ----------------------------------------------------------------------------
-    def _server(self) -> tuple[uvicorn.Server, socket.socket]:
+    def _server(self, announce: Callable[[], None] | None = None) -> tuple[uvicorn.Server, socket.socket]:
+        """The uvicorn server and its bound socket; `announce()` runs once it accepts connections."""
         family = socket.AF_INET6 if ":" in self.config.host else socket.AF_INET
         sock = socket.socket(family)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -127,16 +128,25 @@ class CoachingApp:
                                  "choose another --port.") from None
         self.port = sock.getsockname()[1]
         self.url = f"http://{self.config.host}:{self.port}/"
-        return uvicorn.Server(uvicorn.Config(self.fastapi, log_level="warning", timeout_graceful_shutdown=1)), sock
+        config = uvicorn.Config(self.fastapi, log_level="warning", timeout_graceful_shutdown=1)
+        return _AnnouncingServer(config, announce), sock
 
     def serve(self) -> None:
-        server, sock = self._server()
-        print(f"coachlab is up at {self.url}  (Ctrl+C stops)", flush=True)
+        """Serve in the foreground until Ctrl+C (or `stop()`); "coachlab is up at URL" is printed only
+        once the server accepts connections (a bound socket is not yet listening)."""
+        server, sock = self._server(lambda: print(f"coachlab is up at {self.url}  (Ctrl+C stops)", flush=True))
+        self._serving = server
         try:
             server.run(sockets=[sock])
         finally:
+            self._serving = None
             sock.close()
             self.close()
+
+    def stop(self) -> None:
+        """Make a foreground `serve()` return (from another thread or a signal handler)."""
+        if getattr(self, "_serving", None) is not None:
+            self._serving.should_exit = True
 
     def start(self) -> "CoachingApp":
         self._uvicorn, self._sock = self._server()
@@ -153,3 +163,16 @@ class CoachingApp:
             self._sock.close()
             self._uvicorn = None
         self._stack.close()
+
+
+class _AnnouncingServer(uvicorn.Server):
+    """uvicorn's server, calling `announce()` right after startup, when its socket listens."""
+
+    def __init__(self, config: uvicorn.Config, announce: Callable[[], None] | None) -> None:
+        super().__init__(config)
+        self._announce = announce
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        if self.started and not self.should_exit and self._announce is not None:
+            self._announce()
