@@ -12,7 +12,7 @@ import html
 import gradio as gr
 
 from app.handlers import fail, user_of
-from storage import Database, StorageError, edit_annotations, list_episodes, load_episode
+from storage import DamagedFrame, Database, StorageError, edit_annotations, list_episodes, load_episode
 from storage.vocab import STATUSES
 
 EPISODE_COLUMNS = ["id", "task", "status", "mode", "quality", "steps", "segments", "started", "by"]
@@ -59,7 +59,12 @@ def episodes_tab(db: Database, cams: tuple[str, ...]) -> None:
             record = load_episode(db, episode_id)
         except StorageError as e:
             raise fail(e)
-        images = [record.frame(c, step) if step < record.frame_count(c) else None for c in cams]
+        images = []
+        for c in cams:
+            try:
+                images.append(record.frame(c, step) if step < record.frame_count(c) else None)
+            except DamagedFrame:  # shown blank and said below; the other cameras and steps still replay
+                images.append(None)
         steps = record.steps(step, step + 1)
         seg_id = int(steps.segment_id[0]) if len(steps.index) else -1
         seg = next((s for s in record.segments if s.id == seg_id), None)
@@ -67,6 +72,8 @@ def episodes_tab(db: Database, cams: tuple[str, ...]) -> None:
         text = (f"**{t}**\n\n**subtask:** {html.escape(seg.text)}\n\n{seg.source}"
                 f"{', ' + seg.outcome if seg.outcome else ''}{', mistake' if seg.mistake else ''}"
                 if seg else f"**{t}**\n\n*no subtask active*")
+        for d in record.damaged:
+            text += f"\n\n*{html.escape(str(d))}*"
         return images, text
 
     def open_episode(table_value, evt: gr.SelectData):

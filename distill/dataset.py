@@ -10,6 +10,7 @@ high-level policy replays episodes in `distill/situations.py`.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from typing import Any, Callable, Generic, TypeVar
 
 import numpy as np
 
+log = logging.getLogger("coachlab.distill")
 
 _CORRECTION_PREFIX = re.compile(r"^\s*(try again|that didn't work|that did not work|again|no)\s*[:,]\s*",
                                 re.IGNORECASE)
@@ -104,6 +106,18 @@ def split_episodes(ids: list[int], val_fraction: float, seed: int) -> tuple[list
     return [i for i in ids if i not in set(val)], val
 
 
+def count_damaged(damaged: list[Any], skipped: dict[str, int]) -> list[dict[str, Any]]:
+    """Count the damaged stored frames a run met (`storage.errors.DamagedFrame`s, e.g. from
+    `EpisodeRecord.damaged`) under `skipped["damaged frame"]`, say each on stderr (one sentence naming
+    episode, camera and step) and return them as [{"episode", "camera", "step"}] for the run's report."""
+    unique = {(d.episode_id, d.camera, d.step_index): d for d in damaged}
+    for d in unique.values():
+        log.warning("%s", d)
+    if unique:
+        skipped["damaged frame"] = skipped.get("damaged frame", 0) + len(unique)
+    return [d.to_dict() for _, d in sorted(unique.items())]
+
+
 class FrameCache:
     """Decoded, resized frames of one episode: step -> {camera: image}, in memory and optionally on disk."""
 
@@ -118,6 +132,10 @@ class FrameCache:
         return self.dir / f"{self.db_key}-ep{s.id}-{s.num_steps}-{s.started_at.timestamp():.0f}-{size}px.npz"
 
     def images(self, episode: Any, cameras: list[str], steps: list[int], size: int) -> dict[int, dict[str, np.ndarray]]:
+        """{step: {camera: size x size image}} of those `steps` whose frames all decode; a step with a
+        damaged frame is left out (noted in `episode.damaged`, never cached, so it is said every run)."""
+        from storage.errors import DamagedFrame
+
         path = self._path(episode, size)
         have: dict[int, dict[str, np.ndarray]] = {}
         if path is not None and path.exists():
@@ -131,16 +149,21 @@ class FrameCache:
             except Exception:  # a broken cache file is rebuilt, never trusted
                 have = {}
         missing = [s for s in steps if s not in have or any(c not in have[s] for c in cameras)]
+        decoded = False
         for s in missing:
-            have[s] = {cam: resize_image(episode.frame(cam, s), size) for cam in cameras}
-        if missing and path is not None:
+            try:
+                have[s] = {cam: resize_image(episode.frame(cam, s), size) for cam in cameras}
+                decoded = True
+            except DamagedFrame:
+                have.pop(s, None)
+        if decoded and path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             keys = sorted(have)
             tmp = path.with_suffix(f".{os.getpid()}.tmp.npz")
             np.savez(tmp, steps=np.array(keys, dtype=np.int64),
                      **{cam: np.stack([have[k][cam] for k in keys]) for cam in cameras})
             os.replace(tmp, path)
-        return {s: have[s] for s in steps}
+        return {s: have[s] for s in steps if s in have}
 
 
 def resize_image(image: np.ndarray, size: int) -> np.ndarray:
@@ -181,6 +204,7 @@ class Split(Generic[T]):
     val_episode_ids: list[int]
     cameras: list[str]  # every item's cameras, sorted
     skipped: dict[str, int]  # why steps or segments were not used, and how often
+    damaged_frames: list[dict[str, Any]] = field(default_factory=list)  # {"episode", "camera", "step"} skipped
 
 
 def build_split(db: Any, selection: DatasetConfig, make: Callable[[Any, FrameCache, dict[str, int]], list[T]],
@@ -203,8 +227,12 @@ def build_split(db: Any, selection: DatasetConfig, make: Callable[[Any, FrameCac
     train_ids, val_ids = split_episodes(ids, selection.val_fraction, selection.seed)
     cache = FrameCache(selection.cache_dir, _db_key(db))
     skipped: dict[str, int] = {}
-    per_episode = {eid: make(load_episode(db, eid), cache, skipped)
-                   for eid in tqdm(ids, desc="decoding episodes", unit="episode", disable=not progress)}
+    per_episode, damaged = {}, []
+    for eid in tqdm(ids, desc="decoding episodes", unit="episode", disable=not progress):
+        record = load_episode(db, eid)
+        per_episode[eid] = make(record, cache, skipped)
+        damaged.extend(record.damaged)
+    damaged_frames = count_damaged(damaged, skipped)
     train = [item for e in train_ids for item in per_episode[e]]
     val = [item for e in val_ids for item in per_episode[e]]
     if not train:
@@ -215,4 +243,4 @@ def build_split(db: Any, selection: DatasetConfig, make: Callable[[Any, FrameCac
     if any(sorted(c) != cams for c in camera_sets):
         raise DistillError(f"The selected episodes do not all have the cameras {', '.join(cams)}: "
                            f"{same_robot} episodes recorded with the same robot.")
-    return Split(train, val, train_ids, val_ids, cams, skipped)
+    return Split(train, val, train_ids, val_ids, cams, skipped, damaged_frames)

@@ -4,7 +4,9 @@ It owns the link between logs and perception. Nothing about detections is stored
 so every database, old ones included, works unchanged: `episode_detections` decodes an episode's
 frames, runs a `Detector` on each sampled step and keeps the result in a JSON file keyed by the
 episode, the database and the detector (`detector_identity`), so a second distillation run reads
-the file instead of running the detector again.
+the file instead of running the detector again. A damaged stored frame leaves its step out; it is
+noted on the episode record (`EpisodeRecord.damaged`, kept in the cache file too) so the run counts
+it and names episode, camera and step.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Any
 
 from coaching.detector import Detection, Detector
 from coaching.perception import as_json
+from storage.errors import StorageError
 
 
 def detector_identity(detector: Detector) -> str:
@@ -34,7 +37,8 @@ def episode_detections(episode, detector: Detector, cache_dir: str | os.PathLike
     """{step index: detections on that step's frames} for every `every`-th stored step of `episode`
     (a `storage.episodes.EpisodeRecord`), read from `cache_dir` when an earlier run cached them.
 
-    Masks are not kept. A frame that cannot be decoded is skipped (its step is absent from the result).
+    Masks are not kept. A step with a missing or damaged frame is absent from the result; damaged
+    ones are noted in `episode.damaged` (from the cache as well), for the caller to count and report.
     """
     path = None
     if cache_dir is not None:
@@ -43,7 +47,10 @@ def episode_detections(episode, detector: Detector, cache_dir: str | os.PathLike
         if path.is_file():
             try:
                 cached = json.loads(path.read_text())
-                return {int(k): [_detection(d) for d in v] for k, v in cached.items()}
+                found = {int(k): [_detection(d) for d in v] for k, v in cached["steps"].items()}
+                for camera, index in cached["damaged"]:
+                    episode.note_damaged(camera, int(index))
+                return found
             except (OSError, ValueError, KeyError, TypeError):
                 pass  # a damaged cache file is recomputed
     cameras = list(episode.cameras())
@@ -52,14 +59,15 @@ def episode_detections(episode, detector: Detector, cache_dir: str | os.PathLike
     for index in steps.index[::every]:
         try:
             images = {cam: episode.frame(cam, int(index)) for cam in cameras}
-        except Exception:  # a missing or damaged frame: that step has no detections
+        except StorageError:  # a missing or damaged frame (noted on the episode): that step has no detections
             continue
         out[int(index)] = [Detection(d.label, d.camera, d.box, d.score) for d in detector.detect(images)]
     if path is not None:
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            tmp.write_text(json.dumps({str(k): [as_json(d) for d in v] for k, v in out.items()}))
+            tmp.write_text(json.dumps({"steps": {str(k): [as_json(d) for d in v] for k, v in out.items()},
+                                       "damaged": [[d.camera, d.step_index] for d in episode.damaged]}))
             os.replace(tmp, path)
         except OSError:
             pass  # no cache (read-only or full disk): the detections are still returned

@@ -52,6 +52,7 @@ class SubgoalDataInfo:
     num_train: int
     num_val: int
     skipped: dict[str, int] = field(default_factory=dict)
+    damaged_frames: list[dict[str, Any]] = field(default_factory=list)  # {"episode", "camera", "step"}
 
 
 def episode_pairs(episode: Any, cfg: SubgoalDataConfig, cache: FrameCache, skipped: dict[str, int]) -> list[SubgoalPair]:
@@ -88,8 +89,11 @@ def episode_pairs(episode: Any, cfg: SubgoalDataConfig, cache: FrameCache, skipp
     needed = sorted({s for _, a, b in planned for s in (a, b)})
     frames = cache.images(episode, cameras, needed, cfg.image_size)
     starts = {seg.first_step for seg in episode.segments}
+    usable = [(text, a, b) for text, a, b in planned if a in frames and b in frames]
+    if len(usable) < len(planned):  # a damaged stored frame (noted on the episode; build_split reports it)
+        skipped["damaged_frame_pairs"] = skipped.get("damaged_frame_pairs", 0) + len(planned) - len(usable)
     return [SubgoalPair(episode.id, text, episode.summary.task, frames[a], frames[b], a in starts)
-            for text, a, b in planned]
+            for text, a, b in usable]
 
 
 def build_pairs(db: Any, cfg: SubgoalDataConfig, progress: bool = True) -> tuple[list[SubgoalPair], list[SubgoalPair], SubgoalDataInfo]:
@@ -101,5 +105,5 @@ def build_pairs(db: Any, cfg: SubgoalDataConfig, progress: bool = True) -> tuple
                         lambda p: p.current, none_usable="hold no usable segments",
                         remedy="coach episodes whose subtasks succeed", same_robot="train on", progress=progress)
     info = SubgoalDataInfo(split.train_episode_ids, split.val_episode_ids, split.cameras, len(split.train),
-                           len(split.val), split.skipped)
+                           len(split.val), split.skipped, split.damaged_frames)
     return split.train, split.val, info

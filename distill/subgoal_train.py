@@ -247,7 +247,7 @@ def train(db_url: str | None, out_dir: str, config: SubgoalTrainConfig | None = 
             "cameras": info.cameras, "val": last.get("val", {}),
             "psnr_gain_changed_db": {c: v["psnr_gain_changed_db"] for c, v in last.get("val", {}).items()},
             "ssim": {c: v["ssim_all"] for c, v in last.get("val", {}).items()},
-            "history": history, "skipped": info.skipped}
+            "history": history, "skipped": info.skipped, "damaged_frames": info.damaged_frames}
         training = training_record(info, data_cfg, config, metrics)
         metrics.update(save_and_register(db, out, model, training, fmt=FORMAT, command=COMMAND, kind=SUBGOALS_KIND,
                                          register=config.register,

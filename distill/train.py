@@ -33,7 +33,7 @@ import numpy as np
 
 from coaching.config_flags import add_flags, from_flags
 from coaching.text_encoder import DIM as TEXT_DIM
-from distill.dataset import DatasetConfig, DatasetInfo, DistillError, select_episodes, split_episodes
+from distill.dataset import DatasetConfig, DatasetInfo, DistillError, count_damaged, select_episodes, split_episodes
 from distill.situations import ReplayStats, fit_vocabulary, read_episode, replay
 from distill.run import (HIGH_LEVEL_KIND, add_run_arguments, add_source_arguments, parse_tasks, run_database,
                          save_and_register, training_record, with_frame_cache)
@@ -78,15 +78,19 @@ def _process_group() -> Iterator[tuple[int, int]]:
             dist.destroy_process_group()
 
 
-def _read(db: Any, ids: list[int], detector: Any, cache_dir: str | None, sample_hz: float, progress: bool) -> dict:
-    """{episode id: LoggedEpisode} of the episodes that have steps and subtasks (detector on their frames)."""
+def _read(db: Any, ids: list[int], detector: Any, cache_dir: str | None, sample_hz: float, progress: bool,
+          damaged: list[Any]) -> dict:
+    """{episode id: LoggedEpisode} of the episodes that have steps and subtasks (detector on their frames);
+    the damaged stored frames met (their steps are left out) are appended to `damaged`."""
     from tqdm import tqdm
 
     from storage import load_episode
 
     out = {}
     for eid in tqdm(ids, desc="reading episodes (detector on stored frames)", unit="episode", disable=not progress):
-        ep = read_episode(load_episode(db, eid), detector, cache_dir, sample_hz)
+        record = load_episode(db, eid)
+        ep = read_episode(record, detector, cache_dir, sample_hz)
+        damaged.extend(record.damaged)
         if ep is not None:
             out[eid] = ep
     return out
@@ -120,12 +124,13 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None, d
         ids = select_episodes(db, data_cfg)  # every rank fails alike on an empty selection, before any barrier
         train_ids, val_ids = split_episodes(ids, data_cfg.val_fraction, data_cfg.seed)
         # Rank 0 runs the detector on the stored frames (and caches it); the others then read the cache.
+        damaged: list[Any] = []
         if rank == 0:
-            episodes = _read(db, ids, detector, data_cfg.cache_dir, data_cfg.sample_hz, config.progress)
+            episodes = _read(db, ids, detector, data_cfg.cache_dir, data_cfg.sample_hz, config.progress, damaged)
         if world > 1:
             dist.barrier()
         if rank != 0:
-            episodes = _read(db, ids, detector, data_cfg.cache_dir, data_cfg.sample_hz, False)
+            episodes = _read(db, ids, detector, data_cfg.cache_dir, data_cfg.sample_hz, False, [])
         train_eps = [episodes[i] for i in train_ids if i in episodes]
         val_eps = [episodes[i] for i in val_ids if i in episodes]
         if not train_eps:
@@ -139,6 +144,7 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None, d
         vocabulary = fit_vocabulary(train_eps, cameras)
         featurizer = Featurizer(vocabulary)
         stats = ReplayStats()
+        damaged_frames = count_damaged(damaged, stats.skipped)  # said on stderr; in the report below
         replayed = {e.id: replay(e, featurizer, stats) for e in tqdm(train_eps + val_eps, desc="replaying episodes",
                                                                      unit="episode", disable=rank != 0 or not config.progress)}
         train_s = [s for e in train_eps for s in replayed[e.id]]
@@ -211,7 +217,7 @@ def train(db_url: str | None, out_dir: str, config: TrainConfig | None = None, d
             "subtask_groups": G, "templates": sum(len(g) for g in vocabulary.groups.groups),
             "epochs": epochs, "world_size": world, **{k: v for k, v in last.items() if k != "epoch"},
             "detector": detector_identity(detector), "train_seconds": round(time.monotonic() - t0, 1),
-            "history": history}
+            "skipped": stats.skipped, "damaged_frames": damaged_frames, "history": history}
         info = DatasetInfo([e.id for e in train_eps], [e.id for e in val_eps], cameras, state_dim, len(tr),
                            len(va) if va is not None else 0, stats.skipped)
         training = training_record(info, data_cfg, config, metrics, tasks=sorted({e.task for e in train_eps}),

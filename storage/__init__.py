@@ -12,7 +12,7 @@ from typing import Any
 
 _EXPORTS = {
     "StorageError": "storage.errors", "NotFound": "storage.errors", "RecorderOverflow": "storage.errors",
-    "RecorderFailed": "storage.errors",
+    "RecorderFailed": "storage.errors", "DamagedFrame": "storage.errors",
     "Database": "storage.database", "DatabaseConfig": "storage.database", "open_database": "storage.database",
     "resolve_url": "storage.database", "configured_url": "storage.database",
     "default_sqlite_path": "storage.database",

@@ -4,7 +4,9 @@ It owns the records an episode is read as (`EpisodeSummary`, `EpisodeRecord`, `S
 `EventRecord`, `StepArrays`); distillation, the app and export read episodes only through here.
 `load_episode` returns the episode's rows (segments, events) at once, but steps and frames only on
 demand: `steps()` reads arrays, `frame(camera, i)` decodes one image, `frame_bytes` hands out the
-stored JPEG/PNG untouched (what a browser replay wants).
+stored JPEG/PNG untouched (what a browser replay wants). A stored frame that does not decode raises
+`DamagedFrame` naming episode, camera and step, and is noted in the record's `damaged` list, so
+every reader (training, replay, subgoal pairs) can skip that step, count it and say which it was.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from storage.database import Database
-from storage.errors import NotFound, StorageError
+from storage.errors import DamagedFrame, NotFound, StorageError
 from storage.frames import decode_image
 from storage.models import MODES, STATUSES, Episode, Event, Frame, Segment, Step, SubgoalImage, Task
 from storage.rows import METADATA_COLUMNS, check_quality
@@ -152,6 +154,7 @@ class EpisodeRecord:
     segments: list[SegmentRecord]
     events: list[EventRecord]
     db: Database = field(repr=False)
+    damaged: list[DamagedFrame] = field(default_factory=list, repr=False)  # frames found damaged so far
 
     @property
     def id(self) -> int:
@@ -192,8 +195,22 @@ class EpisodeRecord:
         return row[0], bytes(row[1])
 
     def frame(self, camera: str, step_index: int) -> np.ndarray:
-        """One frame decoded to RGB uint8 HxWx3."""
-        return decode_image(self.frame_bytes(camera, step_index)[1])
+        """One frame decoded to RGB uint8 HxWx3; NotFound if it was not stored, DamagedFrame (also
+        noted in `damaged`) if its bytes are not a readable image."""
+        try:
+            return decode_image(self.frame_bytes(camera, step_index)[1])
+        except ValueError:
+            raise self.note_damaged(camera, step_index) from None
+
+    def note_damaged(self, camera: str, step_index: int) -> DamagedFrame:
+        """Note (once) that the frame of `camera` at `step_index` is damaged; returns the error to raise
+        or report. Readers that learn it from elsewhere (a cache) note it here too."""
+        for known in self.damaged:
+            if (known.camera, known.step_index) == (camera, int(step_index)):
+                return known
+        err = DamagedFrame(self.id, camera, int(step_index))
+        self.damaged.append(err)
+        return err
 
     def subgoal_image(self, segment_id: int, camera: str) -> np.ndarray:
         with self.db.session(readonly=True) as s:
@@ -201,7 +218,11 @@ class EpisodeRecord:
                                                                 SubgoalImage.camera == camera))
         if data is None:
             raise NotFound(f"Segment {segment_id} has no subgoal image of camera '{camera}'.")
-        return decode_image(bytes(data))
+        try:
+            return decode_image(bytes(data))
+        except ValueError:
+            raise StorageError(f"The stored subgoal image of segment {segment_id}, camera '{camera}' of episode "
+                               f"{self.id} is damaged (not a readable JPEG or PNG image): preview it again.") from None
 
     def to_dict(self) -> dict[str, Any]:
         """Everything but the arrays, JSON-ready (what `coachlab episodes show` prints)."""

@@ -15,6 +15,19 @@ class NotFound(StorageError):
     """The asked-for row (an episode, a segment, a frame) is not in the database."""
 
 
+class DamagedFrame(StorageError):
+    """A stored frame that is not a readable image (cut short, overwritten): readers skip its step and
+    count it. `episode_id`, `camera`, `step_index` say which; the message says so in one sentence."""
+
+    def __init__(self, episode_id: int, camera: str, step_index: int, why: str = "not a readable JPEG or PNG image"):
+        super().__init__(f"The stored frame of episode {episode_id}, camera '{camera}', step {step_index} is damaged "
+                         f"({why}), so that step is skipped: re-record the episode if it matters.")
+        self.episode_id, self.camera, self.step_index = episode_id, camera, step_index
+
+    def to_dict(self) -> dict[str, object]:
+        return {"episode": self.episode_id, "camera": self.camera, "step": self.step_index}
+
+
 class RecorderOverflow(StorageError):
     """The recorder's bounded queue was full, so a step was refused (and not recorded)."""
 

@@ -35,9 +35,20 @@ def encode_image(image: np.ndarray, fmt: str = "jpeg", jpeg_quality: int = 90, p
     return buf.tobytes()
 
 
+_JPEG_START, _JPEG_END = b"\xff\xd8", b"\xff\xd9"
+_PNG_START, _PNG_END = b"\x89PNG\r\n\x1a\n", b"IEND\xaeB`\x82"  # the IEND chunk with its CRC
+
+
 def decode_image(data: bytes) -> np.ndarray:
-    """Decode JPEG or PNG bytes (the format is in the bytes themselves) to an RGB uint8 HxWx3 array."""
-    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
+    """Decode JPEG or PNG bytes (the format is in the bytes themselves) to an RGB uint8 HxWx3 array.
+
+    ValueError if the bytes are not a whole image: OpenCV decodes a JPEG cut short without an error,
+    grey where the data ran out, so a missing end marker is checked first.
+    """
+    data = bytes(data)
+    whole = (data.startswith(_JPEG_START) and data.rstrip(b"\x00").endswith(_JPEG_END)) or \
+        (data.startswith(_PNG_START) and data.endswith(_PNG_END))
+    bgr = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR) if whole else None
     if bgr is None:
         raise ValueError("The stored frame is not a readable JPEG or PNG image.")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
