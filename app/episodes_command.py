@@ -34,8 +34,9 @@ def _positive(text: str) -> int:
 
 def cmd_episodes(args: argparse.Namespace) -> dict[str, Any]:
     from storage import list_episodes, open_database
+    from storage.database import READ_ONLY
 
-    db = open_database(args.db)
+    db = open_database(args.db, READ_ONLY)  # only reads: works on a read-only mount, creates nothing
     try:
         found = list_episodes(db, task=args.task, status=args.status, mode=args.mode, min_quality=args.min_quality,
                               since=args.since, until=args.until, limit=args.limit)
@@ -46,8 +47,9 @@ def cmd_episodes(args: argparse.Namespace) -> dict[str, Any]:
 
 def cmd_episodes_show(args: argparse.Namespace) -> dict[str, Any]:
     from storage import load_episode, open_database
+    from storage.database import READ_ONLY
 
-    db = open_database(args.db)
+    db = open_database(args.db, READ_ONLY)
     try:
         return load_episode(db, args.id).to_dict()
     finally:

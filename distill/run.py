@@ -62,11 +62,13 @@ def with_frame_cache(data_config: C, out: Path) -> C:
 
 @contextmanager
 def run_database(db_url: str | None) -> Iterator[Any]:
-    """The database at `db_url` (None: the configured default), closed when the run ends however it ends.
-    An unreachable or unreadable database is a `storage.errors.StorageError`."""
+    """The database at `db_url` (None: the configured default), opened only to read (a run reads the logs;
+    registering opens it for writing at the end), closed when the run ends however it ends. An
+    unreachable, unreadable or missing database is a `storage.errors.StorageError`."""
     from storage import open_database
+    from storage.database import READ_ONLY
 
-    db = open_database(db_url)
+    db = open_database(db_url, READ_ONLY)
     try:
         yield db
     finally:
@@ -123,12 +125,17 @@ def save_and_register(db: Any, out: Path, model: Any, training: dict[str, Any], 
     training record. Returns the fields a run adds to its metrics: `policy_id` (when registered),
     `checkpoint` and `plot` (paths). An unwritable `out` is a one-sentence DistillError; `command`
     (the command that writes such checkpoints) is named in the error should the record be unreadable."""
-    from storage import register_policy
+    from storage import open_database, register_policy
+    from storage.errors import ReadOnlyDatabase
 
     save_checkpoint(out, model, training, fmt)
     fields: dict[str, Any] = {}
     if register:
-        fields["policy_id"] = register_policy(db, kind, str(out.resolve()), episode_ids, summary)
-        update_training(out, command, policy_id=fields["policy_id"])
+        try:  # the run read through a read-only handle; registering is its one write
+            with open_database(db.url) as writable:
+                fields["policy_id"] = register_policy(writable, kind, str(out.resolve()), episode_ids, summary)
+            update_training(out, command, policy_id=fields["policy_id"])
+        except ReadOnlyDatabase as err:  # the checkpoint is still written and usable by its folder
+            fields["not_registered"] = f"{err} The checkpoint is saved; use it by its folder."
     fields.update(checkpoint=str(out), plot=str(out / PLOT))
     return fields

@@ -5,6 +5,12 @@ reads `$COACHLAB_DB`. A URL is `sqlite:///path`, `postgresql://user@host:port/db
 psycopg 3) or a bare file path (SQLite). Without one, the `COACHLAB_DB` environment variable
 decides, else a SQLite file under the user's data dir (`configured_url` and `resolve_url` answer
 which, without opening). Connection problems become one-sentence `StorageError`s, never tracebacks.
+
+`DatabaseConfig(readonly=True)` is how commands that only read open (listing, showing, distilling):
+no folder or file is created, no migration, no crash recovery, no WAL set-up, so a database on a
+read-only mount (or one the user may not write) can be read; a SQLite file that does not exist is a
+`StorageError`, never created; writing through such a handle raises `ReadOnlyDatabase` at once.
+A writable open of a file that cannot be written raises `ReadOnlyDatabase` too, in one sentence.
 """
 
 from __future__ import annotations
@@ -12,8 +18,10 @@ from __future__ import annotations
 import contextlib
 import os
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
+from urllib.parse import quote
 
 import platformdirs
 import sqlalchemy as sa
@@ -22,7 +30,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session
 
-from storage.errors import StorageError, first_line
+from storage.errors import ReadOnlyDatabase, StorageError, first_line, is_read_only
 
 ENV_VAR = "COACHLAB_DB"
 # Any constant works; it only has to be the same in every coachlab process.
@@ -40,6 +48,10 @@ class DatabaseConfig:
     stale_after_s: float = 30.0
     sqlite_busy_timeout_s: float = 30.0
     connect_timeout_s: float = 10.0
+    readonly: bool = False  # only read: create, migrate, recover and set up nothing (see the module docstring)
+
+
+READ_ONLY = DatabaseConfig(migrate=False, recover=False, readonly=True)
 
 
 def default_sqlite_path() -> Path:
@@ -118,8 +130,10 @@ class Database:
 
         On SQLite a writing session starts with BEGIN IMMEDIATE, so concurrent writers queue on
         the busy timeout instead of failing when a read lock cannot be upgraded. `readonly`
-        sessions take no write lock.
+        sessions take no write lock. A writing session on a read-only handle raises ReadOnlyDatabase.
         """
+        if not readonly:
+            self._check_writable()
         bind = self.engine.execution_options(**{_READONLY: True}) if readonly else self.engine
         session = Session(bind=bind, expire_on_commit=False)
         try:
@@ -140,14 +154,29 @@ class Database:
     @contextlib.contextmanager
     def connection(self) -> Iterator[sa.Connection]:
         """A Core connection in one writing transaction (for bulk inserts)."""
+        self._check_writable()
         try:
             with self.engine.begin() as conn:
                 yield conn
         except DBAPIError as err:
             raise self.error(err) from err
 
+    @property
+    def readonly(self) -> bool:
+        """True when opened only to read (DatabaseConfig.readonly)."""
+        return self.config.readonly
+
+    def _check_writable(self) -> None:
+        if self.config.readonly:
+            raise ReadOnlyDatabase(f"The database at {self.display_url} was opened read-only, so nothing can be "
+                                   f"written to it: use a writable copy or location (--db or {ENV_VAR}).")
+
     def error(self, err: BaseException) -> StorageError:
-        """One sentence for a database failure during work (as opposed to at connect time)."""
+        """One sentence for a database failure during work (as opposed to at connect time): a read-only
+        file or a full disk is named as such, with what to do."""
+        if is_read_only(err):
+            return ReadOnlyDatabase(f"The database at {self.display_url} is read-only ({first_line(err)}): use a "
+                                    f"writable copy or location (--db or {ENV_VAR}), or a command that only reads.")
         return StorageError(f"The database at {self.display_url} failed: {first_line(err)}.")
 
     def close(self) -> None:
@@ -163,13 +192,23 @@ class Database:
         return f"Database({self.display_url!r})"
 
 
-def _sqlite_engine(url: URL, config: DatabaseConfig) -> Engine:
+def _sqlite_engine(url: URL, config: DatabaseConfig, immutable: bool = False) -> Engine:
+    """The engine for the SQLite file `url` names. Read-only: opened as `file:...?mode=ro` (or, when
+    its folder cannot hold WAL's shared-memory file, `immutable=1`: a read-only mount nobody writes)."""
     path = Path(url.database or "")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        raise StorageError(f"Cannot create the folder for the database {path}: {err.strerror}. "
-                           f"Choose a writable location with --db or {ENV_VAR}.") from None
+    if config.readonly:
+        if not path.is_file():
+            raise StorageError(f"There is no database at {path}: record episodes there first (coachlab coach --db, "
+                               f"or the app), or name the right one with --db or {ENV_VAR}.")
+        flags = "immutable=1" if immutable else "mode=ro"
+        # pysqlite takes `uri=true` to read the path as a URI with its flags; the path is quoted for it.
+        url = url.set(database=f"file:{quote(str(path.absolute()))}?{flags}", query={"uri": "true"})
+    else:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise StorageError(f"Cannot create the folder for the database {path}: {err.strerror}. "
+                               f"Choose a writable location with --db or {ENV_VAR}.") from None
     # check_same_thread=False: the recorder's writer thread uses pooled connections too.
     engine = sa.create_engine(url, connect_args={"check_same_thread": False,
                                                  "timeout": config.sqlite_busy_timeout_s})
@@ -180,24 +219,26 @@ def _sqlite_engine(url: URL, config: DatabaseConfig) -> Engine:
         dbapi_conn.isolation_level = None  # we emit BEGIN ourselves (below)
         cur = dbapi_conn.cursor()
         cur.execute(f"PRAGMA busy_timeout = {busy_ms}")
-        cur.execute("PRAGMA journal_mode = WAL")
-        # In WAL mode NORMAL loses nothing when a process is killed (only on power loss).
-        cur.execute("PRAGMA synchronous = NORMAL")
+        if not config.readonly:  # switching to WAL writes the file; a reader takes the mode it finds
+            cur.execute("PRAGMA journal_mode = WAL")
+            # In WAL mode NORMAL loses nothing when a process is killed (only on power loss).
+            cur.execute("PRAGMA synchronous = NORMAL")
         cur.execute("PRAGMA foreign_keys = ON")
         cur.close()
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        readonly = conn.get_execution_options().get(_READONLY, False)
+        readonly = config.readonly or conn.get_execution_options().get(_READONLY, False)
         conn.exec_driver_sql("BEGIN" if readonly else "BEGIN IMMEDIATE")
 
     return engine
 
 
 def _postgres_engine(url: URL, config: DatabaseConfig) -> Engine:
-    return sa.create_engine(url, pool_pre_ping=True,
-                            connect_args={"connect_timeout": max(1, int(config.connect_timeout_s)),
-                                          "application_name": "coachlab"})
+    args: dict[str, Any] = {"connect_timeout": max(1, int(config.connect_timeout_s)), "application_name": "coachlab"}
+    if config.readonly:  # the server refuses any write in these sessions
+        args["options"] = "-c default_transaction_read_only=on"
+    return sa.create_engine(url, pool_pre_ping=True, connect_args=args)
 
 
 def _migrate(db: Database) -> None:
@@ -218,21 +259,24 @@ def _migrate(db: Database) -> None:
 def open_database(url: str | None = None, config: DatabaseConfig | None = None) -> Database:
     """Open (creating and migrating as needed) the database at `url`; see resolve_url for defaults.
 
-    Running episodes whose writer process is gone are marked `interrupted` (see recovery.py).
+    Running episodes whose writer process is gone are marked `interrupted` (see recovery.py). With
+    `config.readonly` (e.g. `READ_ONLY`) nothing is created, migrated or recovered: see the module
+    docstring. StorageError in one sentence if it cannot be opened; ReadOnlyDatabase if a writable
+    open finds it read-only.
     """
     config = config or DatabaseConfig()
+    if config.readonly:
+        config = replace(config, migrate=False, recover=False)
     sa_url = _sa_url(url)
     is_sqlite = sa_url.get_backend_name() == "sqlite"
-    engine = _sqlite_engine(sa_url, config) if is_sqlite else _postgres_engine(sa_url, config)
-    db = Database(sa_url, engine, config)
-    try:
-        with engine.connect() as conn:
-            conn.exec_driver_sql("SELECT 1")
-    except DBAPIError as err:
-        engine.dispose()
-        what = "open the SQLite file" if is_sqlite else "reach the database"
-        fix = "Check the path and its permissions." if is_sqlite else "Check the URL or start the server."
-        raise StorageError(f"Cannot {what} at {db.display_url}: {first_line(err)}. {fix}") from None
+    db = _connect(sa_url, config, is_sqlite, immutable=False)
+    if config.readonly:
+        if is_sqlite and not _can_read(db):  # a WAL file in a folder that cannot hold its -shm
+            db.close()
+            db = _connect(sa_url, config, is_sqlite, immutable=True)
+        _check_schema(db)
+        return db
+    engine = db.engine
     try:
         if config.migrate:
             _migrate(db)
@@ -245,6 +289,64 @@ def open_database(url: str | None = None, config: DatabaseConfig | None = None) 
         raise
     except DBAPIError as err:
         engine.dispose()
+        if is_read_only(err):
+            raise db.error(err) from None
         raise StorageError(f"Cannot set up the schema in the database at {db.display_url}: "
                            f"{first_line(err)}. Check that the user may create tables there.") from None
     return db
+
+
+def _connect(sa_url: URL, config: DatabaseConfig, is_sqlite: bool, immutable: bool) -> Database:
+    engine = _sqlite_engine(sa_url, config, immutable) if is_sqlite else _postgres_engine(sa_url, config)
+    db = Database(sa_url, engine, config)
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except DBAPIError as err:
+        engine.dispose()
+        if is_read_only(err) or (is_sqlite and not config.readonly and _unwritable(Path(sa_url.database or ""))):
+            raise ReadOnlyDatabase(f"The database at {db.display_url} is read-only (its file or folder cannot be "
+                                   f"written): use a writable copy or location (--db or {ENV_VAR}), or a command "
+                                   f"that only reads (coachlab episodes, coachlab distill).") from None
+        what = "open the SQLite file" if is_sqlite else "reach the database"
+        fix = "Check the path and its permissions." if is_sqlite else "Check the URL or start the server."
+        raise StorageError(f"Cannot {what} at {db.display_url}: {first_line(err)}. {fix}") from None
+    return db
+
+
+def _unwritable(path: Path) -> bool:
+    """An existing SQLite file that this process may not write, or whose folder it may not write
+    (SQLite needs the folder for its journal); a read-only mount refuses even root."""
+    return path.is_file() and not (os.access(path, os.W_OK) and os.access(path.parent, os.W_OK))
+
+
+def _can_read(db: Database) -> bool:
+    """Whether a read-only SQLite handle can read the schema (False: WAL cannot set up its -shm file)."""
+    try:
+        with db.engine.connect() as conn:
+            conn.exec_driver_sql("SELECT count(*) FROM sqlite_master").scalar()
+        return True
+    except DBAPIError:
+        return False
+
+
+def _check_schema(db: Database) -> None:
+    """A read-only open cannot migrate: say so when the file is not a coachlab database at this schema."""
+    from alembic.script import ScriptDirectory
+    from alembic.config import Config
+
+    try:
+        with db.engine.connect() as conn:
+            have = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+    except DBAPIError as err:
+        db.close()
+        raise StorageError(f"The database at {db.display_url} cannot be read as a coachlab database "
+                           f"({first_line(err)}): check --db or {ENV_VAR}.") from None
+    cfg = Config()
+    cfg.set_main_option("script_location", str(Path(__file__).with_name("migrations")))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    if have != head:
+        db.close()
+        raise StorageError(f"The database at {db.display_url} has schema {have}, not this coachlab's {head}, and "
+                           f"reading does not migrate it: open it once with a command that records (coachlab coach "
+                           f"--db, or the app) where it is writable.")

@@ -11,6 +11,10 @@ class StorageError(Exception):
     """A database problem a user can act on (wrong URL, server down, missing episode, ...)."""
 
 
+class ReadOnlyDatabase(StorageError):
+    """The database cannot be written (a read-only file or mount, or opened only to read)."""
+
+
 class NotFound(StorageError):
     """The asked-for row (an episode, a segment, a frame) is not in the database."""
 
@@ -45,3 +49,16 @@ def first_line(err: BaseException) -> str:
         if line:
             return line.rstrip(".")
     return type(err).__name__
+
+
+def is_read_only(err: BaseException) -> bool:
+    """Whether a driver error says the database cannot be written (SQLite's READONLY, PostgreSQL's
+    read-only transaction)."""
+    text = first_line(err).lower()
+    return "readonly database" in text or "read-only" in text or "read only" in text
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether a driver error says the disk (or the database's size limit) is full."""
+    text = first_line(err).lower()
+    return "database or disk is full" in text or "no space left on device" in text or "disk full" in text

@@ -97,6 +97,17 @@ def tiny_policy(tmp_path_factory) -> tuple[str, str]:
     return url, str(folder / "policy")
 
 
+@pytest.fixture(scope="session")
+def four_coached_episodes(tmp_path_factory) -> Path:
+    """A SQLite file (cleanly closed) with four expert-coached sort_blocks episodes (seeds 0-3, no noise)."""
+    path = tmp_path_factory.mktemp("four") / "coach.db"
+    r = subprocess.run([sys.executable, "-m", "app.cli", "coach", "--task", "sort_blocks", "--episodes", "4",
+                        "--seed", "0", "--noise", "0", "--db", str(path), "--json"],
+                       cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return path
+
+
 @contextmanager
 def _coaching_session(db_path, subgoals: str = "none"):
     """A started `CoachingSession`: the sim robot at 20 Hz, the sim policy (no noise) served by a child

@@ -1,11 +1,14 @@
-"""Small helpers the test files share: a free loopback port and waiting for a condition."""
+"""Small helpers the test files share: a free loopback port, waiting for a condition, a small real
+filesystem (tmpfs) to fill up or make read-only."""
 
 from __future__ import annotations
 
 import socket
 import sys
 import time
-from typing import Callable
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
 
 
 def free_port() -> int:
@@ -38,3 +41,29 @@ def chatty_echo_policy(lines: int = 1000):
 
     print("loading the chatty policy ...", flush=True)
     return ChattyEchoPolicy()
+
+
+@contextmanager
+def small_filesystem(folder: Path, size: str = "8m") -> Iterator[Path]:
+    """A real, small tmpfs mounted at `folder` (needs root and mount rights: CI containers, this
+    machine); pytest skips when it cannot be mounted. Unmounted on leaving."""
+    import os
+    import subprocess
+
+    import pytest
+
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.geteuid() != 0 or subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(folder)],
+                                           capture_output=True).returncode != 0:
+        pytest.skip("needs a small filesystem: run as root where tmpfs can be mounted")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], capture_output=True)
+
+
+def remount_read_only(folder: Path) -> None:
+    """Make the tmpfs `small_filesystem` mounted at `folder` read-only: what a read-only mount is."""
+    import subprocess
+
+    subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True, capture_output=True)

@@ -29,13 +29,9 @@ def _cut_frame(path: Path, episode: int, camera: str, step: int) -> None:
 
 
 @pytest.fixture(scope="module")
-def damaged_db(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("damaged")
-    path = folder / "coach.db"
-    r = subprocess.run([sys.executable, "-m", "app.cli", "coach", "--task", "sort_blocks", "--episodes", "4",
-                        "--seed", "0", "--noise", "0", "--db", str(path), "--json"],
-                       cwd=ROOT, capture_output=True, text=True, timeout=600)
-    assert r.returncode == 0, r.stderr[-2000:]
+def damaged_db(four_coached_episodes, tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("damaged") / "coach.db"
+    shutil.copy(four_coached_episodes, path)
     _cut_frame(path, 2, "base", 10)
     return path
 
