@@ -107,8 +107,8 @@ class CoachingApp:
     def _health(self) -> dict[str, Any]:
         db_ok, db_text = True, self.db.display_url
         stats = self.recorder.stats
-        if stats.last_error:
-            db_ok, db_text = False, str(stats.last_error)
+        if stats.failing:  # a passed error (space freed again) turns the light green again
+            db_ok, db_text = False, str(stats.failing)
         status = self.session.status()
         alive = status["last_tick_age_s"] is not None and status["last_tick_age_s"] < 1.0
         return {"robot_ok": alive and status["loop_hz"] > 0.5 * self.session.description.control_hz,

@@ -30,7 +30,7 @@ from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError
 from sqlalchemy.orm import Session
 
-from storage.errors import ReadOnlyDatabase, StorageError, first_line, is_read_only
+from storage.errors import ReadOnlyDatabase, StorageError, first_line, is_disk_full, is_read_only
 
 ENV_VAR = "COACHLAB_DB"
 # Any constant works; it only has to be the same in every coachlab process.
@@ -177,6 +177,9 @@ class Database:
         if is_read_only(err):
             return ReadOnlyDatabase(f"The database at {self.display_url} is read-only ({first_line(err)}): use a "
                                     f"writable copy or location (--db or {ENV_VAR}), or a command that only reads.")
+        if is_disk_full(err):
+            return StorageError(f"The disk holding the database at {self.display_url} is full ({first_line(err)}): "
+                                f"free space on it and try again; everything already committed is kept.")
         return StorageError(f"The database at {self.display_url} failed: {first_line(err)}.")
 
     def close(self) -> None:

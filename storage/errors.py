@@ -51,14 +51,14 @@ def first_line(err: BaseException) -> str:
     return type(err).__name__
 
 
-def is_read_only(err: BaseException) -> bool:
-    """Whether a driver error says the database cannot be written (SQLite's READONLY, PostgreSQL's
-    read-only transaction)."""
-    text = first_line(err).lower()
+def is_read_only(err: BaseException | str) -> bool:
+    """Whether a driver error (or its first line) says the database cannot be written (SQLite's
+    READONLY, PostgreSQL's read-only transaction)."""
+    text = (err if isinstance(err, str) else first_line(err)).lower()
     return "readonly database" in text or "read-only" in text or "read only" in text
 
 
-def is_disk_full(err: BaseException) -> bool:
-    """Whether a driver error says the disk (or the database's size limit) is full."""
-    text = first_line(err).lower()
+def is_disk_full(err: BaseException | str) -> bool:
+    """Whether a driver error (or its first line) says the disk (or the database's size limit) is full."""
+    text = (err if isinstance(err, str) else first_line(err)).lower()
     return "database or disk is full" in text or "no space left on device" in text or "disk full" in text

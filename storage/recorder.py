@@ -3,8 +3,11 @@
 `record_step` only copies the inputs and queues them for the writer thread (storage/writer.py),
 which encodes frames and commits in small batches; each step is filed under the segment id the
 loop passes with it, so a step always belongs to the segment that produced it. A full queue raises
-`RecorderOverflow` at once (the step is refused, loudly, never dropped in silence); a writer that
-cannot reach the database makes the next call raise `RecorderFailed`. Episode, segment and event
+`RecorderOverflow` at once (the step is refused, loudly, never dropped in silence), naming the
+database's own failure (a full disk, say) when that is why the queue filled; a writer that gave up
+on the database makes the next call raise `RecorderFailed`. The next `start_episode` tries again
+(an app keeps one recorder for its life): once space is back, recording works without a restart,
+and an episode whose final row could not be written then is finished first. Episode, segment and event
 rows are written synchronously by the calling thread, because they are rare and the UI wants their ids.
 
 Crash safety: a SIGKILL loses at most the batch being assembled (about `commit_every_s` of steps);
@@ -29,7 +32,7 @@ from storage.errors import NotFound, RecorderFailed, RecorderOverflow, StorageEr
 from storage.frames import FORMATS, check_image, encode_image
 from storage.models import FINAL_STATUSES, MODES, SOURCES, Episode, Event, Segment, Step, SubgoalImage, utcnow
 from storage.rows import get_or_create_task, jsonable, split_metadata
-from storage.writer import StepItem, Writer
+from storage.writer import StepItem, Writer, remedy
 
 log = logging.getLogger("coachlab.storage")
 
@@ -78,7 +81,8 @@ class RecorderStats:
     queue_depth: int = 0
     max_queue_depth: int = 0
     writer_errors: int = 0
-    last_error: str | None = None
+    last_error: str | None = None  # the last error ever met (it may have passed since)
+    failing: str | None = None  # what stops commits now (None: recording works), e.g. a full disk
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -101,6 +105,7 @@ class Recorder:
         self._segment_ids: set[int] = set()  # the current episode's segments: what record_step accepts
         self._stats = RecorderStats()
         self._closed = False
+        self._unfinished: tuple[int, dict[str, Any]] | None = None  # (episode, final row) a failed end could not write
         self._host = socket.gethostname()
         self._writer = Writer(db, self.config, self._stats, lambda: self._episode_id)
 
@@ -114,6 +119,7 @@ class Recorder:
     def stats(self) -> RecorderStats:
         snap = RecorderStats(**asdict(self._stats))
         snap.queue_depth = self._writer.depth()
+        snap.failing = self._writer.failing or self._writer.failure
         return snap
 
     def record_step(self, t: float, state: np.ndarray, action: np.ndarray | None, images: dict[str, np.ndarray],
@@ -149,10 +155,13 @@ class Recorder:
                 self._writer.put(item, wait_s)
             except queue.Full:
                 self._stats.dropped += 1
+                cause = self._writer.failing or self._writer.failure
+                why = (f"the database at {self.db.display_url} cannot be written ({cause}): {remedy(cause)}, then "
+                       f"end the episode and start a new one" if cause else
+                       f"the database at {self.db.display_url} is too slow to keep up; end the episode, then lower "
+                       f"the camera rate or resolution, use a faster disk or database server, or raise max_queue_steps")
                 message = (f"The recorder's queue is full ({self.config.max_queue_steps} steps waiting), so step "
-                           f"{index} at t={float(t):.3f} s of episode {episode_id} was NOT recorded: the database at "
-                           f"{self.db.display_url} is too slow to keep up; end the episode, then lower the camera "
-                           f"rate or resolution, use a faster disk or database server, or raise max_queue_steps.")
+                           f"{index} at t={float(t):.3f} s of episode {episode_id} was NOT recorded: {why}.")
                 log.error(message)
                 raise RecorderOverflow(message) from None
             self._next_index = index + 1
@@ -173,10 +182,13 @@ class Recorder:
         hold speed, quality (1-5), control_mode, notes and any other keys (kept verbatim);
         `task_family` is the sim's task family (`bussing`, ...) when the sim runs the episode.
         """
-        self._check_open()
+        if self._closed:
+            raise StorageError("This recorder is closed: make a new Recorder.")
         if self._episode_id is not None:
             raise StorageError(f"Episode {self._episode_id} is still being recorded: end it with end_episode "
                                f"before starting another.")
+        self._finish_unfinished()  # an end the database refused earlier (a full disk), written now
+        self._writer.clear_failure()  # try again: a commit that still fails gives up again, saying why
         if mode not in MODES:
             raise ValueError(f"mode must be one of {', '.join(MODES)}, not '{mode}'.")
         if not isinstance(task, str) or not task.strip():
@@ -274,21 +286,38 @@ class Recorder:
         self.flush()
         with self._lock:
             self._episode_id, self._segment_ids = None, set()
+        final = {"status": status, "mode": mode, "columns": columns, "extra": extra, "ended_at": utcnow()}
+        try:
+            self._write_end(episode_id, final)
+        except StorageError:
+            self._unfinished = (episode_id, final)  # written by the next start_episode (or close)
+            raise
+        if self._writer.failure is not None:
+            raise RecorderFailed(self._writer.failure)
+        return episode_id
+
+    def _write_end(self, episode_id: int, final: dict[str, Any]) -> None:
+        """The episode's final row: status, end time, step count (of the committed steps), metadata."""
         with self.db.session() as s:
             ep = s.get(Episode, episode_id)
             if ep is None:
                 raise NotFound(f"Episode {episode_id} was deleted while it was being recorded.")
             count = s.scalar(sa.select(sa.func.count()).where(Step.episode_id == episode_id))
-            ep.status, ep.ended_at, ep.heartbeat_at, ep.num_steps = status, utcnow(), utcnow(), int(count or 0)
-            if mode is not None:
-                ep.mode = mode
-            for key, value in columns.items():
+            ep.status, ep.ended_at, ep.heartbeat_at, ep.num_steps = final["status"], final["ended_at"], utcnow(), \
+                int(count or 0)
+            if final["mode"] is not None:
+                ep.mode = final["mode"]
+            for key, value in final["columns"].items():
                 setattr(ep, key, value)
-            if extra:
-                ep.extra = {**(ep.extra or {}), **extra}
-        if self._writer.failure is not None:
-            raise RecorderFailed(self._writer.failure)
-        return episode_id
+            if final["extra"]:
+                ep.extra = {**(ep.extra or {}), **final["extra"]}
+
+    def _finish_unfinished(self) -> None:
+        """Write the final row of an episode whose end the database refused (raises if it still does)."""
+        if self._unfinished is not None:
+            episode_id, final = self._unfinished
+            self._write_end(episode_id, final)
+            self._unfinished = None
 
     def flush(self) -> None:
         """Block until every step queued so far is committed (or the writer has given up)."""
@@ -304,6 +333,10 @@ class Recorder:
                     self.event("recorder_closed", None, None, {"reason": "closed before end_episode"})
                 finally:
                     self.end_episode("interrupted")
+            try:
+                self._finish_unfinished()
+            except StorageError:  # still unwritable: the next open_database marks it interrupted
+                pass
         finally:
             self._closed = True
             self._writer.stop()
@@ -313,12 +346,6 @@ class Recorder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StorageError("This recorder is closed: make a new Recorder.")
-        if self._writer.failure is not None:
-            raise RecorderFailed(self._writer.failure)
 
     def _require_episode(self, what: str) -> int:
         episode_id = self._episode_id

@@ -4,8 +4,11 @@ The recorder puts `StepItem`s on the bounded queue; the one writer thread encode
 frames (JPEG or PNG) and commits steps and frames in small batches (every `commit_every_s`),
 keeping the segments' step ranges and the episode's `num_steps` and heartbeat current in the same
 transaction, and refreshing the heartbeat every `heartbeat_every_s` while idle. A failing commit is
-retried for `retry_for_s`; after that the writer gives up: it records one sentence in `failure`,
-counts the unsaved steps as lost, and the recorder raises `RecorderFailed` on its next call.
+retried for `retry_for_s` (meanwhile `failing` holds the cause, so a queue that fills up is
+blamed on it, not on speed); after that the writer gives up: it records one sentence in `failure`
+naming the cause (a full disk, a read-only database, ...), counts the unsaved steps as lost, and
+the recorder raises `RecorderFailed` on its next call. `clear_failure()` lets the recorder try
+again for its next episode (after space is freed), since an app keeps one recorder for its life.
 `flush()` and `stop()` travel through the same queue, so they wait for every step queued before them.
 """
 
@@ -24,7 +27,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from storage.database import Database
-from storage.errors import RecorderFailed, StorageError, first_line
+from storage.errors import RecorderFailed, StorageError, first_line, is_disk_full, is_read_only
 from storage.frames import encode_image
 from storage.models import Episode, Frame, Segment, Step, utcnow
 
@@ -65,7 +68,8 @@ class Writer:
         self.stats = stats
         self._current_episode = current_episode
         self._queue: queue.Queue[StepItem | _Control] = queue.Queue(maxsize=config.max_queue_steps)
-        self.failure: str | None = None  # set once, by the writer thread, when it gives up
+        self.failure: str | None = None  # set by the writer thread when it gives up; cleared by clear_failure
+        self.failing: str | None = None  # the cause while a commit is being retried (None once one succeeds)
         self._thread = threading.Thread(target=self._run, name="coachlab-recorder", daemon=True)
         self._thread.start()
 
@@ -77,6 +81,11 @@ class Writer:
 
     def depth(self) -> int:
         return self._queue.qsize()
+
+    def clear_failure(self) -> None:
+        """Accept steps again after giving up (the recorder calls it when a new episode starts): a
+        commit that still fails gives up again, with the same one-sentence cause."""
+        self.failure = None
 
     def flush(self) -> None:
         """Block until every step queued so far is committed (or the writer has given up)."""
@@ -173,7 +182,7 @@ class Writer:
                 return self._give_up(batch, err)
             except DBAPIError as err:
                 self.stats.writer_errors += 1
-                self.stats.last_error = first_line(err)
+                self.stats.last_error = self.failing = first_line(err)
                 log.warning("recorder: commit failed (%s); retrying", first_line(err))
                 if time.monotonic() >= give_up_at:
                     return self._give_up(batch, err)
@@ -181,6 +190,7 @@ class Writer:
                 attempt += 1
             except Exception as err:  # a bug must still stop the recording loudly
                 return self._give_up(batch, err)
+        self.failing = None
         self.stats.written += len(batch)
         self.stats.frames_written += sum(len(item.encoded) for item in batch)
 
@@ -238,8 +248,19 @@ class Writer:
         self.stats.writer_errors += 1
         self.stats.lost += len(batch)
         self.stats.last_error = first_line(err)
+        self.failing = None
         where = (f", so episode {batch[0].episode_id} is saved only up to step {batch[0].index - 1}"
                  if batch else "")
         self.failure = (f"The recorder could not write to the database at {self.db.display_url} "
-                        f"({first_line(err)}){where}; fix the database, then start a new episode.")
+                        f"({first_line(err)}){where}; {remedy(err)}, then start a new episode (every step "
+                        f"already committed is kept).")
         log.error(self.failure)
+
+
+def remedy(err: BaseException | str) -> str:
+    """What to do about a database write that failed with `err` (or its first line), as a clause."""
+    if is_disk_full(err):
+        return "the disk holding the database is full: free space on it"
+    if is_read_only(err):
+        return "the database is read-only: record to a writable one (--db)"
+    return "fix the database"
