@@ -91,7 +91,7 @@ PAGE_JS = r"""
           const h = s.health, rtt = s.vla_rtt_ms == null ? 'idle' : s.vla_rtt_ms.toFixed(1) + ' ms';
           for (const lights of document.querySelectorAll('.cl-lights')) {
             lights.innerHTML = light('robot', h.robot_ok, `${s.loop_hz} / ${s.target_hz} Hz`) +
-              light('VLA', !s.vla_error, s.vla_error || rtt) +
+              light('VLA', !s.vla_error, s.vla_error || (s.vla_process_note ? rtt + ' · ' + s.vla_process_note : rtt)) +
               light('database', h.database_ok && !s.errors.length, s.errors.length ? s.errors[s.errors.length - 1] : h.database);
           }
         }

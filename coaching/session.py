@@ -419,6 +419,7 @@ class CoachingSession:
                 "subtask": active.text if active else None,
                 "segments": [s.__dict__.copy() for s in self._segments],
                 **self.loop.stats(),
+                **self._vla_process(),
                 "recorder": self.recorder.stats.to_dict() if self.logging else None,
                 "errors": list(self._errors[-3:]),
             }
@@ -442,6 +443,15 @@ class CoachingSession:
                 del self._errors[:-20]
 
     # -- helpers ----------------------------------------------------------------------------
+    def _vla_process(self) -> dict[str, Any]:
+        """The supervisor's word on a VLA process this program started: restarts and the last note; a
+        dead process turns the VLA light red at once, before any request has timed out."""
+        supervisor = getattr(self.vla, "supervisor", None)
+        if supervisor is None:
+            return {"vla_restarts": None, "vla_process_note": None}
+        down = {"vla_error": supervisor.note or "The VLA process is not running."} if not supervisor.up else {}
+        return {"vla_restarts": supervisor.restarts, "vla_process_note": supervisor.note, **down}
+
     def _vla_episode_key(self) -> int | str:
         """The prompt's `episode` field. A stepped run names an episode by its task family and seed, so a
         VLA that draws per-try noise from it (the sim skill policy does) makes the same draws for a

@@ -1,5 +1,5 @@
 """Reach the VLA: a remote server at an address, or an embedded policy factory (the app's embedded
-default) served by a child process on loopback. Either way the loop talks to it over the wire,
+default) served by a child process on loopback, which is supervised (restarted when it dies). Either way the loop talks to it over the wire,
 never in-process. Also the handshake check that a VLA fits the robot.
 """
 
@@ -31,6 +31,11 @@ def connect_vla(address: str | None = None, embedded_factory: str | None = None,
         if server is not None:
             server.close()
         raise
+    if server is not None:  # we started it, so we keep it alive and say so, rather than "start one"
+        client.supervisor = server
+        client.start_hint = "its process was started by coachlab, which restarts it: try again in a few seconds"
+        client.timeout_hint = "If its process died, coachlab restarts it: try again in a few seconds"
+        server.on_restart(lambda new_address: client.retarget(new_address))
     try:
         yield client
     finally:

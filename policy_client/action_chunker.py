@@ -8,8 +8,9 @@ worker thread, so a real-time robot never waits for a round trip (as LeRobot's a
 does); the fresh chunk then replaces the rest of the old one, skipping the steps that ran while it
 was in flight (actions actually executed, not ticks spent holding), since its first action
 belongs to the observation it was computed from.
-`new_subtask()` discards the queue and any request in flight at once; an empty queue is never
-refilled with stale actions: the robot holds. Every reply is checked (`chunk_check.check_chunk`)
+`new_subtask()` discards the queue and any reply in flight at once; an empty queue is never
+refilled with stale actions: the robot holds. A failed request is never dropped: its error is
+`last_error` even when the subtask it was for has been replaced. Every reply is checked (`chunk_check.check_chunk`)
 against the action names `step` is given, so a chunk of the wrong width is never queued.
 """
 
@@ -101,11 +102,16 @@ class ActionChunker:
         if self._pending is None or not self._pending.done():
             return
         future, self._pending = self._pending, None
+        error = future.exception()
+        if error is not None:
+            # Shown even when the request was for an earlier subtask: a dead VLA fails every request,
+            # and dropping the failures of superseded ones kept its light green (issue 22, fault 5).
+            self.last_error = error
+            return
         if self._pending_generation != self._generation:
-            return  # asked for an earlier subtask
+            return  # a good reply, but for an earlier subtask
         try:
-            reply = future.result()
-            self._load(reply, skip=self._popped - self._pending_step)
+            self._load(future.result(), skip=self._popped - self._pending_step)
         except Exception as e:  # whatever went wrong over there, the loop holds and shows it
             self.last_error = e
 

@@ -14,6 +14,10 @@ from typing import Any
 
 
 class BasePolicy(abc.ABC):
+    # The LocalPolicyServer keeping this VLA's process alive, when the caller started that process
+    # (coaching/vla.py sets it); None for a server someone else runs.
+    supervisor: Any = None
+
     @abc.abstractmethod
     def infer(self, observation: dict[str, Any], prompt: dict[str, Any]) -> dict[str, Any]:
         """Return {"actions": H x A array, "info": {...}} for this observation and prompt."""

@@ -1,9 +1,12 @@
-"""Run a policy server in a child process on loopback, so every local run goes through the real wire.
+"""Run a policy server in a child process on loopback, so every local run goes through the real wire,
+and keep it alive: the parent supervises the child it started.
 
 `LocalPolicyServer("package.module:factory", options)` starts `python -m policy_client.local_server`,
 which imports the factory, builds the policy with the JSON options, binds a free loopback port and
 prints it; the parent reads that line and connects. The child exits when its parent dies, so no
-server outlives the app that started it.
+server outlives the app that started it. With `supervise=True` (the default) a watcher thread
+restarts a child that dies (crash, OOM killer, SIGKILL) on the same address, so clients reconnect
+by themselves, and keeps a one-sentence `note` of what happened for the page.
 """
 
 from __future__ import annotations
@@ -12,63 +15,43 @@ import argparse
 import importlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
-from typing import Any
+import time
+from typing import Any, Callable
 
 from policy_client.server import PolicyServer
 
 READY = "POLICY_SERVER_READY "
+MAX_RESTART_TRIES = 3  # in a row; a child that cannot come up again is reported, not retried forever
 
 
-class LocalPolicyServer:
-    def __init__(self, factory: str, options: dict[str, Any] | None = None, address: str = "tcp://127.0.0.1:0",
-                 start_timeout_s: float = 120.0):
-        self.factory = factory
+class _Child:
+    """One started child process, its ready line and the thread passing on its output."""
+
+    def __init__(self, factory: str, options: dict[str, Any], address: str):
         cmd = [sys.executable, "-m", "policy_client.local_server", "--factory", factory, "--address", address,
-               "--options", json.dumps(options or {}), "--parent-pid", str(os.getpid())]
+               "--options", json.dumps(options), "--parent-pid", str(os.getpid())]
         self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
-        self._ready = threading.Event()
-        self._address: list[str] = []
-        self._reader = threading.Thread(target=self._read_output, daemon=True)
-        self._reader.start()
-        self.address = self._wait_ready(start_timeout_s)
+        self.ready = threading.Event()
+        self.address: list[str] = []
+        self.reader = threading.Thread(target=self._read_output, daemon=True)
+        self.reader.start()
 
     def _read_output(self) -> None:
         """Find the ready line, and pass on whatever else the policy prints for as long as it runs: a pipe
         nobody reads fills up and would block the server at its next print."""
         for line in self.process.stdout:
-            if not self._address and line.startswith(READY):
-                self._address.append(line[len(READY):].strip())
-                self._ready.set()
+            if not self.address and line.startswith(READY):
+                self.address.append(line[len(READY):].strip())
+                self.ready.set()
             else:
                 sys.stdout.write(line)
-        self._ready.set()  # end of output: the child has exited
+        self.ready.set()  # end of output: the child has exited
 
-    def _wait_ready(self, timeout_s: float) -> str:
-        self._ready.wait(timeout_s)
-        if self._address:
-            return self._address[0]
-        exited = self._ready.is_set()
-        if exited:
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                pass
-        self.close()
-        if exited and self.process.returncode is not None:
-            raise RuntimeError(f"The local policy server ({self.factory}) exited at start with code "
-                               f"{self.process.returncode} (its error is printed above); "
-                               "run `coachlab vla-server` by hand to see why.")
-        raise RuntimeError(f"The local policy server ({self.factory}) did not start within {timeout_s:.0f} s; "
-                           "run `coachlab vla-server` by hand to see why.")
-
-    @property
-    def zmq_address(self) -> str:
-        return self.address.replace("tcp://", "zmq://")
-
-    def close(self) -> None:
+    def stop(self) -> None:
         if self.process.poll() is None:
             self.process.terminate()
             try:
@@ -76,15 +59,126 @@ class LocalPolicyServer:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait()
-        self._reader.join(timeout=5)  # it ends at the end of output, once the child is gone
-        if self.process.stdout is not None and not self._reader.is_alive():
+        self.reader.join(timeout=5)  # it ends at the end of output, once the child is gone
+        if self.process.stdout is not None and not self.reader.is_alive():
             self.process.stdout.close()
+
+
+class LocalPolicyServer:
+    """A policy server in a child process. `address` (tcp://...) is where it serves; `restarts` counts
+    how often the supervisor brought it back; `note` says the last thing the supervisor did (or None)."""
+
+    def __init__(self, factory: str, options: dict[str, Any] | None = None, address: str = "tcp://127.0.0.1:0",
+                 start_timeout_s: float = 120.0, supervise: bool = True):
+        self.factory, self.options, self.start_timeout_s = factory, options or {}, start_timeout_s
+        self.restarts = 0
+        self.note: str | None = None
+        self._closing = threading.Event()
+        self._lock = threading.Lock()  # guards the swap of `_child` against close()
+        self._on_restart: list[Callable[[str], None]] = []
+        self._child = self._start(address)
+        self.address: str = self._child.address[0]
+        self._watcher: threading.Thread | None = None
+        if supervise:
+            self._watcher = threading.Thread(target=self._supervise, name="vla-supervisor", daemon=True)
+            self._watcher.start()
+
+    @property
+    def process(self) -> subprocess.Popen:
+        """The current child process (a new one after each restart)."""
+        return self._child.process
+
+    @property
+    def zmq_address(self) -> str:
+        return self.address.replace("tcp://", "zmq://")
+
+    @property
+    def up(self) -> bool:
+        """Whether the child is running (False between a death and its restart)."""
+        return self._child.process.poll() is None and not self._closing.is_set()
+
+    def on_restart(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(address)` after each restart (the address changes only if the old port was taken)."""
+        self._on_restart.append(callback)
+
+    def close(self) -> None:
+        self._closing.set()
+        with self._lock:
+            self._child.stop()
+        if self._watcher is not None and self._watcher is not threading.current_thread():
+            self._watcher.join(timeout=10)
 
     def __enter__(self) -> "LocalPolicyServer":
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    # -- internals --------------------------------------------------------------------------
+    def _start(self, address: str) -> _Child:
+        child = _Child(self.factory, self.options, address)
+        child.ready.wait(self.start_timeout_s)
+        if child.address:
+            return child
+        exited = child.ready.is_set()
+        if exited:
+            try:
+                child.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                pass
+        child.stop()
+        if exited and child.process.returncode is not None:
+            raise RuntimeError(f"The local policy server ({self.factory}) exited at start with code "
+                               f"{child.process.returncode} (its error is printed above); "
+                               "run `coachlab vla-server` by hand to see why.")
+        raise RuntimeError(f"The local policy server ({self.factory}) did not start within {self.start_timeout_s:.0f} s; "
+                           "run `coachlab vla-server` by hand to see why.")
+
+    def _supervise(self) -> None:
+        """Wait for the child to die; unless we are closing, start it again (same address first)."""
+        while not self._closing.is_set():
+            code = self._child.process.wait()
+            if self._closing.is_set():
+                return
+            cause = _exit_cause(code)
+            when = time.strftime("%H:%M:%S")
+            self.note = f"The VLA process {cause} at {when}; restarting it."
+            for attempt in range(MAX_RESTART_TRIES):
+                # the same port first, so connected clients simply reconnect; then any free port
+                address = self.address if attempt == 0 else "tcp://127.0.0.1:0"
+                try:
+                    child = self._start(address)
+                except RuntimeError as e:
+                    error = e
+                    continue
+                with self._lock:
+                    if self._closing.is_set():
+                        child.stop()
+                        return
+                    self._child.stop()  # joins the old reader, closes its pipe
+                    self._child = child
+                self.restarts += 1
+                moved = child.address[0] != self.address
+                self.address = child.address[0]
+                self.note = (f"The VLA process {cause} at {when}; the app restarted it "
+                             f"(restart {self.restarts}{', on a new port' if moved else ''}).")
+                for callback in list(self._on_restart):
+                    callback(self.address)
+                break
+            else:
+                self.note = (f"The VLA process {cause} at {when} and could not be restarted ({error}); "
+                             "restart the app.")
+                return
+
+
+def _exit_cause(code: int) -> str:
+    """'was killed by SIGKILL' / 'exited with code 3': how a child ended, for one sentence."""
+    if code < 0:
+        try:
+            return f"was killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"was killed by signal {-code}"
+    return f"exited with code {code}"
 
 
 def load_factory(spec: str) -> Any:

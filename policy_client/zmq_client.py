@@ -27,6 +27,7 @@ class ZmqRequester:
 
     peer = "low-level policy server"  # how error messages name the other side
     start_hint = "start one (coachlab vla-server) or pass the right --vla address"
+    timeout_hint = "Check the server or raise the timeout"
 
     def __init__(self, address: str, timeout_s: float = 5.0):
         self.address = address
@@ -36,6 +37,12 @@ class ZmqRequester:
         self._ids = itertools.count(1)
         self._lock = threading.Lock()  # ZMQ sockets are not thread-safe; one request at a time
         self.last_round_trip_ms: float | None = None
+
+    def retarget(self, address: str) -> None:
+        """Send the next requests to `address` (a supervised server restarted on another port)."""
+        with self._lock:
+            self.address = address
+            self._drop_socket()
 
     def close(self) -> None:
         with self._lock:
@@ -79,7 +86,7 @@ class ZmqRequester:
             except zmq.Again:
                 self._drop_socket()  # a fresh socket next time: nothing stale can arrive on it
                 raise PolicyTimeout(f"The {self.peer} at {self.address} did not answer within "
-                                    f"{timeout_ms / 1000:.1f} s; the robot holds. Check the server or raise the timeout.") from None
+                                    f"{timeout_ms / 1000:.1f} s; the robot holds. {self.timeout_hint}.") from None
             except ProtocolError as e:
                 self._drop_socket()
                 raise ProtocolMismatch(f"The {self.peer} at {self.address} does not speak the coachlab protocol: {e}") from None
