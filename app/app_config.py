@@ -12,7 +12,7 @@ from coaching.config_flags import help_text
 
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 ROBOT_ENV = "COACHLAB_ROBOT"
-APP_FLAGS = ("host", "port", "robot", "vla", "db", "subgoals", "detector", "sim_noise")  # the fields `coachlab app` takes as flags
+APP_FLAGS = ("host", "port", "robot", "robot_key", "vla", "vla_key", "db", "subgoals", "detector", "sim_noise")  # the fields `coachlab app` takes as flags
 
 
 class AppConfigError(ValueError):
@@ -25,6 +25,10 @@ class AppConfig:
     port: int = field(default=7860, metadata=help_text("0 takes any free port"))
     robot: str = field(default_factory=lambda: os.environ.get(ROBOT_ENV, embedded.EMBEDDED), metadata=help_text(
         f"{embedded.EMBEDDED} (the embedded MuJoCo arm) or zmq://host:port (a robot bridge); or ${ROBOT_ENV}"))
+    robot_key: str | None = field(default=None, metadata=help_text(
+        "the robot bridge's public key (40 characters or its .key file) when it uses keys; or $COACHLAB_ROBOT_KEY"))
+    vla_key: str | None = field(default=None, metadata=help_text(
+        "the VLA server's public key (40 characters or its .key file) when it uses keys; or $COACHLAB_VLA_KEY"))
     vla: str | None = field(default=None, metadata=help_text(
         "VLA address, zmq://host:port or openpi://host:port (default: $COACHLAB_VLA, else the sim skill policy)"))
     db: str | None = field(default=None, metadata=help_text(

@@ -22,6 +22,8 @@ from coaching.settings import SessionError
 from coaching.vla import VLADoesNotFit
 from distill.dataset import DistillError
 from policy_client import BadAddress, PolicyError
+from policy_client.curve import InsecureBind, KeysError, check_bind
+from policy_client.server import AddressInUse
 from storage.errors import StorageError
 
 
@@ -73,7 +75,7 @@ def cmd_coach(args: argparse.Namespace) -> dict[str, Any]:
         db = open_database(args.db)
         recorder = Recorder(db)
     try:
-        with embedded.vla(args.vla, noise=args.noise, seed=args.seed) as vla:
+        with embedded.vla(args.vla, server_key=args.vla_key, noise=args.noise, seed=args.seed) as vla:
             robot = embedded.sim_robot()
             try:
                 check_fits(vla.metadata, robot.describe(), "ee")  # before any episode starts: one sentence
@@ -131,7 +133,9 @@ def cmd_robot_server(args: argparse.Namespace) -> dict[str, Any]:
     _check_port(args.port)
     if not 1 <= args.hz <= 100:
         raise UserError("--hz must be between 1 and 100.")
-    return _serve(RobotBridgeServer(sim_robot(args.hz), f"tcp://{args.host}:{args.port}"), "robot bridge for the sim")
+    address, keys = f"tcp://{args.host}:{args.port}", _server_keys(args)
+    check_bind(address, keys, RobotBridgeServer.what)  # before the sim loads
+    return _serve(RobotBridgeServer(sim_robot(args.hz), address, keys=keys), "robot bridge for the sim", keys)
 
 
 def cmd_vla_server(args: argparse.Namespace) -> dict[str, Any]:
@@ -139,6 +143,8 @@ def cmd_vla_server(args: argparse.Namespace) -> dict[str, Any]:
     from policy_client.server import PolicyServer
 
     _check_port(args.port)
+    address, keys = f"tcp://{args.host}:{args.port}", _server_keys(args)
+    check_bind(address, keys, PolicyServer.what)  # before the policy loads
     try:
         options = json.loads(args.options)
     except ValueError:
@@ -147,7 +153,30 @@ def cmd_vla_server(args: argparse.Namespace) -> dict[str, Any]:
         policy = load_factory(args.policy)(**options)
     except (ImportError, AttributeError, ValueError) as e:
         raise UserError(f"Cannot build the policy {args.policy!r}: {e}. Give --policy as module:callable.") from None
-    return _serve(PolicyServer(policy, f"tcp://{args.host}:{args.port}"), f"serving {args.policy}")
+    return _serve(PolicyServer(policy, address, keys=keys), f"serving {args.policy}", keys)
+
+
+def cmd_keys(args: argparse.Namespace) -> dict[str, Any]:
+    from policy_client.curve import CLIENTS_DIR, KEYS_ENV, SERVER_KEY_NAME, make_keys, read_public_key
+
+    public, secret = make_keys(args.dir, args.name)
+    key = read_public_key(str(public)).decode()
+    if args.name == SERVER_KEY_NAME:
+        use = (f"start the server with --keys {args.dir} (or ${KEYS_ENV}); give clients this public key: "
+               f"--robot-key / --vla-key {key} (or $COACHLAB_ROBOT_KEY / $COACHLAB_VLA_KEY). Put client .key files "
+               f"in {os.path.join(args.dir, CLIENTS_DIR)}/ to admit only those clients.")
+    else:
+        use = (f"copy {public} into the server's {CLIENTS_DIR}/ folder and set COACHLAB_CLIENT_KEY={secret} "
+               "where this client runs.")
+    return {"public_key": key, "public_key_file": str(public), "secret_key_file": str(secret), "use": use}
+
+
+def _server_keys(args: argparse.Namespace):
+    """The server's CURVE keys from --keys DIR or $COACHLAB_KEYS, or None."""
+    from policy_client.curve import KEYS_ENV, load_server_keys
+
+    folder = args.keys or os.environ.get(KEYS_ENV)
+    return load_server_keys(folder) if folder else None
 
 
 def _check_port(port: int) -> None:
@@ -155,9 +184,10 @@ def _check_port(port: int) -> None:
         raise UserError("--port must be between 0 (any free port) and 65535.")
 
 
-def _serve(server: Any, what: str) -> dict[str, Any]:
+def _serve(server: Any, what: str, keys: Any = None) -> dict[str, Any]:
     """Announce a ZMQ server's address on stderr, serve until Ctrl+C, report what it did."""
-    print(f"{what} at {server.address.replace('tcp://', 'zmq://')} (Ctrl+C stops)", file=sys.stderr, flush=True)
+    secured = f", clients need its public key {keys.public.decode()}" if keys is not None else ""
+    print(f"{what} at {server.address.replace('tcp://', 'zmq://')}{secured} (Ctrl+C stops)", file=sys.stderr, flush=True)
     server.serve_until_interrupted()
     return {"address": server.address, "served": server.served, "errors": server.errors}
 
@@ -193,6 +223,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--noise", type=float, default=SIM_NOISE, help=NOISE_HELP)
     p.add_argument("--vla", default=None, help="VLA address, zmq://host:port or openpi://host:port "
                                                "(default: $COACHLAB_VLA, else the sim skill policy in a child process)")
+    p.add_argument("--vla-key", default=None, dest="vla_key",
+                   help="the VLA server's public key when it uses keys (or $COACHLAB_VLA_KEY)")
     p.add_argument("--db", default=None, help="log every episode to this database URL or SQLite file "
                                               "(default: $COACHLAB_DB if set, else nothing is logged)")
     p.add_argument("--json", action="store_true")
@@ -214,14 +246,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=5560)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--hz", type=float, default=APP_CONTROL_HZ, help="control rate")
+    p.add_argument("--keys", default=None, help="folder of the server's key pair from coachlab keys (or $COACHLAB_KEYS); "
+                                                "needed to listen beyond loopback")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_robot_server)
+
+    p = sub.add_parser("keys", help="make a CURVE key pair for a robot bridge or VLA server (or one of its clients)")
+    p.add_argument("--dir", default="coachlab-keys", help="folder to write NAME.key and NAME.key_secret into")
+    p.add_argument("--name", default="server", help="server (the default) or a client's name")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_keys)
 
     p = sub.add_parser("vla-server", help="serve the sim skill policy (or any policy factory) over ZMQ")
     p.add_argument("--port", type=int, default=5555)
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--policy", default=SIM_VLA_FACTORY, help="module:callable building the policy")
     p.add_argument("--options", default="{}", help="JSON keyword arguments for the policy factory")
+    p.add_argument("--keys", default=None, help="folder of the server's key pair from coachlab keys (or $COACHLAB_KEYS); "
+                                                "needed to listen beyond loopback")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_vla_server)
 
@@ -243,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = handler(args)
     except (UserError, UnknownTask, PolicyError, BadAddress, VLADoesNotFit, SessionError, StorageError,
-            DistillError) as err:
+            DistillError, InsecureBind, KeysError, AddressInUse) as err:
         print(f"coachlab {args.command}: {err}", file=sys.stderr)
         return 2
     _emit(result, getattr(args, "json", False))

@@ -50,12 +50,12 @@ def sim_robot(control_hz: float | None = None) -> Robot:
 
 
 @contextmanager
-def vla(address: str | None = None, **options: Any) -> Iterator[BasePolicy]:
-    """The VLA at `address` (or $COACHLAB_VLA), else the sim skill policy in a child process with
-    `options` (noise, seed, control_hz, ...)."""
+def vla(address: str | None = None, server_key: str | None = None, **options: Any) -> Iterator[BasePolicy]:
+    """The VLA at `address` (or $COACHLAB_VLA; its CURVE public key `server_key` or $COACHLAB_VLA_KEY),
+    else the sim skill policy in a supervised child process with `options` (noise, seed, control_hz, ...)."""
     from coaching.vla import connect_vla
 
-    with connect_vla(address, SIM_VLA_FACTORY, options) as client:
+    with connect_vla(address, SIM_VLA_FACTORY, options, server_key=server_key) as client:
         yield client
 
 

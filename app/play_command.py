@@ -32,6 +32,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--detector", default="learned", help="what the policy sees the items with: learned (the shipped "
                    "detector), learned:DIR, owl:DIR, oracle (the sim's segmentation, for ablations) or none")
     p.add_argument("--vla", default=None, help="VLA address (default: the sim policy in a child process)")
+    p.add_argument("--vla-key", default=None, dest="vla_key",
+                   help="the VLA server's public key when it uses keys (or $COACHLAB_VLA_KEY)")
     p.add_argument("--db", default=None, help="log the episodes (as autonomous) to this database")
     p.add_argument("--noise", type=float, default=SIM_NOISE, help=NOISE_HELP)
     p.add_argument("--no-baseline", action="store_true", help="skip the scripted coach's run on the same seeds")
@@ -103,7 +105,7 @@ def cmd_play(args: argparse.Namespace) -> dict[str, Any]:
             db = open_database(args.db)
             recorder = Recorder(db)
             policy.checkpoint_id = policy_id_in(db, args.policy)
-        with embedded.vla(args.vla, noise=args.noise, seed=args.seed) as vla:
+        with embedded.vla(args.vla, server_key=args.vla_key, noise=args.noise, seed=args.seed) as vla:
             played = play(policy, task_family, seeds, vla, recorder, autonomy, intervene=args.intervene == "scripted",
                           detector=args.detector)
             baseline = [] if args.no_baseline else coached(task_family, seeds, vla)

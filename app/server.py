@@ -55,7 +55,7 @@ class CoachingApp:
         robot = self._robot()
         self._stack.callback(robot.close)  # until the session's loop closes it on its own thread
         description = robot.describe()
-        vla = self._stack.enter_context(embedded.vla(c.vla, noise=c.sim_noise, control_hz=description.control_hz))
+        vla = self._stack.enter_context(embedded.vla(c.vla, server_key=c.vla_key, noise=c.sim_noise, control_hz=description.control_hz))
         check_fits(vla.metadata, description, description.control_modes[0])
         subgoals = embedded.subgoal_generator(c.subgoals, vla)
         if hasattr(subgoals, "check_cameras"):  # a learned model must know this robot's cameras
@@ -84,7 +84,7 @@ class CoachingApp:
         from policy_client import parse_address
         from coaching.robot_bridge import BridgeRobot
 
-        return BridgeRobot("tcp://" + parse_address(self.config.robot)[1])
+        return BridgeRobot("tcp://" + parse_address(self.config.robot)[1], server_key=self.config.robot_key)
 
     def _mount(self, page: gr.Blocks) -> FastAPI:
         api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)  # no unauthenticated API pages

@@ -1,9 +1,10 @@
 """The robot bridge: any `Robot` served over ZMQ by its own process, and the `Robot` that talks to it.
 
-A lab runs `RobotBridgeServer(its_robot, "tcp://10.0.0.5:5560").serve_forever()` next to its
-hardware, bound to the lab's private robot network only (the bridge takes commands from anyone who
-can reach it; see docs/robot.md) (or `coachlab robot-server` for the sim) and starts the app with
-`--robot zmq://robot-pc:5560`. The messages reuse the policy wire format (docs/protocol.md):
+A lab runs `RobotBridgeServer(its_robot, "tcp://10.0.0.5:5560", keys=load_server_keys(DIR)).serve_forever()`
+next to its hardware (or `coachlab robot-server --keys DIR` for the sim) and starts the app with
+`--robot zmq://robot-pc:5560 --robot-key KEY`. Beyond loopback the bridge refuses to start without
+CURVE keys (policy_client/curve.py, docs/robot.md): a client without the bridge's public key, or
+with a wrong one, never completes the handshake, so it cannot move the robot. The messages reuse the policy wire format (docs/protocol.md):
 `describe` -> `description`, `reset {task_family, seed}` / `observe` -> `observation` (images as raw
 frames), `act {action, mode}` / `hold` -> `ok`. The server uses its robot from the one thread that
 serves, since renderers and drivers are often bound to the thread that opened them.
@@ -15,10 +16,12 @@ robot holds and the reply is a `bad_action` error saying why.
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
 
+from policy_client.curve import ServerKeys, read_public_key
 from policy_client.protocol import Message, ProtocolError
 from policy_client.server import ServerConfig, ZmqServer
 from policy_client.zmq_client import ZmqRequester
@@ -26,13 +29,19 @@ from coaching.action_check import ActionRejected, check_action
 from coaching.robot import Observation, Robot, RobotDescription
 
 
+ROBOT_KEY_ENV = "COACHLAB_ROBOT_KEY"
+
+
 class RobotBridgeServer(ZmqServer):
     failure_code, failure_text = "robot_error", "The robot failed"
+    what = "robot bridge"
 
-    def __init__(self, robot: Robot, address: str, config: ServerConfig | None = None):
+    def __init__(self, robot: Robot, address: str, config: ServerConfig | None = None, keys: ServerKeys | None = None):
+        """`keys` (policy_client.curve.load_server_keys) make it a CURVE server; bound beyond loopback
+        it refuses to start without them (InsecureBind)."""
         self.robot = robot
         self._description = robot.describe()  # what every `act` is checked against
-        super().__init__(address, config or ServerConfig(name="coachlab-robot-bridge"))
+        super().__init__(address, config or ServerConfig(name="coachlab-robot-bridge"), keys)
 
     def answer(self, request: Message) -> Message:
         body = request.body
@@ -68,10 +77,13 @@ class RobotBridgeServer(ZmqServer):
 class BridgeRobot(Robot):
     """A robot in another process, reached at `tcp://host:port` (the app's `--robot zmq://host:port`)."""
 
-    def __init__(self, address: str, timeout_s: float = 5.0):
-        self._wire = ZmqRequester(address, timeout_s)
+    def __init__(self, address: str, timeout_s: float = 5.0, server_key: str | None = None):
+        """`server_key` (or $COACHLAB_ROBOT_KEY): the bridge's CURVE public key, 40 characters or a .key file."""
+        key = server_key or os.environ.get(ROBOT_KEY_ENV)
+        self._wire = ZmqRequester(address, timeout_s, read_public_key(key) if key else None)
         self._wire.peer = "robot bridge"
         self._wire.start_hint = "start the robot's bridge process (coachlab robot-server for the sim) or fix --robot"
+        self._wire.key_hint = f"--robot-key or ${ROBOT_KEY_ENV}"
         try:
             self._description = RobotDescription.from_dict(self._wire.request("describe", {}).body)
         except BaseException:

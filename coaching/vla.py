@@ -14,19 +14,23 @@ from policy_client import BasePolicy, connect
 from policy_client.local_server import LocalPolicyServer
 
 VLA_ENV = "COACHLAB_VLA"
+VLA_KEY_ENV = "COACHLAB_VLA_KEY"  # the VLA server's CURVE public key (policy_client/curve.py)
 
 
 @contextmanager
 def connect_vla(address: str | None = None, embedded_factory: str | None = None,
-                     options: dict[str, Any] | None = None, timeout_s: float = 10.0) -> Iterator[BasePolicy]:
+                     options: dict[str, Any] | None = None, timeout_s: float = 10.0,
+                     server_key: str | None = None) -> Iterator[BasePolicy]:
     """Yield a connected VLA client: at `address` (or $COACHLAB_VLA) if given, else `embedded_factory`
-    (`module:callable`, called with `options`) served by a child process. ValueError if neither."""
+    (`module:callable`, called with `options`) served by a child process. ValueError if neither.
+    `server_key` (or $COACHLAB_VLA_KEY) is the remote server's public key when it uses CURVE."""
     address = address or os.environ.get(VLA_ENV)
+    server_key = (server_key or os.environ.get(VLA_KEY_ENV)) if address else None
     if not address and not embedded_factory:
         raise ValueError(f"No VLA to connect to: give its address (--vla or ${VLA_ENV}).")
     server = None if address else LocalPolicyServer(embedded_factory, options)
     try:
-        client = connect(address or server.zmq_address, timeout_s=timeout_s)
+        client = connect(address or server.zmq_address, timeout_s=timeout_s, server_key=server_key)
     except BaseException:
         if server is not None:
             server.close()

@@ -11,16 +11,22 @@ class BadAddress(ValueError):
     """An address no backend understands."""
 
 
-def connect(address: str, timeout_s: float = 5.0) -> BasePolicy:
-    """Connect to the low-level policy at `address` and shake hands; raises PolicyError subclasses."""
+def connect(address: str, timeout_s: float = 5.0, server_key: str | None = None) -> BasePolicy:
+    """Connect to the low-level policy at `address` and shake hands; raises PolicyError subclasses.
+    `server_key` (a ZMQ server's CURVE public key, 40 characters or a .key file) secures the wire;
+    curve.KeysError if it is unreadable, BadAddress if given for openpi (which has no CURVE)."""
     scheme, hostport, query = parse_address(address)
     if scheme == "openpi":
         from policy_client.openpi_client import OpenPIPolicyClient
 
+        if server_key:
+            raise BadAddress("An openpi server has no CURVE keys: drop the VLA key, or serve it with coachlab's ZMQ server.")
         return OpenPIPolicyClient(hostport, layout=query.get("layout", "libero"), timeout_s=timeout_s)
+    from policy_client.curve import read_public_key
     from policy_client.zmq_client import ZmqPolicyClient
 
-    return ZmqPolicyClient(f"tcp://{hostport}", timeout_s=timeout_s)
+    key = read_public_key(server_key) if server_key else None
+    return ZmqPolicyClient(f"tcp://{hostport}", timeout_s=timeout_s, server_key=key)
 
 
 def parse_address(address: str) -> tuple[str, str, dict[str, str]]:

@@ -19,9 +19,14 @@ import numpy as np
 import zmq
 
 from policy_client import protocol
+from policy_client.curve import ServerKeys, check_bind, secure_server
 from policy_client.protocol import Message, ProtocolError
 
 log = logging.getLogger(__name__)
+
+
+class AddressInUse(OSError):
+    """The server cannot listen at its address (taken, or not this machine's)."""
 
 
 @dataclass
@@ -37,10 +42,16 @@ class ZmqServer:
 
     failure_code, failure_text = "handler_error", "The request failed"  # when `answer` raises
 
-    def __init__(self, address: str, config: ServerConfig | None = None):
+    what = "VLA server"  # how the refusal to bind without keys names this server
+
+    def __init__(self, address: str, config: ServerConfig | None = None, keys: ServerKeys | None = None):
+        """`keys` (policy_client.curve) makes it a CURVE server; without them it refuses (InsecureBind)
+        any address but loopback, before binding."""
         self.config = config or ServerConfig()
+        check_bind(address, keys, self.what)
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.ROUTER)
+        self._auth = secure_server(self._socket, self._context, keys) if keys is not None else None
         self._socket.setsockopt(zmq.LINGER, 0)
         # A blocking receive with a timeout rather than poll-then-receive: pyzmq's poll builds a
         # Poller per call, which costs about a tenth of a loopback round trip.
@@ -49,7 +60,12 @@ class ZmqServer:
         # the bytes are buffered; between the two the client gets a readable `too_large` reply.
         self._socket.setsockopt(zmq.MAXMSGSIZE, 4 * self.config.max_request_bytes)
         host, _, port = address.rpartition(":")
-        self._socket.bind(f"{host}:*" if port == "0" else address)  # port 0: any free port
+        try:
+            self._socket.bind(f"{host}:*" if port == "0" else address)  # port 0: any free port
+        except zmq.ZMQError as e:
+            self._close_socket()
+            raise AddressInUse(f"Cannot listen on {address} ({e.strerror}); choose another --port or stop "
+                               "whatever holds it.") from None
         self.address: str = self._socket.getsockopt_string(zmq.LAST_ENDPOINT)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -66,8 +82,13 @@ class ZmqServer:
                     continue  # no request within poll_ms: check whether to stop
                 self._handle(frames)
         finally:
-            self._socket.close()
-            self._context.term()
+            self._close_socket()
+
+    def _close_socket(self) -> None:
+        self._socket.close()
+        if self._auth is not None:
+            self._auth.stop()
+        self._context.term()
 
     def start(self) -> "ZmqServer":
         """Serve on a background thread (tests, benchmarks, embedding in another process)."""
@@ -125,9 +146,9 @@ class PolicyServer(ZmqServer):
 
     failure_code, failure_text = "policy_error", "The policy failed"
 
-    def __init__(self, policy: Any, address: str, config: ServerConfig | None = None):
+    def __init__(self, policy: Any, address: str, config: ServerConfig | None = None, keys: ServerKeys | None = None):
         self.policy = policy
-        super().__init__(address, config)
+        super().__init__(address, config, keys)
 
     def answer(self, request: Message) -> Message:
         if request.kind == "hello":
@@ -170,8 +191,10 @@ class PolicyServer(ZmqServer):
         }
 
 
-def serve(policy: Any, address: str = "tcp://127.0.0.1:5555", config: ServerConfig | None = None) -> None:
-    """Serve `policy` at `address` until interrupted: the few lines a lab needs around its VLA."""
-    server = PolicyServer(policy, address, config)
+def serve(policy: Any, address: str = "tcp://127.0.0.1:5555", config: ServerConfig | None = None,
+          keys: ServerKeys | None = None) -> None:
+    """Serve `policy` at `address` until interrupted: the few lines a lab needs around its VLA. Beyond
+    loopback pass `keys=policy_client.curve.load_server_keys(DIR)` (InsecureBind without them)."""
+    server = PolicyServer(policy, address, config, keys)
     log.info("serving %s at %s", type(policy).__name__, server.address)
     server.serve_until_interrupted()

@@ -18,6 +18,7 @@ import zmq
 
 from policy_client import protocol
 from policy_client.base_policy import BasePolicy
+from policy_client.curve import secure_client
 from policy_client.errors import PolicyServerError, PolicyTimeout, PolicyUnreachable, ProtocolMismatch
 from policy_client.protocol import Message, ProtocolError
 
@@ -29,9 +30,11 @@ class ZmqRequester:
     start_hint = "start one (coachlab vla-server) or pass the right --vla address"
     timeout_hint = "Check the server or raise the timeout"
 
-    def __init__(self, address: str, timeout_s: float = 5.0):
+    def __init__(self, address: str, timeout_s: float = 5.0, server_key: bytes | None = None):
+        """`server_key` (Z85, policy_client.curve) makes every connection a CURVE client of that server."""
         self.address = address
         self.timeout_s = timeout_s
+        self.server_key = server_key
         self._context = zmq.Context()
         self._socket: zmq.Socket | None = None
         self._ids = itertools.count(1)
@@ -65,7 +68,8 @@ class ZmqRequester:
                 protocol.send(sock, protocol.encode(Message(kind, msg_id, body)))
             except zmq.Again:
                 self._drop_socket()
-                raise PolicyUnreachable(f"No {self.peer} answers at {self.address}; {self.start_hint}.") from None
+                raise PolicyUnreachable(f"No {self.peer} answers at {self.address}; {self.start_hint}"
+                                        f"{self._key_hint()}.") from None
             reply = self._await_reply(sock, msg_id, start, timeout_ms)
             self.last_round_trip_ms = (time.perf_counter() - start) * 1e3
         if reply.kind == "error":
@@ -94,9 +98,19 @@ class ZmqRequester:
                 return reply
             # a reply to an earlier request that timed out: discard it and keep waiting
 
+    def _key_hint(self) -> str:
+        # A CURVE handshake that fails (no key, a wrong one, a client not listed) looks like silence.
+        if self.server_key is None:
+            return f" (a server bound beyond loopback has keys: pass its public key, {self.key_hint})"
+        return " (or the server's public key you gave is not this server's, or it does not list this client)"
+
+    key_hint = "--vla-key or $COACHLAB_VLA_KEY"  # where a user gives the server's public key
+
     def _connected_socket(self) -> zmq.Socket:
         if self._socket is None:
             sock = self._context.socket(zmq.DEALER)
+            if self.server_key is not None:
+                secure_client(sock, self.server_key)
             sock.setsockopt(zmq.LINGER, 0)
             sock.setsockopt(zmq.IMMEDIATE, 1)
             sock.setsockopt(zmq.RECONNECT_IVL, 50)
@@ -114,8 +128,8 @@ class ZmqRequester:
 class ZmqPolicyClient(ZmqRequester, BasePolicy):
     """`infer(observation, prompt)` against a `policy_client.serve` server at `tcp://host:port`."""
 
-    def __init__(self, address: str, timeout_s: float = 5.0, handshake: bool = True):
-        super().__init__(address, timeout_s)
+    def __init__(self, address: str, timeout_s: float = 5.0, handshake: bool = True, server_key: bytes | None = None):
+        super().__init__(address, timeout_s, server_key)
         self.server_hello: dict[str, Any] = {}
         if handshake:
             try:
