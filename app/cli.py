@@ -1,6 +1,7 @@
 """The `coachlab` command line: one subcommand per job, JSON with --json.
 
-Errors a user can cause are printed as one sentence on stderr with exit code 2, never a traceback.
+Errors a user or the machine's set-up can cause (app/environment.py) are printed as one sentence on
+stderr with exit code 2, never a traceback.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from typing import Any, Callable
 
 from app.detector_command import add_parser as add_detector_parser
 from app.distill_command import add_parser as add_distill_parser
 from app.embedded import APP_CONTROL_HZ, NOISE_HELP, SIM_NOISE, SIM_VLA_FACTORY, UnknownTask
 from app.episodes_command import add_parsers as add_episodes_parsers
+from app.environment import explain
 from app.errors import UserError
 from coaching.config_flags import add_flags, from_flags
 from app.play_command import add_parser as add_play_parser
@@ -116,6 +119,7 @@ def cmd_app(args: argparse.Namespace) -> dict[str, Any]:
     # server holds it, the loop waits up to one switch interval each time (5 ms by default, which
     # cost the loop a quarter of its rate with five tabs open). Hand it over sooner in this process.
     sys.setswitchinterval(0.0005)
+    _check_port_free(config.host, config.port)  # before the robot, the VLA and the page are built
     try:
         app = CoachingApp(config)
         app.serve()
@@ -177,6 +181,20 @@ def _server_keys(args: argparse.Namespace):
 
     folder = args.keys or os.environ.get(KEYS_ENV)
     return load_server_keys(folder) if folder else None
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """UserError (one sentence) if nothing could listen on host:port right now."""
+    import socket
+
+    if port == 0:
+        return
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds it
+        try:
+            probe.bind((host, port))
+        except OSError as e:
+            raise UserError(f"Cannot listen on {host}:{port} ({e.strerror}); choose another --port.") from None
 
 
 def _check_port(port: int) -> None:
@@ -279,6 +297,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # GLFW's warnings (no display) come before the one sentence app/environment.py says about them
+    warnings.filterwarnings("ignore", module="glfw")
     parser = build_parser()
     args = parser.parse_args(argv)
     handler: Callable[[argparse.Namespace], dict[str, Any]] = args.func
@@ -286,7 +306,13 @@ def main(argv: list[str] | None = None) -> int:
         result = handler(args)
     except (UserError, UnknownTask, PolicyError, BadAddress, VLADoesNotFit, SessionError, StorageError,
             DistillError, InsecureBind, KeysError, AddressInUse) as err:
-        print(f"coachlab {args.command}: {err}", file=sys.stderr)
+        print(f"coachlab {args.command}: {explain(err) or err}", file=sys.stderr)
+        return 2
+    except Exception as err:  # the machine's set-up (graphics, libraries, ports, folders): one sentence
+        sentence = explain(err)
+        if sentence is None:
+            raise  # not the environment: a bug, shown as one
+        print(f"coachlab {args.command}: {sentence}", file=sys.stderr)
         return 2
     _emit(result, getattr(args, "json", False))
     return 0

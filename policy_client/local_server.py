@@ -22,10 +22,16 @@ import threading
 import time
 from typing import Any, Callable
 
+from policy_client.errors import PolicyError
 from policy_client.server import PolicyServer
 
 READY = "POLICY_SERVER_READY "
+FAILED = "POLICY_SERVER_FAILED "  # then the child's error as one line, so the parent can say it in one sentence
 MAX_RESTART_TRIES = 3  # in a row; a child that cannot come up again is reported, not retried forever
+
+
+class LocalServerFailed(PolicyError, RuntimeError):
+    """The child could not start; the message carries its own error (e.g. a graphics backend's)."""
 
 
 class _Child:
@@ -37,6 +43,7 @@ class _Child:
         self.process = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True)
         self.ready = threading.Event()
         self.address: list[str] = []
+        self.failure: str | None = None  # the child's one-line error, if it failed to start
         self.reader = threading.Thread(target=self._read_output, daemon=True)
         self.reader.start()
 
@@ -47,6 +54,8 @@ class _Child:
             if not self.address and line.startswith(READY):
                 self.address.append(line[len(READY):].strip())
                 self.ready.set()
+            elif not self.address and line.startswith(FAILED):
+                self.failure = line[len(FAILED):].strip()
             else:
                 sys.stdout.write(line)
         self.ready.set()  # end of output: the child has exited
@@ -128,11 +137,11 @@ class LocalPolicyServer:
                 pass
         child.stop()
         if exited and child.process.returncode is not None:
-            raise RuntimeError(f"The local policy server ({self.factory}) exited at start with code "
-                               f"{child.process.returncode} (its error is printed above); "
-                               "run `coachlab vla-server` by hand to see why.")
-        raise RuntimeError(f"The local policy server ({self.factory}) did not start within {self.start_timeout_s:.0f} s; "
-                           "run `coachlab vla-server` by hand to see why.")
+            said = f" ({child.failure})" if child.failure else " (its error is printed above)"
+            raise LocalServerFailed(f"The local policy server ({self.factory}) exited at start with code "
+                                    f"{child.process.returncode}{said}; run `coachlab vla-server` by hand to see why.")
+        raise LocalServerFailed(f"The local policy server ({self.factory}) did not start within "
+                                f"{self.start_timeout_s:.0f} s; run `coachlab vla-server` by hand to see why.")
 
     def _supervise(self) -> None:
         """Wait for the child to die; unless we are closing, start it again (same address first)."""
@@ -148,7 +157,7 @@ class LocalPolicyServer:
                 address = self.address if attempt == 0 else "tcp://127.0.0.1:0"
                 try:
                     child = self._start(address)
-                except RuntimeError as e:
+                except LocalServerFailed as e:
                     error = e
                     continue
                 with self._lock:
@@ -200,8 +209,14 @@ def main() -> None:
     parser.add_argument("--address", default="tcp://127.0.0.1:0")
     parser.add_argument("--parent-pid", type=int, default=None)
     args = parser.parse_args()
-    policy = load_factory(args.factory)(**json.loads(args.options))
-    server = PolicyServer(policy, args.address)
+    try:
+        policy = load_factory(args.factory)(**json.loads(args.options))
+        server = PolicyServer(policy, args.address)
+    except Exception as e:  # said to the parent in one line; the traceback only when asked for
+        if os.environ.get("COACHLAB_DEBUG"):
+            raise
+        print(FAILED + f"{type(e).__name__}: {e}".replace("\n", " "), flush=True)
+        sys.exit(1)
     if args.parent_pid is not None:
         threading.Thread(target=_exit_with_parent, args=(args.parent_pid, server), daemon=True).start()
     print(READY + server.address, flush=True)
