@@ -215,13 +215,19 @@ def cmd_bench(args: argparse.Namespace) -> dict[str, Any]:
 
     import inspect
 
-    module = importlib.import_module(f"bench.{args.what}")
-    seeds = {k: getattr(args, k) for k in ("train_seed", "eval_seed") if getattr(args, k) is not None}
-    unknown = set(seeds) - set(inspect.signature(module.run).parameters)
+    module = importlib.import_module(f"bench.{args.what.replace('-', '_')}")
+    options = {k: getattr(args, k) for k in BENCH_OPTIONS if getattr(args, k) is not None}
+    unknown = set(options) - set(inspect.signature(module.run).parameters)
     if unknown:
         raise UserError(f"bench {args.what} takes no {', '.join('--' + k.replace('_', '-') for k in sorted(unknown))}: "
-                        "only bench distill chooses its seeds.")
-    return module.run(**seeds)
+                        "see coachlab bench --help for which bench takes which option.")
+    for name in ("runs", "kills", "messages"):
+        if options.get(name, 1) < 1:
+            raise UserError(f"--{name} must be at least 1.")
+    return module.run(**options)
+
+
+BENCH_OPTIONS = ("train_seed", "eval_seed", "runs", "kills", "messages")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -286,7 +292,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_vla_server)
 
     p = sub.add_parser("bench", help="run a benchmark and print its JSON")
-    p.add_argument("what", choices=["sim", "grounding", "coach", "rpc", "storage", "ui", "distill", "subgoals", "perception"])
+    p.add_argument("what", choices=["sim", "grounding", "coach", "rpc", "storage", "ui", "distill", "subgoals", "perception",
+                                    "crash", "vla-faults", "fuzz"])
+    p.add_argument("--runs", type=int, default=None, help="bench crash: episodes killed with SIGKILL (default 100)")
+    p.add_argument("--kills", type=int, default=None, help="bench vla-faults: VLA server kills (default 100)")
+    p.add_argument("--messages", type=int, default=None,
+                   help="bench fuzz: bad messages sent to each server (default 1000000)")
     p.add_argument("--train-seed", type=int, default=None, dest="train_seed",
                    help="bench distill: the first seed of the coached training episodes (default 0)")
     p.add_argument("--eval-seed", type=int, default=None, dest="eval_seed",

@@ -1,0 +1,27 @@
+"""Issue 22's figures, bounded: each bench runs a few rounds of the real thing (SIGKILLed recording
+processes, a killed and restarted VLA server, malformed messages at both servers) through the same
+`coachlab bench ...` entry point, and its JSON is checked against the issue's right values."""
+
+from __future__ import annotations
+
+import json
+
+from app.cli import main
+
+
+def _bench(capsys, *args: str) -> dict:
+    assert main(["bench", *args, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def test_bench_crash_keeps_every_episode_and_every_committed_step(capsys):
+    out = _bench(capsys, "crash", "--runs", "2")
+    assert out["runs"] == 2 and out["episodes_kept"] == 2 and out["db_opens_clean"] == 2, out
+    assert out["committed_steps_lost"] == 0 and out["tail_s_max"] <= 0.5, out
+
+
+def test_bench_options_belong_to_their_bench(capsys):
+    assert main(["bench", "sim", "--runs", "3"]) == 2
+    assert "takes no --runs" in capsys.readouterr().err
+    assert main(["bench", "crash", "--runs", "0"]) == 2
+    assert "at least 1" in capsys.readouterr().err
