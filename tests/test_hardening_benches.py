@@ -25,3 +25,10 @@ def test_bench_options_belong_to_their_bench(capsys):
     assert "takes no --runs" in capsys.readouterr().err
     assert main(["bench", "crash", "--runs", "0"]) == 2
     assert "at least 1" in capsys.readouterr().err
+
+
+def test_bench_vla_faults_holds_in_time_and_never_hangs(capsys):
+    out = _bench(capsys, "vla-faults", "--kills", "2")
+    assert out["kills"] == 2 and out["hung"] == 0, out
+    assert out["holds_in_time"] == 2 and out["errors_in_time"] == 2, out
+    assert out["max_tick_gap_s"] < 0.5, out  # the loop kept its rate through the outage
