@@ -32,3 +32,12 @@ def test_bench_vla_faults_holds_in_time_and_never_hangs(capsys):
     assert out["kills"] == 2 and out["hung"] == 0, out
     assert out["holds_in_time"] == 2 and out["errors_in_time"] == 2, out
     assert out["max_tick_gap_s"] < 0.5, out  # the loop kept its rate through the outage
+
+
+def test_bench_fuzz_leaves_both_servers_up_and_answering(capsys):
+    out = _bench(capsys, "fuzz", "--messages", "1000")
+    assert out["server_deaths"] == 0, out
+    for name in ("vla_server", "robot_bridge"):
+        server = out[name]
+        assert server["sent"] == 1000 and server["by_hypothesis"] == 100 and server["oversized"] == 1, out
+        assert server["probes_unanswered"] == 0 and server["answered_after"] and server["alive_after"], out
