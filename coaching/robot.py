@@ -1,7 +1,7 @@
 """The `Robot` seam: what every robot (the MuJoCo sim, a bridge to real hardware) offers the loop.
 
-It owns the observation and description types and the small abstract base; nothing here knows
-how a robot is implemented. A lab's robot plugs in by implementing these four methods.
+It owns the observation and description types, the small abstract base and `NotReset`; nothing here
+knows how a robot is implemented. A lab's robot plugs in by implementing the base's five methods.
 """
 
 from __future__ import annotations
@@ -84,8 +84,13 @@ class RobotDescription:
         }
 
 
+class NotReset(RuntimeError):
+    """A robot asked to observe, act or hold before its first `reset`; the message says to reset it."""
+
+
 class Robot(abc.ABC):
-    """A robot the control loop can drive at `describe().control_hz`."""
+    """A robot the control loop can drive at `describe().control_hz`. `observe`, `act` and `hold` come
+    after a `reset`; a robot that cannot serve them before one raises NotReset (one sentence)."""
 
     @abc.abstractmethod
     def describe(self) -> RobotDescription: ...

@@ -11,7 +11,8 @@ serves, since renderers and drivers are often bound to the thread that opened th
 
 The server is the last hop before the hardware, so it checks every `act` (coaching/action_check.py):
 a non-finite, wrong-width or out-of-range action, or an unknown control mode, is not executed; the
-robot holds and the reply is a `bad_action` error saying why.
+robot holds and the reply is a `bad_action` error saying why. A robot asked to `observe`, `act` or
+`hold` before any `reset` (coaching.robot.NotReset) answers a `not_reset` error saying to reset it.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from policy_client.protocol import Message, ProtocolError
 from policy_client.server import ServerConfig, ZmqServer
 from policy_client.zmq_client import ZmqRequester
 from coaching.action_check import ActionRejected, check_action
-from coaching.robot import Observation, Robot, RobotDescription
+from coaching.robot import NotReset, Observation, Robot, RobotDescription
 
 
 ROBOT_KEY_ENV = "COACHLAB_ROBOT_KEY"
@@ -44,6 +45,12 @@ class RobotBridgeServer(ZmqServer):
         super().__init__(address, config or ServerConfig(name="coachlab-robot-bridge"), keys)
 
     def answer(self, request: Message) -> Message:
+        try:
+            return self._answer(request)
+        except NotReset as e:  # observe, act or hold before any reset: say so, not an internal error
+            raise ProtocolError("not_reset", str(e)) from None
+
+    def _answer(self, request: Message) -> Message:
         body = request.body
         if request.kind == "describe":
             return Message("description", request.id, self.robot.describe().to_dict())

@@ -20,7 +20,7 @@ from sim import tasks
 from sim.ik import ARM_JOINTS, ArmIK, wrap_half_turn
 from sim.objects import KINDS
 from coaching.action_check import check_action
-from coaching.robot import Observation, Robot, RobotDescription
+from coaching.robot import NotReset, Observation, Robot, RobotDescription
 from sim.scene import ARM_CTRL_RANGE, CABINET, EE_WORKSPACE, GRIPPER_MAX_OPENING, HOME_EE, PAD_HALF, PADS, TRASH_BIN, TUB, SceneSpec, build_mjcf
 
 STATE_NAMES = (*ARM_JOINTS, "gripper_opening", "ee_x", "ee_y", "ee_z", "ee_yaw")
@@ -81,6 +81,8 @@ class MujocoRobot(Robot):
         return self.observe()
 
     def observe(self) -> Observation:
+        """What the cameras and joints say now; NotReset before the first `reset`."""
+        self._require_task()
         images = {cam: self.render(cam) for cam in self.config.cameras}
         env = self.env_state()
         progress = {"success": self.family.success(env), "steps_left": len(self.family.remaining_steps(env))}
@@ -89,7 +91,8 @@ class MujocoRobot(Robot):
 
     def act(self, action: np.ndarray, mode: str = "ee") -> None:
         """Apply `action` for one control period; ActionRejected (the arm does not move) if it is
-        non-finite, not 6 wide or out of ACTION_BOUNDS."""
+        non-finite, not 6 wide or out of ACTION_BOUNDS; NotReset before the first `reset`."""
+        self._require_task()
         action = check_action(self.describe(), action, mode)
         if mode == "ee":
             q_target = self.ik.solve(self._ctrl_arm(), action[:3], action[3], action[4])
@@ -126,6 +129,8 @@ class MujocoRobot(Robot):
         return self.observe()
 
     def hold(self) -> None:
+        """Keep the last set-points for one control period; NotReset before the first `reset`."""
+        self._require_task()
         mujoco.mj_step(self.model, self.data, nstep=self._substeps)  # ctrl keeps the last set-points
 
     def close(self) -> None:
@@ -134,6 +139,11 @@ class MujocoRobot(Robot):
             self._renderer = None
 
     # -- sim internals ----------------------------------------------------------------------
+    def _require_task(self) -> None:
+        if self.family is None:  # no scene (or one `load`ed for renders): nothing to observe or move
+            raise NotReset("The sim robot has no task yet: reset it with a task family and seed first "
+                           "(the bridge's `reset` message, or pick a task in the app).")
+
     def render(self, camera: str) -> np.ndarray:
         """What `camera` sees now: HxWx3 uint8 at `config.image_size`."""
         self._renderer.update_scene(self.data, camera=camera)

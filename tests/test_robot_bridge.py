@@ -115,6 +115,42 @@ def test_bridge_refuses_unsafe_actions_and_holds(bridge_address, action, mode, s
         remote.close()
 
 
+NOT_RESET = ("The sim robot has no task yet: reset it with a task family and seed first (the bridge's `reset` "
+             "message, or pick a task in the app).")
+
+
+def test_a_robot_asked_before_any_reset_says_to_reset_it():
+    """A fresh `coachlab robot-server` asked to `observe` answered "The robot failed: AttributeError:
+    'NoneType' object has no attribute 'update_scene'". Observe, act and hold before any reset must each
+    say, in one sentence, to reset first, and the bridge must serve normally once it is reset."""
+    from coaching.robot import NotReset
+    from coaching.robot_bridge import BridgeRobot
+    from sim.mujoco_robot import MujocoRobot
+
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "app.cli", "robot-server", "--port", str(port)],
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        assert "robot bridge for the sim" in proc.stderr.readline()
+        remote = BridgeRobot(f"tcp://127.0.0.1:{port}")
+        for call in (remote.observe, remote.hold, lambda: remote.act(np.array([0.3, 0.1, 0.15, 0.0, 0.0, 1.0]))):
+            with pytest.raises(PolicyServerError) as caught:
+                call()
+            assert caught.value.code == "not_reset"
+            assert str(caught.value) == (f"The robot bridge at tcp://127.0.0.1:{port} answered with an error: "
+                                         f"{NOT_RESET}")
+        assert remote.reset("sort_blocks", 0).images["base"].shape == (224, 224, 3)
+        remote.hold()
+        assert remote.observe().task_progress == {"success": False, "steps_left": 6}
+        remote.close()
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+    with pytest.raises(NotReset) as caught:  # the embedded sim says the same without a bridge
+        MujocoRobot().observe()
+    assert str(caught.value) == NOT_RESET
+
+
 def test_sim_robot_refuses_unsafe_actions_itself(robot):
     """The embedded sim is its own last hop: the same check runs in `MujocoRobot.act`."""
     from coaching.action_check import ActionRejected
