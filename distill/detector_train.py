@@ -3,10 +3,12 @@
 The frames come from the caller (`coachlab train-detector` passes the sim's synthetic renders,
 `sim/synthetic_scenes.py`); each has `images` ({camera: HxWx3 uint8}) and `views` (items with
 `label` "colour kind", `camera`, `box`, `mask` HxW bool, `visible_fraction`). Steps: rasterise
-the labels into per-pixel item and colour targets at the segmenter's half resolution and crop
-every item view for the kind classifier; train both with one AdamW and a one-cycle schedule on
-cross-entropy (per pixel for the segmenter, background down-weighted: items are a few percent of
-the pixels; per crop for the classifier); score held-out frames with
+the labels into targets at the segmenter's half resolution (item and colour per pixel, a Gaussian
+at each item's centre and its log size around it) and crop every item view for the kind
+classifier; train both with one AdamW and a one-cycle schedule (cross-entropy per pixel for item
+and colour, background down-weighted as items are a few percent of the pixels; CenterNet's focal
+loss on the centres and L1 on the sizes; cross-entropy per crop for the classifier, whose crops
+from half-way on include the first stage's own proposals, false alarms among them); score held-out frames with
 `distill/detector_metrics.py`; save the checkpoint (`distill/checkpoint.py`, format "detector")
 with the training record.
 """
@@ -23,9 +25,11 @@ import numpy as np
 
 from distill.checkpoint import save_checkpoint
 from distill.detector_metrics import DetectionScore
-from distill.learned_detector import FORMAT, item_crop, item_regions
+from distill.learned_detector import FORMAT, decodable, item_crop, proposals
 
 BACKGROUND_WEIGHT = 0.1  # items cover ~2% of the pixels; unweighted, "all background" is a strong minimum
+LOSSES = ("item", "colour", "kind", "centre", "size")
+MIN_CENTRE_PIXELS = 4  # an item showing fewer pixels gets no centre: nothing to find
 
 
 @dataclass
@@ -34,7 +38,9 @@ class DetectorTrainConfig:
     batch_size: int = 32  # camera image windows per step (the segmenter)
     window: int = 128  # side of the window taken from each image (pixels, a multiple of 8)
     crop_batch_size: int = 256  # item crops per step (the classifier)
-    mine_at: float = 0.5  # fraction of the steps after which the segmenter's proposals join the crops
+    # fractions of the steps at which the first stage's proposals (re)join the crops: a second round
+    # shows the classifier the proposals of the trained first stage, not of a half-trained one
+    mine_at: tuple[float, ...] = (0.4, 0.75)
     lr: float = 4e-3
     weight_decay: float = 1e-4
     seed: int = 0
@@ -50,36 +56,80 @@ def _vocabulary(frames: Sequence) -> tuple[tuple[str, ...], tuple[str, ...]]:
 
 
 def rasterise(frames: Sequence, kinds: Sequence[str], colours: Sequence[str]):
-    """The segmenter's data: images Nx3xHxW uint8 and targets at half resolution, item NxH/2xW/2
-    (1 on an item), colour (index, where an item is) and kind (index + 1, 0 elsewhere: for mining
-    the classifier's examples), for every camera image of every frame."""
+    """The segmenter's data: images Nx3xHxW uint8 and targets at half resolution: item NxH/2xW/2 (1 on
+    an item), colour (index, where an item is), kind (index + 1, 0 elsewhere: for mining the
+    classifier's examples), centre (float16, a Gaussian peaking at 1 on each item's centre) and size
+    (float16 Nx2xH/2xW/2, log width and height of the item whose Gaussian is strongest there), for
+    every camera image of every frame."""
     colour_index = {c: i for i, c in enumerate(colours)}
     kind_index = {k: i + 1 for i, k in enumerate(kinds)}
-    images, item_t, colour_t, kind_t = [], [], [], []
+    images, item_t, colour_t, kind_t, centre_t, size_t = [], [], [], [], [], []
     for f in frames:
         for cam, image in f.images.items():
             h, w = image.shape[:2]
             item_map = np.zeros((h, w), np.uint8)
             colour_map = np.zeros((h, w), np.uint8)
             kind_map = np.zeros((h, w), np.uint8)
+            centre = np.zeros((h // 2, w // 2), np.float32)
+            size = np.zeros((2, h // 2, w // 2), np.float32)
             for v in f.views:
                 if v.camera == cam:
                     colour, kind = v.label.split(" ", 1)
                     item_map[v.mask] = 1
                     colour_map[v.mask] = colour_index[colour]
                     kind_map[v.mask] = kind_index[kind]
+                    if int(v.mask.sum()) >= MIN_CENTRE_PIXELS:
+                        _splat(centre, size, v.box)
             images.append(image.transpose(2, 0, 1))
             for out, full in ((item_t, item_map), (colour_t, colour_map), (kind_t, kind_map)):
                 out.append(cv2.resize(full, (w // 2, h // 2), interpolation=cv2.INTER_NEAREST))
-    return np.stack(images), np.stack(item_t), np.stack(colour_t), np.stack(kind_t)
+            centre_t.append(centre.astype(np.float16))
+            size_t.append(size.astype(np.float16))
+    return (np.stack(images), np.stack(item_t), np.stack(colour_t), np.stack(kind_t), np.stack(centre_t),
+            np.stack(size_t))
+
+
+def _splat(centre: np.ndarray, size: np.ndarray, box) -> None:
+    """Draw one item into the half-resolution targets: a Gaussian of peak 1 at its box centre (sigma a
+    sixth of its mean side, as CenterNet's radius rule gives for small boxes) and its log size where
+    this Gaussian beats what is there."""
+    x0, y0, x1, y1 = (c / 2 for c in box)
+    cx, cy = int((x0 + x1) / 2), int((y0 + y1) / 2)
+    sigma = max(0.7, np.sqrt(max(x1 - x0, 1) * max(y1 - y0, 1)) / 6)
+    r = int(3 * sigma) + 1
+    h, w = centre.shape
+    ya, yb, xa, xb = max(0, cy - r), min(h, cy + r + 1), max(0, cx - r), min(w, cx + r + 1)
+    if ya >= yb or xa >= xb:
+        return
+    yy, xx = np.mgrid[ya:yb, xa:xb]
+    g = np.exp(-((xx - cx) ** 2 + (yy - cy) ** 2) / (2 * sigma ** 2))
+    win = centre[ya:yb, xa:xb]
+    stronger = g > win
+    win[stronger] = g[stronger]
+    size[0, ya:yb, xa:xb][stronger] = np.log(max(box[2] - box[0], 1.0))
+    size[1, ya:yb, xa:xb][stronger] = np.log(max(box[3] - box[1], 1.0))
+
+
+def centre_loss(logits, target):
+    """CenterNet's penalty-reduced focal loss (Zhou et al. 2019, eq. 1; alpha 2, beta 4): logits and
+    target Bx1xHxW (target 1 at centres, a Gaussian around them), summed and divided by the number
+    of centres."""
+    import torch
+    import torch.nn.functional as F
+
+    p = torch.sigmoid(logits).clamp(1e-4, 1 - 1e-4)
+    pos = target >= 0.999
+    pos_loss = -F.logsigmoid(logits)[pos] * (1 - p[pos]) ** 2
+    neg = ~pos
+    neg_loss = -F.logsigmoid(-logits)[neg] * p[neg] ** 2 * (1 - target[neg]) ** 4
+    return (pos_loss.sum() + neg_loss.sum()) / pos.sum().clamp(min=1)
 
 
 def mine(net, images, kind_t, crop: int, batch: int = 32):
-    """The classifier's examples as the segmenter proposes them: every region `item_regions` finds in
-    the training images, labelled with the kind most of it covers, or "not an item" (index K) when
-    less than a fifth of it lies on any item; regions in between are left out. Nx4xSxS uint8, N."""
+    """The classifier's examples as the first stage proposes them: every proposal `proposals` finds in
+    the training images, labelled with the kind of the item under its centre, or "not an item"
+    (index K) when no item pixel lies within a pixel of it. Nx4xSxS uint8, N."""
     import torch
-    import torch.nn.functional as F
 
     num_kinds = len(net.cfg.kinds)
     out, labels = [], []
@@ -87,23 +137,20 @@ def mine(net, images, kind_t, crop: int, batch: int = 32):
     with torch.inference_mode():
         for start in range(0, len(images), batch):
             x = images[start:start + batch].float().div_(255.0)
-            item, colour = net.segmenter(x)
-            item = F.interpolate(item, scale_factor=2, mode="bilinear", align_corners=False).softmax(1)[:, 1].numpy()
-            colour = F.interpolate(colour, scale_factor=2, mode="nearest").argmax(1).numpy()
+            maps = {k: v.numpy() for k, v in decodable(net.segmenter(x)).items()}
             for i in range(len(x)):
                 image = images[start + i].numpy().transpose(1, 2, 0)
-                truth = np.kron(kind_t[start + i].numpy(), np.ones((2, 2), np.uint8))  # back to full resolution
-                for r in item_regions(item[i], colour[i]):
-                    x0, y0 = r.origin
-                    under = truth[y0:y0 + r.mask.shape[0], x0:x0 + r.mask.shape[1]][r.mask]
-                    on_items = under[under > 0]
-                    if len(on_items) < 0.2 * len(under):
+                truth = kind_t[start + i].numpy()  # half resolution
+                for prop in proposals({k: v[i] for k, v in maps.items()}, image.shape[:2]):
+                    hy, hx = prop.peak
+                    near = truth[max(0, hy - 1):hy + 2, max(0, hx - 1):hx + 2]
+                    if truth[hy, hx] > 0:
+                        label = int(truth[hy, hx]) - 1
+                    elif not near.any():
                         label = num_kinds
-                    elif len(on_items) > 0.5 * len(under):
-                        label = int(np.bincount(on_items).argmax()) - 1
                     else:
                         continue
-                    out.append(item_crop(image, r.mask, r.box, crop, r.origin))
+                    out.append(item_crop(image, prop.mask, prop.box, crop, prop.origin))
                     labels.append(label)
     net.train()
     if not out:
@@ -160,8 +207,10 @@ def train_detector(train_frames: Sequence, val_frames: Sequence, out: str | Path
     # 1. data: every camera image is a segmenter sample, every item view in it a classifier sample
     kinds, colours = _vocabulary(train_frames)
     net = DetectorNet(DetectorConfig(kinds=kinds, colours=colours))
-    images, item_t, colour_t, kind_t = (torch.from_numpy(a) for a in rasterise(train_frames, kinds, colours))
-    crop_x, crop_y = (torch.from_numpy(a) for a in crops(train_frames, kinds, net.cfg.crop, rng))
+    images, item_t, colour_t, kind_t, centre_t, size_t = (
+        torch.from_numpy(a) for a in rasterise(train_frames, kinds, colours))
+    true_x, true_y = (torch.from_numpy(a) for a in crops(train_frames, kinds, net.cfg.crop, rng))
+    crop_x, crop_y = true_x, true_y
 
     # 2. one optimiser over both stages; each step one batch of images and one of crops
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
@@ -174,9 +223,9 @@ def train_detector(train_frames: Sequence, val_frames: Sequence, out: str | Path
     bar = tqdm(range(config.steps), desc="training the detector", unit="step", disable=not config.progress)
     mined = negatives = 0
     for step in bar:
-        if step == int(config.mine_at * config.steps):  # add the segmenter's own proposals, false alarms included
+        if step in {int(f * config.steps) for f in config.mine_at}:  # the first stage's proposals, false alarms included
             mx, my = mine(net, images, kind_t, net.cfg.crop)
-            crop_x, crop_y = torch.cat([crop_x, torch.from_numpy(mx)]), torch.cat([crop_y, torch.from_numpy(my)])
+            crop_x, crop_y = torch.cat([true_x, torch.from_numpy(mx)]), torch.cat([true_y, torch.from_numpy(my)])
             mined = len(my)
             negatives = int((my == len(kinds)).sum())
         idx = torch.from_numpy(rng.integers(0, len(images), config.batch_size))
@@ -188,16 +237,23 @@ def train_detector(train_frames: Sequence, val_frames: Sequence, out: str | Path
         x = images[idx, :, y0:y0 + size, x0:x0 + size].float().div_(255.0)
         half = (slice(y0 // 2, (y0 + size) // 2), slice(x0 // 2, (x0 + size) // 2))
         it, ct = item_t[idx][:, half[0], half[1]].long(), colour_t[idx][:, half[0], half[1]].long()
+        ht = centre_t[idx][:, None, half[0], half[1]].float()
+        st = size_t[idx][:, :, half[0], half[1]].float()
         # light jitter: brightness and contrast per image (hue would change the colour labels)
         gain = torch.empty(len(idx), 1, 1, 1).uniform_(0.8, 1.2)
         bias = torch.empty(len(idx), 1, 1, 1).uniform_(-0.06, 0.06)
         x = (x * gain + bias).clamp_(0, 1)
         if rng.random() < 0.5:  # mirror: what a thing is does not depend on left and right
-            x, it, ct = x.flip(-1), it.flip(-1), ct.flip(-1)
-        item_logits, colour_logits = net.segmenter(x)
-        loss_item = F.cross_entropy(item_logits, it, weight=item_weight)
+            x, it, ct, ht, st = x.flip(-1), it.flip(-1), ct.flip(-1), ht.flip(-1), st.flip(-1)
+        maps = net.segmenter(x)
+        loss_item = F.cross_entropy(maps["item"], it, weight=item_weight)
         fg = it > 0
-        loss_colour = F.cross_entropy(colour_logits, ct, reduction="none")[fg].mean() if fg.any() else 0.0 * loss_item
+        loss_colour = F.cross_entropy(maps["colour"], ct, reduction="none")[fg].mean() if fg.any() else 0.0 * loss_item
+        loss_centre = centre_loss(maps["centre"], ht)
+        # the size is read at a peak: learn it where the item's Gaussian is high, weighted by it
+        near = ht > 0.3
+        loss_size = (F.l1_loss(maps["size"], st, reduction="none") * ht)[near.expand_as(st)].sum() / \
+            ht[near].sum().clamp(min=1)
 
         cidx = torch.from_numpy(rng.integers(0, len(crop_x), config.crop_batch_size))
         cx = crop_x[cidx].float().div_(255.0)
@@ -206,15 +262,15 @@ def train_detector(train_frames: Sequence, val_frames: Sequence, out: str | Path
             cx = cx.flip(-1)
         loss_kind = F.cross_entropy(net.classifier(cx), crop_y[cidx])
 
-        loss = loss_item + loss_colour + loss_kind
+        loss = loss_item + loss_colour + loss_kind + loss_centre + loss_size
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
         sched.step()
-        losses.append([float(loss_item.detach()), float(loss_colour.detach()), float(loss_kind.detach())])
+        losses.append([float(v.detach()) for v in (loss_item, loss_colour, loss_kind, loss_centre, loss_size)])
         if step % 20 == 0:
             recent = np.mean(losses[-20:], axis=0)
-            bar.set_postfix(item=f"{recent[0]:.3f}", colour=f"{recent[1]:.3f}", kind=f"{recent[2]:.3f}")
+            bar.set_postfix(**{k: f"{v:.3f}" for k, v in zip(LOSSES, recent)})
     net.eval()
     train_minutes = (time.perf_counter() - start) / 60
 
@@ -225,8 +281,8 @@ def train_detector(train_frames: Sequence, val_frames: Sequence, out: str | Path
     record = {"config": asdict(config), "train_images": int(len(images)), "train_crops": int(len(crop_x)),
               "mined_crops": mined, "mined_not_items": negatives,
               "val_frames": len(val_frames),
-              "loss_first": {k: round(float(v), 4) for k, v in zip(("item", "colour", "kind"), first)},
-              "loss_last": {k: round(float(v), 4) for k, v in zip(("item", "colour", "kind"), last)},
+              "loss_first": {k: round(float(v), 4) for k, v in zip(LOSSES, first)},
+              "loss_last": {k: round(float(v), 4) for k, v in zip(LOSSES, last)},
               "train_loop_minutes": round(train_minutes, 2), "validation": metrics, **(extra or {})}
     save_checkpoint(out, net, record, FORMAT)
     return record

@@ -1,12 +1,14 @@
 """The learned detector behind the `Detector` seam: the embedded default's perception.
 
 It owns running the networks (`distill/detector_model.py`) on camera images and decoding them
-into detections. The segmenter's item and colour logits are upsampled to the image; item pixels
-(probability > 0.5) of one colour that touch form a region; the classifier names each region's
-kind from its crop (`item_crop`); regions that get the same label merge when the smaller is at
-least `MERGE_FRACTION` of the largest (an item the arm cuts in two is still one item), else the
-largest stands alone. One detection per label per camera, because a label a coach types must
-name one item. Score: mean item probability over the region times the kind's probability.
+into detections. Every local maximum of the centre heatmap above `peak_threshold` is a proposal
+(CenterNet's decoding: a 3x3 max-pool keeps the peaks); its box is the size read at the peak
+around it, its colour the colour logits summed around it, its mask the item pixels of that colour
+in the box. The classifier names each proposal's kind from its crop (`item_crop`) or rejects it;
+proposals that get the same label merge when the smaller is at least `MERGE_FRACTION` of the
+largest and near it (an item the arm cuts in two is still one item), else the best stands alone.
+One detection per label per camera, because a label a coach types must name one item. Score: the
+peak's heat times the kind's probability.
 """
 
 from __future__ import annotations
@@ -31,14 +33,15 @@ SHIPPED = str(Path(__file__).resolve().parent / "detector")
 FORMAT = "detector"
 COMMAND = "coachlab train-detector"
 MERGE_FRACTION = 0.3
-MIN_PIXELS = 8  # smaller regions are specks at an edge, not items
 
 
 @dataclass(frozen=True)
 class DecodeConfig:
-    min_score: float = 0.4  # item probability x kind probability
-    min_pixels: int = MIN_PIXELS
-    item_threshold: float = 0.5  # a pixel is an item's above this probability
+    min_score: float = 0.15  # peak heat x kind probability
+    peak_threshold: float = 0.1  # heatmap maxima below this are not proposals
+    max_proposals: int = 40  # per image, the highest peaks
+    item_threshold: float = 0.5  # a pixel is an item's above this probability (the mask)
+    refine: float = 1.6  # a blob up to this many times the regressed size gives the box (0: never)
 
 
 def check_images(images: dict[str, np.ndarray]) -> None:
@@ -95,52 +98,47 @@ class LearnedDetector:
                 torch.set_num_threads(self._threads)
             try:
                 for (h, w), group in by_size.items():
-                    item_p, colour = self._predict(np.stack([images[c] for c in group]), h, w)
+                    maps = self._predict(np.stack([images[c] for c in group]), h, w)
                     for i, cam in enumerate(group):
-                        out += self._decode(cam, images[cam], item_p[i], colour[i])
+                        out += self._decode(cam, images[cam], {k: v[i] for k, v in maps.items()})
             finally:
                 torch.set_num_threads(before)
         return sorted(out, key=lambda d: -d.score)
 
-    def _predict(self, batch: np.ndarray, h: int, w: int) -> tuple[np.ndarray, np.ndarray]:
-        """BxHxWx3 uint8 -> (item probability BxHxW float32, colour index BxHxW uint8)."""
+    def _predict(self, batch: np.ndarray, h: int, w: int) -> dict[str, np.ndarray]:
+        """BxHxWx3 uint8 -> the segmenter's maps at half resolution as float32 numpy, {"centre":
+        Bx1xH/2xW/2 heat in 0..1 (local maxima only, others 0), "size", "item" (probability), "colour"}."""
         torch, F = self._torch, self._torch.nn.functional
         x = torch.from_numpy(batch).permute(0, 3, 1, 2).float().div_(255.0)
-        ph, pw = (-h) % 8, (-w) % 8  # the network halves three times
+        ph, pw = (-h) % 16, (-w) % 16  # the network halves four times
         if ph or pw:
             x = F.pad(x, (0, pw, 0, ph), mode="replicate")
         with torch.inference_mode():
-            item, colour = self.net.segmenter(x)
-            item = item.softmax(1)[:, 1].numpy()
-            colour = colour.argmax(1).numpy().astype(np.uint8)
-        # back to full size in OpenCV: bilinear for the probability, nearest for the colour index
-        size = (x.shape[-1], x.shape[-2])
-        item = np.stack([cv2.resize(p, size, interpolation=cv2.INTER_LINEAR)[:h, :w] for p in item])
-        colour = np.stack([cv2.resize(c, size, interpolation=cv2.INTER_NEAREST)[:h, :w] for c in colour])
-        return item, colour
+            out = decodable(self.net.segmenter(x))
+            return {k: v[..., :(h + 1) // 2, :(w + 1) // 2].numpy() for k, v in out.items()}
 
-    def _decode(self, camera: str, image: np.ndarray, item_p: np.ndarray, colour: np.ndarray) -> list[Detection]:
-        """Regions of one colour become items; the classifier names each one's kind or rejects it; one
-        detection per label."""
-        regions = item_regions(item_p, colour, self.decode.min_pixels, self.decode.item_threshold)
-        if not regions:
+    def _decode(self, camera: str, image: np.ndarray, maps: dict[str, np.ndarray]) -> list[Detection]:
+        """Proposals become items; the classifier names each one's kind or rejects it; one detection
+        per label."""
+        props = proposals(maps, image.shape[:2], self.decode)
+        if not props:
             return []
         torch = self._torch
-        crops = np.stack([item_crop(image, r.mask, r.box, self.cfg.crop, r.origin) for r in regions])
+        crops = np.stack([item_crop(image, r.mask, r.box, self.cfg.crop, r.origin) for r in props])
         with torch.inference_mode():
             kind_p = self.net.classifier(torch.from_numpy(crops).float().div_(255.0)).softmax(1).numpy()
-        by_label: dict[str, list[tuple[Region, float]]] = {}
-        for r, p in zip(regions, kind_p):
+        by_label: dict[str, list[tuple[Proposal, float]]] = {}
+        for r, p in zip(props, kind_p):
             k = int(p.argmax())
             if k == len(self.cfg.kinds):  # the classifier's last class: not an item (a pad, the arm, a wall)
                 continue
-            score = r.mean(item_p) * float(p[k])
-            by_label.setdefault(f"{self.cfg.colours[r.colour]} {self.cfg.kinds[k]}", []).append((r, score))
+            by_label.setdefault(f"{self.cfg.colours[r.colour]} {self.cfg.kinds[k]}", []).append((r, r.heat * float(p[k])))
         out = []
+        h, w = image.shape[:2]
         for label, parts in by_label.items():
             kept, score = _merge(parts)
             if score >= self.decode.min_score:
-                mask = np.zeros(item_p.shape, bool)
+                mask = np.zeros((h, w), bool)
                 for r in kept:
                     x0, y0 = r.origin
                     mask[y0:y0 + r.mask.shape[0], x0:x0 + r.mask.shape[1]] |= r.mask
@@ -151,46 +149,81 @@ class LearnedDetector:
 
 
 @dataclass
-class Region:
-    """One connected region of item pixels of one colour: its mask in the window at `origin`."""
+class Proposal:
+    """One heatmap peak: an item's centre, its box and its mask in the window at `origin`."""
 
+    peak: tuple[int, int]  # row, column of the peak at half resolution
+    heat: float  # the peak's value, 0..1
     colour: int
-    origin: tuple[int, int]  # x, y of the window's top-left pixel in the image
-    mask: np.ndarray  # hxw bool over the window (the region's bounding box)
+    box: tuple[float, float, float, float]  # x0, y0, x1, y1 in pixels
+    origin: tuple[int, int]  # x, y of the mask window's top-left pixel in the image
+    mask: np.ndarray  # hxw bool over the window: the item pixels of its colour in the box
 
     @property
-    def box(self) -> tuple[float, float, float, float]:
-        x, y = self.origin
-        return float(x), float(y), float(x + self.mask.shape[1]), float(y + self.mask.shape[0])
-
-    @property
-    def size(self) -> int:
-        return int(self.mask.sum())
-
-    def mean(self, values: np.ndarray) -> float:
-        """The mean of an HxW array over the region's pixels."""
-        x, y = self.origin
-        return float(values[y:y + self.mask.shape[0], x:x + self.mask.shape[1]][self.mask].mean())
+    def size(self) -> float:
+        return max(1.0, (self.box[2] - self.box[0]) * (self.box[3] - self.box[1]))
 
 
-def item_regions(item_p: np.ndarray, colour: np.ndarray, min_pixels: int = MIN_PIXELS,
-                 threshold: float = 0.5) -> list[Region]:
-    """Every connected region of item pixels (probability above `threshold`) of one colour, at least
-    `min_pixels` large: the candidates the classifier names."""
-    fg = item_p > threshold
+def decodable(maps: dict) -> dict:
+    """The segmenter's outputs (torch, Bx?xH/2xW/2) as `proposals` reads them: "centre" heat in 0..1
+    with all but its 3x3 local maxima set to 0 (CenterNet's peak picking), "item" the probability of
+    an item pixel (Bx1), "size" and "colour" as they are."""
+    import torch
+    import torch.nn.functional as F
+
+    heat = torch.sigmoid(maps["centre"])
+    heat = heat * (heat == F.max_pool2d(heat, 3, stride=1, padding=1))
+    return {"centre": heat, "size": maps["size"], "item": maps["item"].softmax(1)[:, 1:], "colour": maps["colour"]}
+
+
+def proposals(maps: dict, image_size: tuple[int, int], decode: DecodeConfig | None = None) -> list[Proposal]:
+    """The proposals of one image from its half-resolution maps (`decodable`'s for one image, numpy):
+    every kept heatmap peak above `peak_threshold`, highest first,
+    at most `max_proposals`. `image_size` is (H, W) in pixels."""
+    decode = decode or DecodeConfig()
+    heat, size, item, colour = (np.asarray(maps[k]) for k in ("centre", "size", "item", "colour"))
+    heat, item = heat[0], item[0]
+    h, w = image_size
+    hh, hw = heat.shape
+    ys, xs = np.nonzero(heat > decode.peak_threshold)
+    order = np.argsort(-heat[ys, xs])[:decode.max_proposals]
+    colour_index = colour.argmax(0)
+    fg = item > decode.item_threshold
+    blobs: dict[int, tuple] = {}  # per colour: its connected item pixels, computed when first needed
     out = []
-    for c in np.unique(colour[fg]):
-        n, comp, stats, _ = cv2.connectedComponentsWithStats((fg & (colour == c)).astype(np.uint8), connectivity=8)
-        for r in range(1, n):
-            x, y, w, h, area = stats[r]
-            if area >= min_pixels:
-                out.append(Region(int(c), (int(x), int(y)), comp[y:y + h, x:x + w] == r))
+    for y, x in zip(ys[order], xs[order]):
+        bw, bh = np.exp(np.clip(size[:, y, x], 0.0, 6.0))
+        cx, cy = 2 * x + 1.0, 2 * y + 1.0  # the half-resolution pixel's centre in image pixels
+        box = (max(0.0, cx - bw / 2), max(0.0, cy - bh / 2), min(float(w), cx + bw / 2), min(float(h), cy + bh / 2))
+        # the colour most of the item pixels in the box have (a can's white lid is not its colour)
+        ya, yb = int(box[1]) // 2, min(hh, int(np.ceil(box[3] / 2)))
+        xa, xb = int(box[0]) // 2, min(hw, int(np.ceil(box[2] / 2)))
+        votes = np.bincount(colour_index[ya:yb, xa:xb].ravel(), weights=item[ya:yb, xa:xb].ravel(),
+                            minlength=len(colour))
+        c = int(votes.argmax()) if votes.any() else int(colour[:, y, x].argmax())
+        if c not in blobs:
+            blobs[c] = cv2.connectedComponentsWithStats((fg & (colour_index == c)).astype(np.uint8), connectivity=8)[1:3]
+        comp, stats = blobs[c]
+        near = comp[max(0, y - 1):y + 2, max(0, x - 1):x + 2]
+        blob = int(np.bincount(near[near > 0]).argmax()) if (near > 0).any() else 0
+        if blob and decode.refine:
+            # the item's own pixels give a tighter box than the regressed size, unless the blob is
+            # something larger of the same colour it stands on (a block on the pad of its colour)
+            bx, by, bbw, bbh = stats[blob][:4]
+            if 0.5 * bw <= 2 * bbw <= decode.refine * bw and 0.5 * bh <= 2 * bbh <= decode.refine * bh:
+                box = (2.0 * bx, 2.0 * by, min(float(w), 2.0 * (bx + bbw)), min(float(h), 2.0 * (by + bbh)))
+        # the mask: item pixels of this colour inside the box, at half resolution, doubled back
+        ya, yb = int(box[1]) // 2, min(hh, int(np.ceil(box[3] / 2)))
+        xa, xb = int(box[0]) // 2, min(hw, int(np.ceil(box[2] / 2)))
+        half = fg[ya:yb, xa:xb] & (colour_index[ya:yb, xa:xb] == c)
+        mask = np.kron(half, np.ones((2, 2), bool))[:h - 2 * ya, :w - 2 * xa]
+        out.append(Proposal((int(y), int(x)), float(heat[y, x]), c, box, (2 * xa, 2 * ya), mask))
     return out
 
 
-def _merge(parts: list[tuple[Region, float]]) -> tuple[list[Region], float]:
-    """One label's regions as one item: the largest, plus the others at least `MERGE_FRACTION` of its
-    size that lie within one item-width of it (an item the arm cuts in two); the rest are dropped."""
+def _merge(parts: list[tuple[Proposal, float]]) -> tuple[list[Proposal], float]:
+    """One label's proposals as one item: the largest, plus the others at least `MERGE_FRACTION` of
+    its size that lie within one item-width of it (an item the arm cuts in two); the rest are dropped."""
     sizes = [r.size for r, _ in parts]
     big = int(np.argmax(sizes))
     x0, y0, x1, y1 = parts[big][0].box

@@ -1,7 +1,8 @@
 """Random sim renders with perfect labels: the training and test data of the learned detector.
 
-It owns the scene randomisation. Each scene has a random subset of every family's fixtures, up to
-`max_items` items of any kind and colour (no two alike), each on the table, in the tub, in the
+It owns the scene randomisation. Half the scenes are a task family's own (its fixtures and items),
+half a random subset of every family's fixtures with up to `max_items` items of any kind and colour
+(no two alike). Every item is then posed on the table, in the tub, in the
 bin, in the drawer (open or closed), on a pad or in the gripper; a random reachable arm pose;
 jittered lights. Items are posed directly (no physics: a render needs no settling). Images go
 through the same JPEG round trip stored frames do, and the labels come from the segmentation
@@ -22,7 +23,7 @@ from sim.mujoco_robot import MujocoRobot, SimRobotConfig
 from sim.objects import COLOURS, KINDS, SceneObject
 from sim.scene import CABINET, GRIPPER_MAX_OPENING, PAD_HALF, PADS, TRASH_BIN, TUB, Placement, SceneSpec
 from sim.segmentation import ItemView, item_labels, render_items
-from sim.tasks import get_family
+from sim.tasks import FAMILIES, get_family
 
 FIXTURES = ("tub", "trash_bin", "cabinet", "pads")
 
@@ -35,6 +36,9 @@ class SyntheticConfig:
     poses_per_scene: int = 6  # renders per compiled scene (a new model costs more than a new pose)
     jpeg_quality: int = 90  # as the recorder stores frames (storage.recorder.RecorderConfig)
     family: str | None = None  # a task family's fixtures and items (its `sample_scene`) rather than any mix
+    # without `family`: the share of scenes that are some family's scene, the rest random mixes. The
+    # families' own layouts hold what mixes rarely do: a block on the pad of its colour, a stack in the tub
+    family_share: float = 0.5
 
 
 @dataclass
@@ -52,7 +56,7 @@ def synthetic_frames(n: int, seed: int, config: SyntheticConfig | None = None) -
     done = 0
     try:
         while done < n:
-            spec = get_family(config.family).sample_scene(rng) if config.family else _random_spec(rng, config.max_items)
+            spec = _spec(rng, config)
             robot.load(spec)
             base_light = robot.model.light_diffuse.copy()
             items = {p.obj.name: p.obj.label for p in spec.items}
@@ -78,6 +82,15 @@ def jpeg_round_trip(image: np.ndarray, quality: int) -> np.ndarray:
     (the sim does not depend on storage, so the two calls are repeated here)."""
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     return cv2.cvtColor(cv2.imdecode(buf, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+
+
+def _spec(rng: np.random.Generator, config: SyntheticConfig) -> SceneSpec:
+    """The scene to render next: the configured family's, or some family's, or a random mix."""
+    if config.family:
+        return get_family(config.family).sample_scene(rng)
+    if rng.random() < config.family_share:
+        return get_family(str(rng.choice(sorted(FAMILIES)))).sample_scene(rng)
+    return _random_spec(rng, config.max_items)
 
 
 def _random_spec(rng: np.random.Generator, max_items: int) -> SceneSpec:
