@@ -19,6 +19,7 @@ _GL_CONTEXT = ("OpenGL platform library has not been loaded", "gladLoadGL", "mjr
                "OSMesa", "glGetError", "PyOpenGL", "OpenGL.error", "No valid GL context")
 _LIBRARY = re.compile(r"(lib[\w.+-]+\.so[\w.]*)[^\n]*(cannot open shared object file|No such file)"
                       r"|(?:Unable to load|could not load|cannot load)[^\n]*?(lib[\w.+-]+\.so[\w.]*|EGL|OSMesa)", re.I)
+_ADDRESS = re.compile(r"listen on (?:tcp://)?(\S+):(\d+)")  # how coachlab's own port errors name the address
 
 
 def explain(error: BaseException) -> str | None:
@@ -40,7 +41,9 @@ def explain(error: BaseException) -> str | None:
         return f"MuJoCo cannot render with the {backend} graphics backend (MUJOCO_GL={backend}): {fix}."
     code = getattr(error, "errno", None)
     if code == errno.EADDRINUSE or "Address already in use" in text:
-        return "The port is already in use: choose another --port, or stop whatever holds it."
+        where = _ADDRESS.search(text)
+        port = f"Port {where.group(2)} on {where.group(1)} is" if where else "The port is"
+        return f"{port} already in use: choose another --port, or stop whatever holds it."
     if isinstance(error, OSError) and code in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOTDIR, errno.ENOENT):
         where = error.filename or "a file coachlab needs"
         return (f"Cannot use {where} ({error.strerror}): fix its permissions or mount, or point coachlab elsewhere "

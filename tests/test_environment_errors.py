@@ -65,7 +65,10 @@ def test_a_port_in_use_is_one_sentence(command):
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         extra = ["--detector", "none"] if command == "app" else []
-        _one_sentence(_coachlab(command, "--port", str(taken.getsockname()[1]), *extra), "--port")
+        port = taken.getsockname()[1]
+        err = _one_sentence(_coachlab(command, "--port", str(port), *extra))
+        assert err == (f"coachlab {command}: Port {port} on 127.0.0.1 is already in use: choose another --port, "
+                       "or stop whatever holds it."), err
 
 
 def test_an_unusable_data_dir_is_one_sentence(tmp_path):
