@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 import warnings
 from typing import Any, Callable
@@ -165,9 +166,10 @@ def cmd_keys(args: argparse.Namespace) -> dict[str, Any]:
 
     public, secret = make_keys(args.dir, args.name)
     key = read_public_key(str(public)).decode()
-    if args.name == SERVER_KEY_NAME:
+    if args.name == SERVER_KEY_NAME:  # quoted: Z85 keys hold $, [, ] ... that a shell would eat
         use = (f"start the server with --keys {args.dir} (or ${KEYS_ENV}); give clients this public key: "
-               f"--robot-key / --vla-key {key} (or $COACHLAB_ROBOT_KEY / $COACHLAB_VLA_KEY). Put client .key files "
+               f"--robot-key / --vla-key {shlex.quote(key)} (or $COACHLAB_ROBOT_KEY / $COACHLAB_VLA_KEY), "
+               f"or the file {public}. Put client .key files "
                f"in {os.path.join(args.dir, CLIENTS_DIR)}/ to admit only those clients.")
     else:
         use = (f"copy {public} into the server's {CLIENTS_DIR}/ folder and set COACHLAB_CLIENT_KEY={secret} "
@@ -204,7 +206,7 @@ def _check_port(port: int) -> None:
 
 def _serve(server: Any, what: str, keys: Any = None) -> dict[str, Any]:
     """Announce a ZMQ server's address on stderr, serve until Ctrl+C, report what it did."""
-    secured = f", clients need its public key {keys.public.decode()}" if keys is not None else ""
+    secured = f", clients need its public key {shlex.quote(keys.public.decode())}" if keys is not None else ""
     print(f"{what} at {server.address.replace('tcp://', 'zmq://')}{secured} (Ctrl+C stops)", file=sys.stderr, flush=True)
     server.serve_until_interrupted()
     return {"address": server.address, "served": server.served, "errors": server.errors}

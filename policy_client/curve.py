@@ -3,10 +3,10 @@
 A server bound to anything but loopback must have a key pair (`coachlab keys`): its socket is then
 a CURVE server, and only clients that know its public key complete the handshake; with a folder of
 authorized client public keys (`DIR/authorized_clients/*.key`), only those clients do (checked by
-pyzmq's ZAP authenticator). A client gets the server's public key by option, by `?key=` in the
-address, or from an environment variable, and its own key pair from `$COACHLAB_CLIENT_KEY` (a
-`.key_secret` file) or, when none is given, a fresh one per connection. Without keys on loopback
-nothing changes: the plain ZMQ wire.
+pyzmq's ZAP authenticator). A client gets the server's public key by option or from an
+environment variable (the 40 characters or the path of the `.key` file), and its own key pair
+from `$COACHLAB_CLIENT_KEY` (a `.key_secret` file) or, when none is given, a fresh one per
+connection. Without keys on loopback nothing changes: the plain ZMQ wire.
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ def read_public_key(value: str) -> bytes:
         public, _ = zmq.auth.load_certificate(value)
     except (OSError, ValueError):
         raise KeysError(f"{value[:60]!r} is neither a 40-character server public key nor a readable .key file; "
-                        "copy the key `coachlab keys` printed on the server.") from None
+                        "copy the key `coachlab keys` printed on the server, in single quotes (keys hold characters "
+                        "such as $ that a shell replaces), or give the path of its .key file.") from None
     return public
 
 

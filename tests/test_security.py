@@ -32,6 +32,10 @@ def test_keys_makes_a_pair_and_never_overwrites_it(tmp_path, capsys):
     out = json.loads(capsys.readouterr().out)
     assert len(out["public_key"]) == 40 and Path(out["secret_key_file"]).stat().st_mode & 0o077 == 0
     assert "--keys" in out["use"]
+    # the key as a real shell passes it on when the printed advice is pasted (Z85 keys hold $, (, *, ...)
+    as_printed = out["use"].split("--vla-key ", 1)[1].split(" (or ", 1)[0]
+    pasted = subprocess.run(["sh", "-c", f"printf %s {as_printed}"], capture_output=True, text=True).stdout
+    assert pasted == out["public_key"], as_printed
     assert main(["keys", "--dir", str(tmp_path / "k")]) == 2
     assert "already exists" in capsys.readouterr().err
 
