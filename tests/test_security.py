@@ -22,9 +22,9 @@ ROOT = Path(__file__).resolve().parents[1]
 MOVE = np.array([0.3, 0.1, 0.15, 0.0, 0.0, 1.0])
 
 
-def _keys(folder: Path, name: str = "server") -> dict:
+def _keys(folder: Path, name: str = "server") -> None:
+    """A key pair made as a user makes it: `coachlab keys`."""
     assert main(["keys", "--dir", str(folder), "--name", name, "--json"]) == 0
-    return {"public_key": (folder / f"{name}.key").read_text()}
 
 
 def test_keys_makes_a_pair_and_never_overwrites_it(tmp_path, capsys):
@@ -104,7 +104,7 @@ def test_a_server_that_lists_its_clients_admits_only_those(tmp_path, monkeypatch
     from policy_client.echo_policy import EchoPolicy
     from policy_client.server import PolicyServer
 
-    server_public = _keys(tmp_path)["public_key"]
+    _keys(tmp_path)
     assert main(["keys", "--dir", str(tmp_path / "clients"), "--name", "ana"]) == 0
     (tmp_path / "authorized_clients").mkdir()
     shutil.copy(tmp_path / "clients" / "ana.key", tmp_path / "authorized_clients" / "ana.key")
@@ -126,7 +126,6 @@ def test_a_server_that_lists_its_clients_admits_only_those(tmp_path, monkeypatch
         client.close()
     finally:
         server.stop()
-    assert len(server_public) > 40
 
 
 def test_a_vla_client_without_the_key_is_told_how_to_give_it(tmp_path, monkeypatch):
