@@ -327,7 +327,11 @@ def main(argv: list[str] | None = None) -> int:
             raise  # not the environment: a bug, shown as one
         print(f"coachlab {args.command}: {sentence}", file=sys.stderr)
         return 2
-    _emit(result, getattr(args, "json", False))
+    try:
+        _emit(result, getattr(args, "json", False))
+        sys.stdout.flush()
+    except BrokenPipeError:  # the reader stopped early (`coachlab episodes | head`): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # nor at exit, when Python flushes
     return 0
 
 

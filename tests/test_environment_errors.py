@@ -76,3 +76,15 @@ def test_an_unusable_data_dir_is_one_sentence(tmp_path):
     data = str(tmp_path / "a-file" / "data")
     _one_sentence(_coachlab("coach", "--task", "sort_blocks", "--episodes", "1", "--db", f"{data}/c.db"), "--db")
     _one_sentence(_coachlab("episodes", XDG_DATA_HOME=data), "--db")
+
+
+def test_a_reader_that_stops_early_is_not_an_error():
+    """`coachlab episodes | head -5` ended in a BrokenPipeError traceback once head had its lines."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # the reader is gone before coachlab writes a byte
+    try:
+        r = subprocess.run([sys.executable, "-m", "app.cli", "tasks"], cwd=ROOT, stdout=write_end, stderr=subprocess.PIPE,
+                           text=True, timeout=120)
+    finally:
+        os.close(write_end)
+    assert r.returncode == 0 and r.stderr == "", r.stderr[-2000:]
