@@ -132,7 +132,7 @@ def cmd_app(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_robot_server(args: argparse.Namespace) -> dict[str, Any]:
-    from app.embedded import sim_robot
+    from app.embedded import check_sim_rendering, sim_robot
     from coaching.robot_bridge import RobotBridgeServer
 
     _check_port(args.port)
@@ -140,6 +140,7 @@ def cmd_robot_server(args: argparse.Namespace) -> dict[str, Any]:
         raise UserError("--hz must be between 1 and 100.")
     address, keys = f"tcp://{args.host}:{args.port}", _server_keys(args)
     check_bind(address, keys, RobotBridgeServer.what)  # before the sim loads
+    check_sim_rendering()  # a machine that cannot render says so now, not in the first reset's reply
     return _serve(RobotBridgeServer(sim_robot(args.hz), address, keys=keys), "robot bridge for the sim", keys)
 
 

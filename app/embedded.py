@@ -49,6 +49,14 @@ def sim_robot(control_hz: float | None = None) -> Robot:
     return MujocoRobot(SimRobotConfig(control_hz=control_hz) if control_hz else None)
 
 
+def check_sim_rendering() -> None:
+    """Raise the graphics backend's own error now if the sim cannot render on this machine (a server
+    that renders only at the first reset checks this before it announces itself)."""
+    from sim.mujoco_robot import check_rendering
+
+    check_rendering()
+
+
 @contextmanager
 def vla(address: str | None = None, server_key: str | None = None, **options: Any) -> Iterator[BasePolicy]:
     """The VLA at `address` (or $COACHLAB_VLA; its CURVE public key `server_key` or $COACHLAB_VLA_KEY),

@@ -34,6 +34,13 @@ ACTION_BOUNDS = {
 _HOME_SEED = np.array([0.0, 0.35, 1.55, 1.25, 0.0])  # elbow-up guess the IK refines into home
 
 
+def check_rendering() -> None:
+    """Render one tiny frame now, so a machine that cannot render (MUJOCO_GL, its library, no display)
+    raises its graphics error at start, before a server announces itself, rather than at the first reset."""
+    renderer = mujoco.Renderer(mujoco.MjModel.from_xml_string("<mujoco/>"), 8, 8)
+    renderer.close()
+
+
 @dataclass
 class SimRobotConfig:
     cameras: tuple[str, ...] = ("base", "wrist")

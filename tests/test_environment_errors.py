@@ -42,8 +42,10 @@ def test_a_wrong_graphics_backend_is_one_sentence(command):
     _one_sentence(_coachlab(*command, MUJOCO_GL="vulkan"), "MUJOCO_GL='vulkan'", "egl")
 
 
-def test_a_display_backend_without_a_display_is_one_sentence():
-    r = _coachlab("coach", "--task", "sort_blocks", "--episodes", "1", MUJOCO_GL="glx", DISPLAY=None)
+@pytest.mark.parametrize("command", [["coach", "--task", "sort_blocks", "--episodes", "1"],
+                                     ["robot-server", "--port", "0"]])  # the bridge renders only at a reset: it checks at start
+def test_a_display_backend_without_a_display_is_one_sentence(command):
+    r = _coachlab(*command, MUJOCO_GL="glx", DISPLAY=None)
     _one_sentence(r, "glx", "MUJOCO_GL=egl")
 
 
