@@ -35,6 +35,7 @@ def run(runs: int = 100, seed: int = 0, max_kill_step: int = 200) -> dict:
     """`runs` killed episodes (seeds `seed..`); see the module docstring for the figures."""
     from policy_client.local_server import LocalPolicyServer
     from app.embedded import SIM_VLA_FACTORY
+    from tqdm import tqdm
 
     rng = np.random.default_rng(seed)
     figures = {"runs": runs, "episodes_kept": 0, "committed_steps_lost": 0, "tail_s_max": 0.0,
@@ -42,7 +43,7 @@ def run(runs: int = 100, seed: int = 0, max_kill_step: int = 200) -> dict:
     tails = []
     with tempfile.TemporaryDirectory() as tmp, LocalPolicyServer(SIM_VLA_FACTORY, {"noise": 1.0}) as vla:
         url = f"sqlite:///{tmp}/crash.db"
-        for k in range(runs):
+        for k in tqdm(range(runs), desc="killing coaching processes", unit="run"):
             kill_at = int(rng.integers(5, max_kill_step))
             result = _one_run(url, vla.zmq_address, FAMILIES[k % len(FAMILIES)], seed + k, kill_at)
             figures["episodes_kept"] += result["kept"]

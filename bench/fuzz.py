@@ -24,6 +24,7 @@ from typing import Any, Callable
 
 import numpy as np
 import zmq
+from tqdm import tqdm
 
 from policy_client import protocol
 from policy_client.protocol import Message
@@ -188,7 +189,7 @@ def _fuzz(server: _Server, kinds: tuple[str, ...], messages: int, seed: int, pro
 
         send_drawn()
     big = max(1, (messages - hypothesis_n) // BIG_EVERY)
-    for i in range(messages - stats["sent"]):
+    for i in tqdm(range(messages - stats["sent"]), desc=f"fuzzing {server.address}", unit="msg", mininterval=1.0):
         if i % max(1, (messages - hypothesis_n) // big) == 0 and stats["oversized"] < big:
             send([b'{"v":1,"kind":"ping","id":9,"body":{},"arrays":[{"dtype":"|u1","shape":[67108865]}]}',
                   bytes(67_108_865)])  # one byte over the 64 MiB request limit

@@ -73,6 +73,8 @@ def run(kills: int = 100, seed: int = 0, timeout_s: float = 1.0, hang_after_s: f
     from coaching.session import CoachingSession, EpisodeSettings
     from coaching.vla import connect_vla
 
+    from tqdm import tqdm
+
     rng = np.random.default_rng(seed)
     rounds = []
     with connect_vla(None, embedded.SIM_VLA_FACTORY, {"noise": 0.0, "control_hz": embedded.APP_CONTROL_HZ},
@@ -81,7 +83,7 @@ def run(kills: int = 100, seed: int = 0, timeout_s: float = 1.0, hang_after_s: f
         tick_s = 1.0 / robot.describe().control_hz
         session = CoachingSession(robot, vla, idle_reset=("sort_blocks", 0)).start()
         try:
-            for k in range(kills):
+            for k in tqdm(range(kills), desc="killing the VLA", unit="kill"):
                 session.start_episode(EpisodeSettings(task="Sort the blocks.", task_family="sort_blocks",
                                                       seed=seed + k), user="bench")
                 rounds.append(_round(session, robot, vla.supervisor, float(rng.uniform(0.3, 1.5)), tick_s,
