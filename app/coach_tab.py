@@ -1,9 +1,12 @@
 """The Coach tab: the live cameras, the subtask box (Send, Preview, Send with subgoals, the recent
-subtasks to send again), Try again / Pause / Resume / Stop, the subgoal images, the timeline of
-segments (a click marks one failed, a mistake or a success), and starting and ending an episode.
+subtasks to send again), Try again / Pause / Resume / Stop, the subgoal images (labelled with their
+subtask, cleared once another is sent), the timeline of segments (numbered per episode, with their
+outcome; a click selects one, a button marks it, also after End), and starting and ending an episode.
 
 Handlers only translate between widgets and `CoachingSession`; a person's mistake comes back as
-one sentence in a toast (`app/handlers.py`), and the robot holds meanwhile.
+one sentence in a toast (`app/handlers.py`), and the robot holds meanwhile. What the page shows of
+the episode (timeline, recent subtasks, the running episode's settings) is read from the session, so
+a reloaded or second tab shows the same.
 """
 
 from __future__ import annotations
@@ -19,13 +22,32 @@ from coaching.session import CoachingSession, EpisodeSettings, SessionError
 from coaching.settings import SPEEDS
 from storage import StorageError
 
-TIMELINE_COLUMNS = ["segment", "at (s)", "source", "subtask", "outcome", "mistake", "by"]
+TIMELINE_COLUMNS = ["#", "at (s)", "source", "subtask", "outcome", "mistake", "by"]
+# How the timeline words a segment's logged outcome (`coaching/activity.py` for the automatic ones).
+OUTCOME_WORDS = {"failure": "failed"}
+RECENT = 8  # recent subtasks offered to send again
 
 
-def coach_tab(session: CoachingSession, task_families: dict[str, str]) -> None:
-    """Build the tab's widgets and events; `task_families` maps task family names to a default task text."""
+def segment_outcome(seg: dict[str, Any], live_status: str) -> str:
+    """The timeline's outcome cell: the logged outcome, or for the active segment what it is doing."""
+    if seg["end_s"] is None:
+        return live_status
+    return OUTCOME_WORDS.get(seg["outcome"], seg["outcome"] or "")
+
+
+def recent_texts(segments: list[dict[str, Any]]) -> list[str]:
+    """The episode's distinct subtasks a person sent, newest first."""
+    texts: list[str] = []
+    for seg in reversed(segments):
+        if seg["source"] != "policy" and seg["text"] not in texts:
+            texts.append(seg["text"])
+    return texts[:RECENT]
+
+
+def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.Blocks) -> None:
+    """Build the tab's widgets and events; `task_families` maps task family names to a default task text;
+    `page` is the whole page (its load fills the forms from the session)."""
     cams = session.description.cameras
-    recent = gr.State([])
     gr.HTML(camera_html(tuple(html.escape(c) for c in cams), session.description.image_size), elem_id="cl-live")
     with gr.Row():
         subtask = gr.Textbox(label="Subtask (Enter sends)", placeholder="pick up the red cup", max_lines=1,
@@ -34,7 +56,7 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str]) -> None:
         preview = gr.Button("Preview", scale=1, elem_id="cl-preview")
         send_goals = gr.Button("Send with subgoals", scale=1, elem_id="cl-send-goals")
     with gr.Row():
-        again = gr.Button("Try again", elem_id="cl-again")
+        again = gr.Button("Try again (F9)", elem_id="cl-again")
         pause = gr.Button("Pause (F8)", elem_id="cl-pause")
         resume = gr.Button("Resume (F8)", elem_id="cl-resume")
         stop = gr.Button("Stop (Esc)", variant="stop", elem_id="cl-stop")
@@ -44,10 +66,13 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str]) -> None:
         goal_images = [gr.Image(label=f"subgoal: {c}", interactive=False, height=224, elem_id=f"cl-goal-{c}",
                                 format="jpeg") for c in cams]
     with gr.Row():
-        timeline = gr.Dataframe(headers=TIMELINE_COLUMNS, label="Timeline (click a row to mark it)", interactive=False,
-                                elem_id="cl-timeline", wrap=True)
+        timeline = gr.Dataframe(headers=TIMELINE_COLUMNS, label="Timeline (click a row, then mark it)",
+                                interactive=False, elem_id="cl-timeline", wrap=True)
         with gr.Column(scale=0, min_width=220):
-            mark_as = gr.Radio(["failed", "mistake", "success"], value="failed", label="A click marks the segment as")
+            picked = gr.Markdown("Click a timeline row to mark it.", elem_id="cl-picked")
+            mark_success = gr.Button("Mark success", size="sm", elem_id="cl-mark-success")
+            mark_failed = gr.Button("Mark failed", size="sm", elem_id="cl-mark-failed")
+            mark_mistake = gr.Button("Mark mistake", size="sm", elem_id="cl-mark-mistake")
     with gr.Accordion("New episode", open=True):
         with gr.Row():
             task_family = gr.Dropdown(list(task_families), value=next(iter(task_families)), label="Task family",
@@ -65,44 +90,55 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str]) -> None:
             outcome = gr.Radio(["success", "failure"], value="success", label="Outcome", elem_id="cl-outcome")
             end_quality = gr.Slider(1, 5, value=5, step=1, label="Quality (1-5)")
             notes = gr.Textbox(label="Notes", scale=3, elem_id="cl-notes")
-            end = gr.Button("End episode", elem_id="cl-end")
+            end = gr.Button("End episode (F10)", elem_id="cl-end")
     timer = gr.Timer(1.0)
+    selected = gr.State(None)  # the number of the timeline row a click selected
 
     def timeline_rows() -> list[list[Any]]:
-        return [[s["id"], s["issued_s"], s["source"] + (" +subgoals" if s["with_subgoals"] else ""), s["text"],
-                 s["outcome"] or ("running" if s["end_s"] is None else ""), "yes" if s["mistake"] else "", s["user"]]
-                for s in session.status()["segments"]]
+        status = session.status()
+        return [[s["number"] + 1, s["issued_s"], s["source"] + (" +subgoals" if s["with_subgoals"] else ""), s["text"],
+                 segment_outcome(s, status["subtask_status"]), "yes" if s["mistake"] else "", s["user"]]
+                for s in status["segments"]]
 
-    def do_send(text: str, recent_texts: list[str], request: gr.Request, source: str = "coach",
-                with_goals: bool = False):
+    def recent_samples() -> gr.Dataset:
+        return gr.Dataset(samples=[[t] for t in recent_texts(session.status()["segments"])])
+
+    def blank_previews() -> list[Any]:
+        return [gr.Image(value=None, label=f"subgoal: {c}") for c in cams]
+
+    def do_send(text: str, request: gr.Request, source: str = "coach", with_goals: bool = False):
+        previewed = session.previewed_text
         try:
             seg = session.send_subtask(text, user_of(request), source=source, with_subgoals=with_goals)
         except SessionError as e:
             raise fail(e)
-        recent_texts = [seg.text] + [t for t in recent_texts if t != seg.text][:7]
-        return "", recent_texts, gr.Dataset(samples=[[t] for t in recent_texts]), timeline_rows()
+        # the previews belong to the subtask they imagine: gone once another one is sent
+        goals = [gr.skip() for _ in cams] if seg.text == previewed else blank_previews()
+        return "", recent_samples(), timeline_rows(), *goals
 
-    sent_outputs = [subtask, recent, repeats, timeline]
-    subtask.submit(do_send, [subtask, recent], sent_outputs, show_progress="hidden")
-    send.click(do_send, [subtask, recent], sent_outputs, show_progress="hidden")
+    sent_outputs = [subtask, repeats, timeline, *goal_images]
+    subtask.submit(do_send, [subtask], sent_outputs, show_progress="hidden")
+    send.click(do_send, [subtask], sent_outputs, show_progress="hidden")
 
-    def do_send_goals(text: str, recent_texts: list[str], request: gr.Request):
-        return do_send(text, recent_texts, request, with_goals=True)
+    def do_send_goals(text: str, request: gr.Request):
+        return do_send(text, request, with_goals=True)
 
-    def do_repeat(sample: list[str], recent_texts: list[str], request: gr.Request):
-        return do_send(sample[0], recent_texts, request)
+    def do_repeat(sample: list[str], request: gr.Request):
+        return do_send(sample[0], request)
 
-    send_goals.click(do_send_goals, [subtask, recent], sent_outputs)
-    repeats.click(do_repeat, [repeats, recent], sent_outputs, show_progress="hidden")
+    send_goals.click(do_send_goals, [subtask], sent_outputs)
+    repeats.click(do_repeat, [repeats], sent_outputs, show_progress="hidden")
 
-    def do_again(recent_texts: list[str], request: gr.Request):
+    def do_again(request: gr.Request):
+        previewed = session.previewed_text
         try:
-            session.try_again(user_of(request))
+            seg = session.try_again(user_of(request))
         except SessionError as e:
             raise fail(e)
-        return recent_texts, timeline_rows()
+        goals = [gr.skip() for _ in cams] if seg.text == previewed else blank_previews()
+        return recent_samples(), timeline_rows(), *goals
 
-    again.click(do_again, [recent], [recent, timeline], show_progress="hidden")
+    again.click(do_again, None, [repeats, timeline, *goal_images], show_progress="hidden")
 
     def do_preview(text: str, progress=gr.Progress()):
         progress(0.1, desc="imagining the end of this subtask")
@@ -110,7 +146,7 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str]) -> None:
             result = session.preview(text)
         except SessionError as e:
             raise fail(e)
-        return [result.images.get(c) for c in cams]
+        return [gr.Image(value=result.images.get(c), label=f"preview of “{result.text}”: {c}") for c in cams]
 
     preview.click(do_preview, [subtask], goal_images)
 
@@ -126,23 +162,34 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str]) -> None:
     for button, action in ((pause, "pause"), (resume, "resume"), (stop, "stop")):
         button.click(control(action), None, [timeline], show_progress="hidden")
 
-    def do_mark(how: str, evt: gr.SelectData, request: gr.Request):
-        rows = timeline_rows()
+    def do_select(evt: gr.SelectData):
         try:
-            seg_id = int(evt.row_value[0])  # the clicked row's own id: the table may be a moment stale
+            number = int(evt.row_value[0])  # the clicked row's own number: the table may be a moment stale
         except (TypeError, ValueError, IndexError):
-            return rows
-        try:
-            if how == "mistake":
-                session.mark_segment(seg_id, user_of(request), mistake=True)
-            else:
-                session.mark_segment(seg_id, user_of(request), outcome="failure" if how == "failed" else "success")
-        except (SessionError, StorageError) as e:
-            raise fail(e)
-        gr.Info(f"Segment {seg_id} marked {how}.")
-        return timeline_rows()
+            return None, "Click a timeline row to mark it."
+        text = evt.row_value[3] if len(evt.row_value) > 3 else ""
+        return number, f"Segment **{number}** selected: {html.escape(str(text))}. Mark it:"
 
-    timeline.select(do_mark, [mark_as], [timeline], show_progress="hidden")
+    timeline.select(do_select, None, [selected, picked], show_progress="hidden")
+
+    def mark(how: str):
+        def handler(number: int | None, request: gr.Request):
+            segments = session.status()["segments"]
+            seg = next((s for s in segments if number is not None and s["number"] + 1 == number), None)
+            if seg is None:
+                raise fail(SessionError("Click a timeline row first, then choose how to mark it."))
+            try:
+                if how == "mistake":
+                    session.mark_segment(seg["id"], user_of(request), mistake=True)
+                else:
+                    session.mark_segment(seg["id"], user_of(request), outcome="failure" if how == "failed" else "success")
+            except (SessionError, StorageError) as e:
+                raise fail(e)
+            return timeline_rows(), f"Segment **{number}** marked {how}."
+        return handler
+
+    for button, how in ((mark_success, "success"), (mark_failed, "failed"), (mark_mistake, "mistake")):
+        button.click(mark(how), [selected], [timeline, picked], show_progress="hidden")
     task_family.change(lambda s: task_families.get(s, gr.skip()), [task_family], [task], show_progress="hidden")
 
     def do_start(family_name, task_text, seed_value, speed_value, quality_value, mode_value, request: gr.Request):
@@ -153,9 +200,10 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str]) -> None:
         except SessionError as e:
             raise fail(e)
         gr.Info(f"Episode {episode_id} started: type the first subtask.")
-        return [], gr.Dataset(samples=[]), timeline_rows(), *[None for _ in cams]
+        return gr.Dataset(samples=[]), timeline_rows(), None, "Click a timeline row to mark it.", *blank_previews()
 
-    start.click(do_start, [task_family, task, seed, speed, quality, mode], [recent, repeats, timeline, *goal_images])
+    start.click(do_start, [task_family, task, seed, speed, quality, mode],
+                [repeats, timeline, selected, picked, *goal_images])
 
     def do_end(outcome_value, quality_value, notes_value, request: gr.Request):
         try:
@@ -163,16 +211,27 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str]) -> None:
                                              notes=notes_value or None)
         except SessionError as e:
             raise fail(e)
-        gr.Info(f"Episode {episode_id} saved as {outcome_value}.")
+        gr.Info(f"Episode {episode_id} saved as {outcome_value}; its segments can still be marked.")
         return ""
 
     end.click(do_end, [outcome, end_quality, notes], [notes])
     shown = gr.State(None)
 
-    def refresh_timeline(last: Any):
+    def refresh(last: Any):
+        """The timeline and the recent subtasks as the session has them; unchanged: spare every tab a re-render."""
         rows = timeline_rows()
         if rows == last:
-            return gr.skip(), last  # unchanged: spare every open tab a table re-render
-        return rows, rows
+            return gr.skip(), gr.skip(), last
+        return rows, recent_samples(), rows
 
-    timer.tick(refresh_timeline, [shown], [timeline, shown], show_progress="hidden", concurrency_limit=None)
+    timer.tick(refresh, [shown], [timeline, repeats, shown], show_progress="hidden", concurrency_limit=None)
+
+    def load_running():
+        """A page opened or reloaded mid-episode shows that episode's settings, not the defaults."""
+        settings = session.status()["settings"] if session.episode_id is not None else None
+        if settings is None:
+            return [gr.skip()] * 6
+        return (settings["task_family"], settings["task"], settings["seed"], settings["speed"],
+                settings["quality"] or 5, settings["control_mode"])
+
+    page.load(load_running, None, [task_family, task, seed, speed, quality, mode], show_progress="hidden")

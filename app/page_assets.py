@@ -3,7 +3,8 @@
 All `<canvas data-camera=NAME>` are fed by one stream, `/live/stream` (see `app/live_api.py`); `/live/status` is polled twice a second for the active subtask, the
 elapsed time and the status lights; the Autonomous tab's copy of the panel (`data-view="autonomous"`)
 shows who drives (the policy, or a person after Take over) and the policy's confidence instead. `window.coachlab` keeps per-camera counters (frames drawn,
-frame ages) that the UI benchmark reads. Escape presses Stop; F8 toggles Pause / Resume.
+frame ages) that the UI benchmark reads. Keyboard: Escape presses Stop, F8 toggles Pause / Resume,
+F9 Try again, F10 End episode (`KEYS_HTML` lists them on the page); none fires from another form control.
 `/live/objects` is polled too: the names the detector sees in view (a click types one into the
 subtask box) and, with "show boxes", their boxes on a transparent canvas over each camera.
 """
@@ -64,8 +65,28 @@ PAGE_JS = r"""
     }
   }
 
-  function light(name, ok, text) {
-    return `<span class="cl-light ${ok ? 'ok' : 'bad'}" title="${esc(text)}">● ${esc(name)}: ${esc(text)}</span>`;
+  function light(name, ok, text) {  // ok: true (green), false (red) or 'warn' (amber)
+    const cls = ok === 'warn' ? 'warn' : ok ? 'ok' : 'bad';
+    return `<span class="cl-light ${cls}" title="${esc(text)}">● ${esc(name)}: ${esc(text)}</span>`;
+  }
+
+  // The active subtask with a word for what it is doing (`coaching/activity.py`), and the VLA's reason.
+  const STATUS_WORDS = {running: 'running', idle: 'idle: likely done', refused: 'refused', failed: 'failed',
+                        paused: 'paused', stopped: 'stopped', waiting: 'waiting'};
+  function subtaskHtml(s) {
+    if (!s.episode_id) return '<div class="cl-subtask cl-st-none"><i>no episode running</i></div>';
+    const st = s.subtask_status || 'waiting';
+    const text = s.subtask || (st === 'stopped' ? s.last_subtask : null);
+    const badge = `<span class="cl-badge cl-badge-${st}">${STATUS_WORDS[st] || esc(st)}</span>`;
+    const line = text ? `<div class="cl-subtask cl-st-${st}">${esc(text)}</div>`
+                      : '<div class="cl-subtask cl-st-waiting"><i>waiting for a subtask</i></div>';
+    let note = '';
+    if (s.subtask_reason && st === 'idle') note = `<div class="cl-note cl-note-quiet">The VLA has nothing more to do: ${esc(s.subtask_reason)}</div>`;
+    else if (s.subtask_reason && st === 'refused') note = `<div class="cl-note">The VLA refused: ${esc(s.subtask_reason)}</div>`;
+    else if (s.subtask_reason) note = `<div class="cl-note">The VLA failed: ${esc(s.subtask_reason)}</div>`;
+    const progress = s.task_progress == null ? '' :
+      `<div class="cl-progress" title="task progress"><div class="cl-progress-bar" style="width:${Math.round(100 * s.task_progress)}%"></div></div>`;
+    return badge + line + note + progress;
   }
 
   async function poll() {
@@ -74,24 +95,26 @@ PAGE_JS = r"""
         const r = await fetch('/live/status', {cache: 'no-store'});
         if (r.ok) {
           const s = cl.status = await r.json();
-          const sub = s.subtask ? esc(s.subtask) : (s.episode_id ? '<i>waiting for a subtask</i>' : '<i>no episode running</i>');
+          const info = subtaskHtml(s);
           const elapsed = `<div class="cl-elapsed">${s.episode_id ? 'episode ' + s.episode_id + ' · ' + s.elapsed_s.toFixed(1) + ' s' : ''}</div>`;
-          const note = s.vla_note ? `<div class="cl-note">The VLA says: ${esc(s.vla_note)}</div>` : '';
-          for (const info of document.querySelectorAll('.cl-live-info')) {
-            if (info.dataset.view === 'autonomous') {
+          const banner = s.paused ? '<div class="cl-paused-banner">PAUSED: the robot holds. Resume (F8) or send a subtask to go on.</div>' : '';
+          for (const panel of document.querySelectorAll('.cl-live-info')) {
+            if (panel.dataset.view === 'autonomous') {
               const who = !s.episode_id ? '' : s.mode === 'autonomous' ? 'the policy drives' : s.mode === 'mixed' ? 'a person took over' : 'coached episode';
               const pct = s.confidence == null ? null : Math.round(100 * s.confidence);
               const conf = pct == null ? '' : `<div class="cl-conf"><div class="cl-conf-bar" style="width:${pct}%"></div></div>` +
                 `<div class="cl-conf-text">${pct}% confident</div>`;
-              info.innerHTML = `<div class="cl-who">${who}</div><div class="cl-subtask">${s.paused ? '⏸ ' : ''}${sub}</div>` + conf + elapsed + note;
+              panel.innerHTML = banner + `<div class="cl-who">${who}</div>` + info + conf + elapsed;
             } else {
-              info.innerHTML = `<div class="cl-subtask">${s.paused ? '⏸ ' : ''}${sub}</div>` + elapsed + note;
+              panel.innerHTML = banner + info + elapsed;
             }
           }
           const h = s.health, rtt = s.vla_rtt_ms == null ? 'idle' : s.vla_rtt_ms.toFixed(1) + ' ms';
           for (const lights of document.querySelectorAll('.cl-lights')) {
             lights.innerHTML = light('robot', h.robot_ok, `${s.loop_hz} / ${s.target_hz} Hz`) +
-              light('VLA', !s.vla_error, s.vla_error || (s.vla_process_note ? rtt + ' · ' + s.vla_process_note : rtt)) +
+              light('VLA', s.vla_error ? false : s.subtask_status === 'refused' ? 'warn' : true,
+                    s.vla_error || (s.subtask_status === 'refused' ? 'refused the subtask' :
+                                    s.vla_process_note ? rtt + ' · ' + s.vla_process_note : rtt)) +
               light('database', h.database_ok && !s.errors.length, s.errors.length ? s.errors[s.errors.length - 1] : h.database);
           }
         }
@@ -170,13 +193,24 @@ PAGE_JS = r"""
   poll();
   pollObjects();
 
+  // Shortcuts (listed on the page, `KEYS_HTML`). None fires from another form control (a dropdown's
+  // Esc closes the dropdown, it must not stop the robot), only from the page or the subtask box, and
+  // only on the tab whose buttons are shown.
+  const KEYS = {Escape: 'cl-stop', F9: 'cl-again', F10: 'cl-end'};
+  function visible(id) { const b = document.getElementById(id); return b && b.offsetParent !== null ? b : null; }
+  function inOtherControl(t) {
+    if (!t || !t.closest || t.closest('#cl-subtask')) return false;
+    return !!t.closest('input, textarea, select, [contenteditable=""], [contenteditable="true"], [role="listbox"], [role="combobox"], .wrap-inner, ul.options');
+  }
   document.addEventListener('keydown', (e) => {
-    if (e.key === 'Escape') { document.getElementById('cl-stop')?.click(); }
-    if (e.key === 'F8') {
-      e.preventDefault();
-      document.getElementById(cl.status && cl.status.paused ? 'cl-resume' : 'cl-pause')?.click();
-    }
     if (e.key === 'Enter' && e.target.closest && e.target.closest('#cl-subtask')) { cl.enterAt = Date.now(); }
+    if (!(e.key in KEYS) && e.key !== 'F8') return;
+    if (inOtherControl(e.target)) return;
+    const id = e.key === 'F8' ? (cl.status && cl.status.paused ? 'cl-resume' : 'cl-pause') : KEYS[e.key];
+    const button = visible(id);
+    if (!button) return;
+    e.preventDefault();
+    button.click();
   }, true);
 }
 """
@@ -205,6 +239,24 @@ button.cl-chip:hover { background: #2f81f733; }
 .cl-light { margin-right: 14px; font-size: 0.9em; }
 .cl-light.ok { color: #1a7f37; }
 .cl-light.bad { color: #cf222e; }
+.cl-light.warn { color: #9a6700; }
+.cl-badge { display: inline-block; font-size: 13px; font-weight: 600; text-transform: uppercase; letter-spacing: 0.04em;
+            padding: 1px 8px; border-radius: 4px; color: #fff; background: #57606a; }
+.cl-badge-running { background: #1a7f37; }
+.cl-badge-idle { background: #0969da; }
+.cl-badge-refused, .cl-badge-failed { background: #cf222e; }
+.cl-badge-paused { background: #9a6700; }
+.cl-live-info .cl-st-refused, .cl-live-info .cl-st-failed, .cl-live-info .cl-st-stopped { font-weight: 400;
+            text-decoration: line-through; opacity: 0.7; }
+.cl-live-info .cl-note.cl-note-quiet { color: inherit; opacity: 0.75; }
+.cl-paused-banner { background: #fff8c5; color: #4d2d00; border: 1px solid #d4a72c; border-radius: 6px; padding: 6px 10px;
+            font-weight: 600; margin-bottom: 8px; }
+.cl-progress { width: 240px; height: 8px; background: #ddd; border-radius: 4px; margin-top: 6px; overflow: hidden; }
+.cl-progress-bar { height: 100%; background: #1a7f37; }
+.cl-keys { font-size: 13px; opacity: 0.75; margin-top: 8px; }
+.cl-keys kbd { border: 1px solid #8886; border-radius: 3px; padding: 0 4px; font-size: 12px; }
+/* Toasts at the bottom right: at the top they covered the subtask heading and the Stop button. */
+.toast-wrap { top: auto !important; bottom: var(--size-4, 16px) !important; }
 .cl-subgoals img { max-width: 224px; }
 """
 
@@ -220,5 +272,10 @@ def camera_html(cameras: tuple[str, ...], size: tuple[int, int], view: str = "co
     objects = (f'<div id="{prefix}-objects" class="cl-objects"><span class="cl-in-view">In view:</span>'
                f'<span class="cl-object-list" data-view="{view}"></span>'
                f'<label class="cl-in-view"> <input type="checkbox" class="cl-boxes-toggle"> show boxes</label></div>')
+    keys = KEYS_HTML if view == "coach" else ""
     return (f'<div class="cl-cams">{cams}<div><div id="{prefix}-live-info" class="cl-live-info" data-view="{view}"></div>'
-            f'{objects}</div></div><div id="{prefix}-lights" class="cl-lights"></div>')
+            f'{objects}{keys}</div></div><div id="{prefix}-lights" class="cl-lights"></div>')
+
+
+KEYS_HTML = ('<div class="cl-keys" id="cl-keys">Keys: <kbd>Enter</kbd> send · <kbd>F8</kbd> pause / resume · '
+             '<kbd>Esc</kbd> stop · <kbd>F9</kbd> try again · <kbd>F10</kbd> end episode</div>')

@@ -23,7 +23,7 @@ def build_page(session: CoachingSession, db: Database, task_families: dict[str, 
     autonomous policy sees the items with."""
     with gr.Blocks(title="coachlab", delete_cache=(120, 300)) as page:
         with gr.Tab("Coach"):
-            coach_tab(session, task_families)
+            coach_tab(session, task_families, page)
         with gr.Tab("Episodes"):
             episodes_tab(db, session.description.cameras)
         with gr.Tab("Autonomous") as autonomous:

@@ -141,6 +141,11 @@ class ControlLoop:
         with self._lock:
             self._listeners.append(listener)
 
+    @property
+    def vla_reply(self) -> dict[str, Any]:
+        """The VLA's latest reply as the loop saw it (segment, refused, note, error), without the stats' cost."""
+        return self._vla
+
     def stats(self) -> dict[str, Any]:
         with self._lock:
             ticks, work = self._tick_times[-50:], self._tick_ms

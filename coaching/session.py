@@ -27,6 +27,7 @@ from typing import Any, Callable
 
 import numpy as np
 
+from coaching.activity import Activity, SubtaskStatus, closing_outcome, subtask_status
 from coaching.clock import Clock, SimClock, WallClock
 from coaching.control_loop import ControlLoop, Frame, LoopState
 from coaching.vla import VLADoesNotFit, check_fits
@@ -98,6 +99,7 @@ class CoachingSession:
         self._lock = threading.Lock()  # guards the fields below, shared with the people's threads
         self._episode: EpisodeSettings | None = None
         self._episode_id: int | None = None
+        self._last_episode_id: int | None = None  # the episode whose segments the timeline shows, ended or not
         self._mode = "coached"  # of the running episode: coached | autonomous | mixed
         self._episode_start = 0.0
         self._driver = "person"  # who sends the subtasks now: person | policy
@@ -105,6 +107,11 @@ class CoachingSession:
         self._paused = False
         self._segments: list[SegmentView] = []
         self._errors: list[str] = []
+        self._steps_total: int | None = None  # the steps left at the start, where the robot reports them
+        self._activity = Activity()  # the arm's motion per segment: running or idle
+        # A step is never handed to a recorder whose episode is ending (it would refuse it, loudly).
+        self._record_lock = threading.Lock()
+        self._ending = False
         self._preview: SubgoalPreview | None = None
         self._preview_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="subgoal-preview")
         # Prefetching keeps a real-time robot from waiting on the VLA; on a simulated clock it would
@@ -156,7 +163,9 @@ class CoachingSession:
 
         def reset(state: LoopState) -> None:
             try:
-                self.loop.publish(self.robot.reset(settings.task_family, settings.seed))
+                first = self.robot.reset(settings.task_family, settings.seed)
+                self.loop.publish(first)
+                self._steps_total = (first.task_progress or {}).get("steps_left")
             except Exception as e:  # an unknown task family, a robot that refused: report, keep looping
                 failure.append(e)
             state.chunker.new_subtask()
@@ -175,6 +184,7 @@ class CoachingSession:
             policy_checkpoint_id=policy_checkpoint_id)
         with self._lock:
             self._episode, self._episode_id, self._mode = settings, episode_id, mode
+            self._last_episode_id = episode_id
             self._driver = "policy" if mode == "autonomous" else "person"
             self._episode_start, self._paused, self._segments, self._errors = self.clock.now(), False, [], []
             self._preview = None
@@ -193,11 +203,13 @@ class CoachingSession:
         self._close_segment(closes_as)
         updates = {k: v for k, v in {"quality": quality, "notes": notes}.items() if v is not None}
         self.last_outcome = outcome
+        with self._record_lock:
+            self._ending = True
         try:
             return self.recorder.end_episode(outcome, updates, mode=self._mode)
         finally:  # ended or not, the recorder holds no open episode of ours any more
-            with self._lock:
-                self._episode_id = None
+            with self._record_lock, self._lock:
+                self._episode_id, self._ending = None, False
 
     # -- subtasks ---------------------------------------------------------------------------
     @command
@@ -216,7 +228,7 @@ class CoachingSession:
         preview = self._preview if with_subgoals and self._preview and self._preview.text == text else None
         if with_subgoals and preview is None:
             raise SessionError("Preview this subtask first, or send it without subgoal images.")
-        self._close_segment(closes_as or "superseded")
+        self._close_segment(closes_as or closing_outcome(self._active_status()))
         stored = preview or (self._preview if self._preview and self._preview.text == text else None)
         now = self.clock.now()
         seg_id = self.recorder.start_segment(
@@ -344,14 +356,19 @@ class CoachingSession:
     # -- annotations ------------------------------------------------------------------------
     @command
     def mark_segment(self, segment_id: int, user: str, outcome: str | None = None, mistake: bool | None = None) -> None:
+        """Mark a segment of the running episode, or of the one just ended (its timeline is still shown)."""
         from storage import edit_annotations
 
-        self._require_episode()
         with self._lock:
+            episode_id = self._last_episode_id
             view = next((s for s in self._segments if s.id == segment_id), None)
+        if episode_id is None:
+            raise SessionError("No episode yet; start one with New episode.")
         if view is None:
             raise SessionError(f"There is no segment {segment_id} in this episode.")
-        edit_annotations(self.recorder.db, self._episode_id, user,
+        if not self.logging:
+            raise SessionError("This session logs nothing, so there is nothing to mark.")
+        edit_annotations(self.recorder.db, episode_id, user,
                          segment_outcomes={segment_id: outcome} if outcome else None,
                          segment_mistakes={segment_id: mistake} if mistake is not None else None)
         with self._lock:
@@ -389,6 +406,12 @@ class CoachingSession:
 
     # -- what viewers read ------------------------------------------------------------------
     @property
+    def previewed_text(self) -> str | None:
+        """The subtask of the latest subgoal preview, if any."""
+        with self._lock:
+            return self._preview.text if self._preview is not None else None
+
+    @property
     def episode_id(self) -> int | None:
         """The running episode's id, None between episodes."""
         return self._episode_id
@@ -403,10 +426,37 @@ class CoachingSession:
     def on_frame(self, listener: Callable[[Frame], None]) -> None:
         self.loop.on_frame(listener)
 
+    def _active_status(self) -> SubtaskStatus:
+        """What the active subtask is doing (`coaching/activity.py`); waiting when there is none."""
+        with self._lock:
+            active = self._segments[-1] if self._segments and self._segments[-1].end_s is None else None
+            last, paused = (self._segments[-1] if self._segments else None), self._paused
+        if active is None:
+            return SubtaskStatus("stopped" if last is not None and last.outcome == "stopped" else "waiting")
+        loop = self.loop.stats()
+        mine = loop["vla_segment"] == active.id
+        accepted, idle = self._activity.of(active.id, self.clock.now())
+        return subtask_status(accepted, idle, paused, mine and loop["vla_refused"], loop["vla_note"] if mine else None,
+                              loop["vla_error"] if mine else None)
+
+    def _task_progress(self) -> float | None:
+        """The share of the task done, 0..1, where the robot reports the steps left (`Observation.task_progress`)."""
+        obs, total = self.loop.observation, self._steps_total
+        left = (obs.task_progress or {}).get("steps_left") if obs is not None else None
+        if self._episode_id is None or not total or left is None:
+            return None
+        return round(max(0.0, min(1.0, 1.0 - left / total)), 3)
+
     def status(self) -> dict[str, Any]:
+        now = self._active_status() if self._episode_id is not None else SubtaskStatus("waiting")
         with self._lock:
             active = self._segments[-1] if self._segments and self._segments[-1].end_s is None else None
             return {
+                "subtask_status": now.status,
+                "subtask_reason": now.reason,
+                "task_progress": self._task_progress(),
+                "last_subtask": self._segments[-1].text if self._segments else None,
+                "settings": self._episode.__dict__.copy() if self._episode else None,
                 "episode_id": self._episode_id,
                 "task": self._episode.task if self._episode else None,
                 "mode": self._mode if self._episode_id else None,
@@ -426,15 +476,17 @@ class CoachingSession:
 
     # -- called by the loop thread --------------------------------------------------------
     def _record_step(self, obs: Observation, action: np.ndarray | None, segment_id: int | None) -> None:
-        if self._episode_id is None:
-            return
-        try:
-            self.recorder.record_step(self.clock.now() - self._episode_start, obs.state, action, obs.images,
-                                      segment_id=segment_id, wait_s=_STEPPED_RECORD_WAIT_S if self.stepped else 0.0)
-        except (RecorderOverflow, RecorderFailed, StorageError, ValueError) as e:
-            if self.stepped:
-                raise  # a stepped run waits for the database; a step it still cannot log stops the run, loudly
-            self._report(str(e))
+        self._activity.observe(obs.state, segment_id, self.clock.now(), self.loop.vla_reply)
+        with self._record_lock:
+            if self._episode_id is None or self._ending:
+                return
+            try:
+                self.recorder.record_step(self.clock.now() - self._episode_start, obs.state, action, obs.images,
+                                          segment_id=segment_id, wait_s=_STEPPED_RECORD_WAIT_S if self.stepped else 0.0)
+            except (RecorderOverflow, RecorderFailed, StorageError, ValueError) as e:
+                if self.stepped:
+                    raise  # a stepped run waits for the database; a step it still cannot log stops the run, loudly
+                self._report(str(e))
 
     def _report(self, message: str) -> None:
         with self._lock:

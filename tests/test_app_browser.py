@@ -99,8 +99,10 @@ def test_coach_an_episode_end_to_end(page, app):
     page.wait_for_function("window.coachlab.status.paused === false")
     page.keyboard.press("Escape")
     page.wait_for_function("window.coachlab.status.subtask === null")
-    page.locator('#cl-timeline [data-testid="cell-0-3"]').click()  # marks the first segment failed
-    _toast(page, "marked failed")
+    page.locator('#cl-timeline [data-testid="cell-0-3"]').click()  # selects the first segment
+    page.wait_for_selector("#cl-picked :text('Segment 1 selected')")
+    page.click("#cl-mark-failed")
+    page.wait_for_selector("#cl-picked :text('marked failed')")
 
     page.locator("#cl-notes input, #cl-notes textarea").first.fill("white cup went to the tub")
     page.click("#cl-end")
