@@ -41,6 +41,7 @@ def page(browser, app):
 
 def _shot(page, name: str) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")  # the cameras and the heading, as the coach sees them
     page.screenshot(path=str(ARTIFACTS / f"{name}.png"))
 
 
@@ -212,7 +213,7 @@ def test_a_reloaded_or_second_tab_shows_the_running_episode(page, app, browser):
     """Fault 9: after a reload the recent subtasks were empty and the form showed seed 0, not the episode's."""
     _start(page, seed=11)
     send_subtask(page, "pick up the white cup")
-    _wait_status(page, "running")
+    page.wait_for_function("window.coachlab.status.subtask === 'pick up the white cup'")
     for other in (page, browser.new_page(viewport={"width": 1280, "height": 800})):
         if other is page:
             other.reload()
