@@ -217,6 +217,7 @@ PAGE_JS = r"""
 
 PAGE_CSS = """
 .cl-cams { display: flex; gap: 12px; flex-wrap: wrap; }
+.cl-cams > .cl-side { flex: 1 1 320px; min-width: 280px; }  /* beside the cameras, not under them */
 .cl-cam { display: flex; flex-direction: column; align-items: center; }
 .cl-cam-stack { position: relative; width: 448px; height: 448px; }
 .cl-cam canvas { width: 448px; height: 448px; background: #111; border-radius: 6px; image-rendering: auto; }
@@ -255,8 +256,9 @@ button.cl-chip:hover { background: #2f81f733; }
 .cl-progress-bar { height: 100%; background: #1a7f37; }
 .cl-keys { font-size: 13px; opacity: 0.75; margin-top: 8px; }
 .cl-keys kbd { border: 1px solid #8886; border-radius: 3px; padding: 0 4px; font-size: 12px; }
-/* Toasts at the bottom right: at the top they covered the subtask heading and the Stop button. */
-.toast-wrap { top: auto !important; bottom: var(--size-4, 16px) !important; }
+/* Toasts at the bottom left: at the top right they covered the subtask heading and the Stop button. */
+.toast-wrap { top: auto !important; bottom: var(--size-4, 16px) !important; left: var(--size-3, 12px) !important;
+              right: auto !important; align-items: start !important; }
 .cl-subgoals img { max-width: 224px; }
 """
 
@@ -273,7 +275,7 @@ def camera_html(cameras: tuple[str, ...], size: tuple[int, int], view: str = "co
                f'<span class="cl-object-list" data-view="{view}"></span>'
                f'<label class="cl-in-view"> <input type="checkbox" class="cl-boxes-toggle"> show boxes</label></div>')
     keys = KEYS_HTML if view == "coach" else ""
-    return (f'<div class="cl-cams">{cams}<div><div id="{prefix}-live-info" class="cl-live-info" data-view="{view}"></div>'
+    return (f'<div class="cl-cams">{cams}<div class="cl-side"><div id="{prefix}-live-info" class="cl-live-info" data-view="{view}"></div>'
             f'{objects}{keys}</div></div><div id="{prefix}-lights" class="cl-lights"></div>')
 
 

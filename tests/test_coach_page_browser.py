@@ -199,7 +199,9 @@ def test_previews_are_labelled_and_cleared(page, app):
 
 def test_toasts_leave_the_heading_and_stop_free(page, app):
     """Fault 4: toasts covered the subtask heading and Stop right after Start."""
+    page.evaluate("window.scrollTo(0, 0)")
     _start(page)
+    page.evaluate("window.scrollTo(0, 0)")
     toast = page.locator('[data-testid="toast-body"] >> visible=true').first.bounding_box()
     for target in ("#cl-live-info", "#cl-stop"):
         box = page.locator(target).bounding_box()
