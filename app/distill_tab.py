@@ -43,7 +43,18 @@ def count_selected(db: Database, tasks: list[str], status: list[str], min_qualit
         n = len(select_episodes(db, selection_config(tasks, status, min_quality)))
     except (DistillError, StorageError):
         n = 0
-    return f"**{n} episode{'s' if n != 1 else ''} selected**" + ("" if n else " — widen the selection or coach some first")
+    return f"**{n} episode{'s' if n != 1 else ''} selected**" + (
+        " — widen the selection or coach some first" if n == 0 else
+        f" — too few to validate: training holds some episodes out to measure the policy, and {n} leaves none;"
+        f" select at least {MIN_TO_VALIDATE} (a useful policy needs many more)" if n < MIN_TO_VALIDATE else "")
+
+
+MIN_TO_VALIDATE = 2  # distill.dataset.split_episodes holds one out from two on
+
+
+def figure(value: Any) -> str:
+    """A validation figure, or why there is none (never "None")."""
+    return "not measured (no held-out episode)" if value is None else str(value)
 
 
 def default_out_dir() -> str:
@@ -121,8 +132,8 @@ def training_md(jobs: DistillJobs) -> str:
         return progress_md(job, "Training")
     m = job.results[-1]
     return (f"**Trained** in {m.get('train_seconds')} s: on held-out episodes the next subtask is right "
-            f"{m.get('val_next_accuracy')} of the time, `done` {m.get('val_done_accuracy')}, whether a subtask is "
-            f"finished {m.get('val_finished_accuracy')}; checkpoint "
+            f"{figure(m.get('val_next_accuracy'))} of the time, `done` {figure(m.get('val_done_accuracy'))}, whether a "
+            f"subtask is finished {figure(m.get('val_finished_accuracy'))}; checkpoint "
             f"`{html.escape(str(m.get('checkpoint')))}`, registered as policy #{m.get('policy_id')} "
             "(pick it in the Autonomous tab).")
 

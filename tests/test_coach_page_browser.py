@@ -227,3 +227,27 @@ def test_a_reloaded_or_second_tab_shows_the_running_episode(page, app, browser):
         _shot(other, "28-coach-reloaded" if other is page else "29-coach-second-tab-1280")
         if other is not page:
             other.close()
+
+
+def test_distill_says_one_episode_is_too_few(browser, tmp_path):
+    """Fault 13: Distill on one episode showed "None" figures with no word that one is too few."""
+    from app.server import AppConfig, CoachingApp
+
+    fresh = CoachingApp(AppConfig(port=0, db=str(tmp_path / "one.db"), sim_noise=0.0, subgoals="none")).start()
+    try:
+        page = browser.new_page(viewport={"width": 1280, "height": 800})
+        page.goto(fresh.url)
+        page.wait_for_selector("#cl-start")
+        page.wait_for_function("window.coachlab && window.coachlab.status")
+        _start(page)
+        send_subtask(page, "pick up the white cup")
+        page.wait_for_function("window.coachlab.status.subtask === 'pick up the white cup'")
+        page.click("#cl-end")
+        page.wait_for_function("!window.coachlab.status.episode_id")
+        page.get_by_role("tab", name="Distill").click()
+        page.wait_for_selector("#dl-count :text('1 episode selected')", timeout=15_000)
+        assert "too few to validate" in page.inner_text("#dl-count")
+        _shot(page, "30-distill-one-episode")
+        page.close()
+    finally:
+        fresh.close()
