@@ -19,11 +19,14 @@ import gradio as gr
 
 from app.page_assets import camera_html
 from coaching.autonomous_runner import AutonomousRunner, RunnerConfig
+from coaching.autonomy import AutonomyConfig
 from coaching.detector import NO_DETECTOR, Detector
 from coaching.session import CoachingSession, SessionError
 from storage import Database, StorageError, list_policies
 
 LOOP, ONCE = "in a loop (new seed each run)", "once"
+LIMIT_S = 120.0  # a run's time limit by default: a demo episode that has not finished by then will not
+MAX_STUCK = 8  # subtasks in a row not completed before a run is ended as a failure
 
 
 class Autonomy:
@@ -35,19 +38,30 @@ class Autonomy:
         self._lock = threading.Lock()  # one Run / Stop / Take over at a time, from any tab
         self._key: tuple[str, str] | None = None  # (policy folder, task family) the counter is about
         self._earlier = (0, 0)  # successes, runs of finished runners for that key
+        self.starting: str | None = None  # the policy folder a Run is loading, until its episode has started
 
-    def run(self, policy_dir: str, task_family: str, task: str, seed: int, loop: bool, user: str) -> int:
-        """Start the policy on a new episode; returns its id once the robot has reset."""
+    def run(self, policy_dir: str, task_family: str, task: str, seed: int, loop: bool, user: str,
+            limit_s: float = LIMIT_S, max_stuck: int = MAX_STUCK) -> int:
+        """Start the policy on a new episode (each at most `limit_s` long, ended after `max_stuck`
+        subtasks in a row not completed); returns its id once the robot has reset."""
+        if not 5 <= limit_s <= 3600 or not 1 <= max_stuck <= 100:
+            raise SessionError("Give each run 5 to 3600 s, and end it after 1 to 100 subtasks not completed.")
         with self._lock:
             if self.runner is not None and self.runner.running:
                 raise SessionError("The policy is already running: Stop it first.")
             if self.session.status()["episode_id"] is not None:
                 raise SessionError("An episode is running (Coach tab, or one taken over): end it first.")
-            policy = load_policy(policy_dir, task, self.db)
-            self._count_in((policy_dir, task_family))
-            config = RunnerConfig(task_family=task_family, task=task, first_seed=seed, episodes=None if loop else 1)
-            self.runner = AutonomousRunner(self.session, policy, config, user=user, detector=self.detector).start()
-        return self._first_episode(self.runner)
+            self.starting = policy_dir  # loading and resetting take seconds: every tab says so meanwhile
+            try:
+                policy = load_policy(policy_dir, task, self.db)
+                self._count_in((policy_dir, task_family))
+                config = RunnerConfig(task_family=task_family, task=task, first_seed=seed,
+                                      episodes=None if loop else 1, max_stuck=int(max_stuck),
+                                      autonomy=AutonomyConfig(max_episode_s=float(limit_s)))
+                self.runner = AutonomousRunner(self.session, policy, config, user=user, detector=self.detector).start()
+                return self._first_episode(self.runner)
+            finally:
+                self.starting = None
 
     def stop(self, user: str) -> str:
         with self._lock:
@@ -143,6 +157,8 @@ def _counter_md(autonomy: Autonomy) -> str:
     st = autonomy.runner.status() if autonomy.runner is not None else {}
     decision = st.get("decision")
     lines = [f"## Successes: {s} / {r} runs" + (f" ({100 * s / r:.0f}%)" if r else "")]
+    if autonomy.starting:
+        lines.append(f"**Starting:** loading the policy from `{html.escape(autonomy.starting)}` and resetting the robot…")
     if st.get("running"):
         lines.append(f"**Running** episode {st['episode_id']} (seed {st['seed']})")
     if decision and st.get("running"):  # a stopped or taken-over policy thinks nothing any more
@@ -190,6 +206,11 @@ def autonomous_tab(session: CoachingSession, db: Database, task_families: dict[s
             task = gr.Textbox(value=next(iter(task_families.values())), label="Task text", interactive=False, scale=3)
             seed = gr.Number(value=1000, precision=0, minimum=0, label="First seed", elem_id="au-seed")
             runs = gr.Radio([ONCE, LOOP], value=ONCE, label="Run", elem_id="au-runs")
+        with gr.Row():
+            limit = gr.Number(value=LIMIT_S, minimum=5, label="Time limit per run (s)", elem_id="au-limit")
+            max_stuck = gr.Number(value=MAX_STUCK, precision=0, minimum=1,
+                                  label="End a run after this many subtasks in a row not completed",
+                                  elem_id="au-max-stuck")
     timer = gr.Timer(1.0)
 
     def refresh_policies(current: str | None):
@@ -206,21 +227,25 @@ def autonomous_tab(session: CoachingSession, db: Database, task_families: dict[s
     # A policy knows only the tasks it learned: offer the first of them.
     chosen.change(lambda p: learned_task_family(p, task_families) or gr.skip(), [chosen], [task_family], show_progress="hidden")
 
-    def do_run(chosen_dir, typed_dir, family_name, seed_value, how, request: gr.Request):
+    def do_run(chosen_dir, typed_dir, family_name, seed_value, how, limit_s, stuck_n, request: gr.Request):
         policy_dir = (typed_dir or "").strip() or (chosen_dir or "")
         if not policy_dir:
             raise gr.Error("Choose a distilled policy from the list, or type its checkpoint folder.", duration=8)
         if family_name not in task_families:
             raise gr.Error(f"Choose a task from the list; this robot has {', '.join(task_families)}.", duration=8)
+        # loading the policy and resetting the robot take seconds: say so at once
+        yield (f"**Starting:** loading the policy from `{html.escape(policy_dir)}` and resetting the robot…",
+               gr.Row(visible=False))  # at once: the counter's timer says the same until the episode starts
         try:
             episode_id = autonomy.run(policy_dir, family_name, task_families[family_name], int(seed_value or 0), how == LOOP,
-                                      user_of(request))
+                                      user_of(request), float(limit_s or LIMIT_S), int(stuck_n or MAX_STUCK))
         except SessionError as e:
             raise fail(e)
         gr.Info(f"Episode {episode_id} started: the policy is driving.")
-        return _counter_md(autonomy), gr.Row(visible=False)
+        yield _counter_md(autonomy), gr.Row(visible=False)
 
-    run.click(do_run, [chosen, folder, task_family, seed, runs], [counter, coach_row])
+    run.click(do_run, [chosen, folder, task_family, seed, runs, limit, max_stuck], [counter, coach_row],
+              show_progress="hidden")
 
     def do_stop(request: gr.Request):
         try:

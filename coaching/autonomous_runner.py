@@ -5,7 +5,9 @@ status to the `AutonomyDriver` (`coaching/autonomy.py`, the same driver `coachla
 benches step) and carries out what it says through the session, so the control loop, the
 recorder and the live view are the coaching ones. The decisions run here, off the loop's thread,
 so a slow high-level policy never slows the robot. An episode ends when the driver ends it
-(`done`, or the time limit), or on `stop()`; `take_over()` steps the runner aside and the same
+(`done`, or the time limit), when `max_stuck` subtasks in a row ended without the arm completing
+them (refused, failed, or replaced while it had not finished: a policy going round absent items),
+or on `stop()`; `take_over()` steps the runner aside and the same
 episode goes on as coaching (`mixed`, the person's subtasks logged as corrections). No Gradio here.
 """
 
@@ -32,6 +34,7 @@ class RunnerConfig:
     control_mode: str = "ee"
     metadata: dict[str, Any] | None = None  # the prompt's metadata, None to leave it out
     autonomy: AutonomyConfig = field(default_factory=AutonomyConfig)
+    max_stuck: int | None = 8  # end the episode as a failure after this many subtasks in a row not completed
 
 
 class AutonomousRunner:
@@ -126,6 +129,12 @@ class AutonomousRunner:
             obs = self.session.latest_observation()
             command = self.driver.next(obs, status) if obs is not None else None
             self._show(self.driver.decision, status["subtask"])
+            stuck = stuck_in_a_row(status["segments"])
+            if command is not None and command.kind == "subtask" and c.max_stuck and stuck >= c.max_stuck:
+                self.session.end_episode("failure", self.user, closes_as="failure",
+                                         notes=f"stopped after {stuck} subtasks in a row the robot did not complete")
+                self._finish(f"failure, stopped after {stuck} subtasks in a row not completed", count=True)
+                return True
             if command is not None:
                 try:
                     self.session.apply(command, self.user)
@@ -167,3 +176,14 @@ class AutonomousRunner:
                 self.runs += 1
                 self.successes += outcome == "success"
             self.last_result = f"episode {self.episode_id} (seed {self.seed}): {outcome}"
+
+
+def stuck_in_a_row(segments: list[dict[str, Any]]) -> int:
+    """How many of the latest ended segments in a row the robot did not complete (`coaching/activity.py`'s
+    outcomes: anything but completed or success)."""
+    n = 0
+    for seg in reversed([s for s in segments if s["end_s"] is not None]):
+        if seg["outcome"] in ("completed", "success"):
+            break
+        n += 1
+    return n

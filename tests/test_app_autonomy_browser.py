@@ -126,3 +126,22 @@ def test_distill_tab_trains_with_a_live_loss_plot_and_evaluates(page, app, tmp_p
     page.wait_for_selector("#dl-results-plot >> visible=true")
     assert page.inner_text("#dl-results [data-testid='cell-0-4'] >> visible=true").strip() == "1"  # episodes
     _shot_without_toasts(page, "10-distill-evaluated")
+
+
+def test_run_says_it_is_starting_and_keeps_its_time_limit(page, app, tiny_policy):
+    """Issue 21 fault 12: Run gave no word for ~15 s, and a run had no time limit the page could set."""
+    from storage import load_episode
+
+    page.get_by_role("tab", name="Autonomous").click()
+    page.locator("#au-folder input, #au-folder textarea").first.fill(tiny_policy[1])
+    limit = page.locator("#au-limit input").first
+    limit.fill("8")
+    limit.press("Tab")
+    page.click("#au-run")
+    page.wait_for_selector("#au-counter :text('Starting')", timeout=1_500)  # at once, before the robot has reset
+    text = _toast(page, "the policy is driving", timeout_s=60)
+    episode_id = int(text.split("Episode ")[1].split(" ")[0])
+    page.wait_for_selector(f"#au-counter :text('Last: episode {episode_id}')", timeout=30_000)
+    record = load_episode(app.db, episode_id)
+    assert record.summary.status in ("success", "failure")
+    assert record.summary.duration_s <= 8 + 3, f"the run went on for {record.summary.duration_s} s, limit 8 s"
