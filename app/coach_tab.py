@@ -6,7 +6,7 @@ outcome; a click selects one, a button marks it, also after End), and starting a
 Handlers only translate between widgets and `CoachingSession`; a person's mistake comes back as
 one sentence in a toast (`app/handlers.py`), and the robot holds meanwhile. What the page shows of
 the episode (timeline, recent subtasks, the running episode's settings) is read from the session, so
-a reloaded or second tab shows the same.
+a reloaded or second tab shows the same. One tab drives, the others watch (`app/tab_control.py`).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import gradio as gr
 
 from app.handlers import fail, user_of
 from app.page_assets import camera_html
+from app.tab_control import TabControl
 from coaching.session import CoachingSession, EpisodeSettings, SessionError
 from coaching.settings import SPEEDS
 from storage import StorageError
@@ -48,6 +49,7 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
     """Build the tab's widgets and events; `task_families` maps task family names to a default task text;
     `page` is the whole page (its load fills the forms from the session)."""
     cams = session.description.cameras
+    control_of = TabControl(session)
     gr.HTML(camera_html(tuple(html.escape(c) for c in cams), session.description.image_size), elem_id="cl-live")
     with gr.Row():
         subtask = gr.Textbox(label="Subtask (Enter sends)", placeholder="pick up the red cup", max_lines=1,
@@ -60,6 +62,9 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
         pause = gr.Button("Pause (F8)", elem_id="cl-pause")
         resume = gr.Button("Resume (F8)", elem_id="cl-resume")
         stop = gr.Button("Stop (Esc)", variant="stop", elem_id="cl-stop")
+    with gr.Row():
+        driving = gr.Markdown("", elem_id="cl-driving")
+        take = gr.Button("Take control", visible=False, size="sm", scale=0, min_width=140, elem_id="cl-take-control")
     repeats = gr.Dataset(components=[subtask], samples=[], label="Recent subtasks (click to send again)",
                          elem_id="cl-recent", type="values")
     with gr.Row(elem_classes="cl-subgoals"):
@@ -109,6 +114,7 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
     def do_send(text: str, request: gr.Request, source: str = "coach", with_goals: bool = False):
         previewed = session.previewed_text
         try:
+            control_of.check(request, user_of(request))
             seg = session.send_subtask(text, user_of(request), source=source, with_subgoals=with_goals)
         except SessionError as e:
             raise fail(e)
@@ -132,6 +138,7 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
     def do_again(request: gr.Request):
         previewed = session.previewed_text
         try:
+            control_of.check(request, user_of(request))
             seg = session.try_again(user_of(request))
         except SessionError as e:
             raise fail(e)
@@ -153,6 +160,8 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
     def control(action: str):
         def handler(request: gr.Request):
             try:
+                if action == "resume":  # pause and stop: from any tab that sees the robot
+                    control_of.check(request, user_of(request))
                 getattr(session, action)(user_of(request))
             except SessionError as e:
                 raise fail(e)
@@ -199,6 +208,7 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
             episode_id = session.start_episode(settings, user_of(request))
         except SessionError as e:
             raise fail(e)
+        control_of.claim(request, user_of(request))
         gr.Info(f"Episode {episode_id} started: type the first subtask.")
         return gr.Dataset(samples=[]), timeline_rows(), None, "Click a timeline row to mark it.", *blank_previews()
 
@@ -207,6 +217,7 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
 
     def do_end(outcome_value, quality_value, notes_value, request: gr.Request):
         try:
+            control_of.check(request, user_of(request))
             episode_id = session.end_episode(outcome_value, user_of(request), quality=int(quality_value),
                                              notes=notes_value or None)
         except SessionError as e:
@@ -217,14 +228,25 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
     end.click(do_end, [outcome, end_quality, notes], [notes])
     shown = gr.State(None)
 
-    def refresh(last: Any):
-        """The timeline and the recent subtasks as the session has them; unchanged: spare every tab a re-render."""
-        rows = timeline_rows()
-        if rows == last:
-            return gr.skip(), gr.skip(), last
-        return rows, recent_samples(), rows
+    def refresh(last: Any, request: gr.Request):
+        """The timeline, the recent subtasks and who drives, as the session has them; unchanged: spare
+        every tab a re-render."""
+        rows, (says, may_take) = timeline_rows(), control_of.describe(request)
+        if [rows, says] == last:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), last
+        return rows, recent_samples(), says, gr.Button(visible=may_take), [rows, says]
 
-    timer.tick(refresh, [shown], [timeline, repeats, shown], show_progress="hidden", concurrency_limit=None)
+    timer.tick(refresh, [shown], [timeline, repeats, driving, take, shown], show_progress="hidden",
+               concurrency_limit=None)
+
+    def do_take(request: gr.Request):
+        if session.episode_id is None:
+            raise fail(SessionError("No episode is running; start one with New episode."))
+        control_of.claim(request, user_of(request))
+        says, may_take = control_of.describe(request)
+        return says, gr.Button(visible=may_take)
+
+    take.click(do_take, None, [driving, take], show_progress="hidden")
 
     def load_running():
         """A page opened or reloaded mid-episode shows that episode's settings, not the defaults."""

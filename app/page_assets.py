@@ -219,8 +219,9 @@ PAGE_CSS = """
 .cl-cams { display: flex; gap: 12px; flex-wrap: wrap; }
 .cl-cams > .cl-side { flex: 1 1 320px; min-width: 280px; }  /* beside the cameras, not under them */
 .cl-cam { display: flex; flex-direction: column; align-items: center; }
-.cl-cam-stack { position: relative; width: 448px; height: 448px; }
-.cl-cam canvas { width: 448px; height: 448px; background: #111; border-radius: 6px; image-rendering: auto; }
+/* The cameras as large as the screen allows with the status column beside them (1280 to 1600+ wide). */
+.cl-cam-stack { position: relative; width: clamp(260px, calc((100vw - 480px) / 2), 560px); aspect-ratio: 1 / 1; }
+.cl-cam canvas { width: 100%; height: 100%; background: #111; border-radius: 6px; image-rendering: auto; }
 .cl-cam canvas.cl-overlay { position: absolute; left: 0; top: 0; background: transparent; pointer-events: none; }
 .cl-objects { margin-top: 10px; }
 .cl-objects .cl-in-view { font-size: 0.85em; opacity: 0.7; margin-right: 6px; }

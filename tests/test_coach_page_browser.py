@@ -251,3 +251,30 @@ def test_distill_says_one_episode_is_too_few(browser, tmp_path):
         page.close()
     finally:
         fresh.close()
+
+
+def test_one_tab_drives_and_the_other_watches(page, app, browser):
+    """Fault 10: two tabs both drove the robot with no sign of it."""
+    _start(page)
+    send_subtask(page, "pick up the white cup")
+    page.wait_for_selector("#cl-driving :text('You drive')", timeout=15_000)
+    other = browser.new_page(viewport={"width": 1280, "height": 800})
+    try:
+        other.goto(app.url)
+        other.wait_for_selector("#cl-driving :text('Watching')", timeout=15_000)
+        other.wait_for_selector("#cl-take-control >> visible=true")
+        _shot(other, "31-coach-watching-tab-1280")
+        send_subtask(other, "pick up the orange cup")
+        other.wait_for_selector('[data-testid="toast-text"]:has-text("Another tab")')
+        assert app.session.status()["subtask"] == "pick up the white cup"  # the watcher's subtask did not run
+        other.click("#cl-stop")  # but any tab may stop the robot
+        other.wait_for_function("window.coachlab.status.subtask === null")
+        other.click("#cl-take-control")
+        other.wait_for_selector("#cl-driving :text('You drive')")
+        page.wait_for_selector("#cl-driving :text('Watching')", timeout=15_000)
+        send_subtask(other, "pick up the orange cup")
+        other.wait_for_function("window.coachlab.status.subtask === 'pick up the orange cup'")
+        send_subtask(page, "pick up the white can")
+        page.wait_for_selector('[data-testid="toast-text"]:has-text("Another tab")')
+    finally:
+        other.close()
