@@ -220,16 +220,16 @@ PAGE_CSS = """
 .cl-cams > .cl-side { flex: 1 1 320px; min-width: 280px; }  /* beside the cameras, not under them */
 .cl-cam { display: flex; flex-direction: column; align-items: center; }
 /* The cameras as large as the screen allows with the status column beside them (1280 to 1600+ wide). */
-.cl-cam-stack { position: relative; width: clamp(260px, calc((100vw - 480px) / 2), 560px); aspect-ratio: 1 / 1; }
+.cl-cam-stack { position: relative; width: clamp(260px, calc((100vw - 580px) / 2), 540px); aspect-ratio: 1 / 1; }
 .cl-cam canvas { width: 100%; height: 100%; background: #111; border-radius: 6px; image-rendering: auto; }
 .cl-cam canvas.cl-overlay { position: absolute; left: 0; top: 0; background: transparent; pointer-events: none; }
 .cl-objects { margin-top: 10px; }
-.cl-objects .cl-in-view { font-size: 0.85em; opacity: 0.7; margin-right: 6px; }
+.cl-objects .cl-in-view { font-size: 13px; opacity: 0.7; margin-right: 6px; }
 .cl-chip { display: inline-block; margin: 2px 4px 2px 0; padding: 1px 8px; border-radius: 10px; border: 1px solid #8884;
            background: #8881; font-size: 0.9em; cursor: default; }
 button.cl-chip { cursor: pointer; }
 button.cl-chip:hover { background: #2f81f733; }
-.cl-cam-name { font-size: 0.85em; opacity: 0.7; }
+.cl-cam-name { font-size: 13px; opacity: 0.7; }
 .cl-live-info .cl-subtask { font-size: 1.4em; font-weight: 600; }
 .cl-live-info { max-width: 420px; }
 .cl-live-info .cl-elapsed { font-size: 1.0em; opacity: 0.75; }
@@ -238,7 +238,7 @@ button.cl-chip:hover { background: #2f81f733; }
 .cl-live-info .cl-conf { width: 240px; height: 10px; background: #ddd; border-radius: 5px; margin-top: 8px; overflow: hidden; }
 .cl-live-info .cl-conf-bar { height: 100%; background: #2f81f7; }
 .cl-live-info .cl-conf-text { font-size: 0.9em; opacity: 0.8; margin-bottom: 6px; }
-.cl-light { margin-right: 14px; font-size: 0.9em; }
+.cl-light { margin-right: 14px; font-size: 13px; }
 .cl-light.ok { color: #1a7f37; }
 .cl-light.bad { color: #cf222e; }
 .cl-light.warn { color: #9a6700; }
