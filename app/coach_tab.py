@@ -16,7 +16,7 @@ from typing import Any
 
 import gradio as gr
 
-from app.handlers import fail, user_of
+from app.handlers import MARKS, fail, outcome_word, user_of
 from app.page_assets import camera_html
 from app.tab_control import TabControl
 from coaching.session import CoachingSession, EpisodeSettings, SessionError
@@ -24,8 +24,6 @@ from coaching.settings import SPEEDS
 from storage import StorageError
 
 TIMELINE_COLUMNS = ["#", "at (s)", "source", "subtask", "outcome", "mistake", "by"]
-# How the timeline words a segment's logged outcome (`coaching/activity.py` for the automatic ones).
-OUTCOME_WORDS = {"failure": "failed"}
 RECENT = 8  # recent subtasks offered to send again
 
 
@@ -33,7 +31,7 @@ def segment_outcome(seg: dict[str, Any], live_status: str) -> str:
     """The timeline's outcome cell: the logged outcome, or for the active segment what it is doing."""
     if seg["end_s"] is None:
         return live_status
-    return OUTCOME_WORDS.get(seg["outcome"], seg["outcome"] or "")
+    return outcome_word(seg["outcome"])
 
 
 def recent_texts(segments: list[dict[str, Any]]) -> list[str]:
@@ -187,11 +185,9 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
             seg = next((s for s in segments if number is not None and s["number"] + 1 == number), None)
             if seg is None:
                 raise fail(SessionError("Click a timeline row first, then choose how to mark it."))
+            outcome, mistake = MARKS[how]
             try:
-                if how == "mistake":
-                    session.mark_segment(seg["id"], user_of(request), mistake=True)
-                else:
-                    session.mark_segment(seg["id"], user_of(request), outcome="failure" if how == "failed" else "success")
+                session.mark_segment(seg["id"], user_of(request), outcome=outcome, mistake=mistake)
             except (SessionError, StorageError) as e:
                 raise fail(e)
             return timeline_rows(), f"Segment **{number}** marked {how}."

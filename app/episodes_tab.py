@@ -1,5 +1,6 @@
 """The Episodes tab: filter the logged episodes, replay one with a step scrubber (a frame per
-camera and the subtask active at that step), and edit its tags (outcome, quality, notes).
+camera and the subtask active at that step), edit its tags (outcome, quality, notes) and mark its
+segments (numbered per episode, as the Coach tab's timeline: a click selects one, a button marks it).
 
 Handlers only translate between widgets and storage queries; a person's mistake comes back as
 one sentence in a toast (`app/handlers.py`).
@@ -11,11 +12,18 @@ import html
 
 import gradio as gr
 
-from app.handlers import fail, user_of
+from app.handlers import MARKS, fail, outcome_word, user_of
 from storage import DamagedFrame, Database, StorageError, edit_annotations, list_episodes, load_episode
 from storage.vocab import STATUSES
 
 EPISODE_COLUMNS = ["id", "task", "status", "mode", "quality", "steps", "segments", "started", "by"]
+SEGMENT_COLUMNS = ["#", "at (s)", "source", "subtask", "outcome", "mistake", "by"]
+
+
+def segment_rows(db: Database, episode_id: int) -> list[list]:
+    record = load_episode(db, episode_id)
+    return [[g.ordinal + 1, round(g.issued_at, 2), g.source, g.text, outcome_word(g.outcome),
+             "yes" if g.mistake else "", g.user or ""] for g in sorted(record.segments, key=lambda g: g.ordinal)]
 
 
 def episodes_tab(db: Database, cams: tuple[str, ...]) -> None:
@@ -40,6 +48,13 @@ def episodes_tab(db: Database, cams: tuple[str, ...]) -> None:
             e_quality = gr.Slider(1, 5, step=1, label="Quality")
             e_notes = gr.Textbox(label="Notes", scale=2)
             save = gr.Button("Save tags", elem_id="ep-save")
+        with gr.Row():
+            segments = gr.Dataframe(headers=SEGMENT_COLUMNS, interactive=False, elem_id="ep-segments", wrap=True,
+                                    label="Segments (click a row, then mark it)")
+            with gr.Column(scale=0, min_width=220):
+                picked = gr.Markdown("Click a segment to mark it.", elem_id="ep-picked")
+                mark_buttons = {how: gr.Button(f"Mark {how}", size="sm", elem_id=f"ep-mark-{how}") for how in MARKS}
+    picked_number = gr.State(None)
 
     def rows(task_text: str, status: str, min_quality: float):
         try:
@@ -86,9 +101,41 @@ def episodes_tab(db: Database, cams: tuple[str, ...]) -> None:
         images, text = show(episode_id, 0)
         return (episode_id, gr.Column(visible=True), f"### Episode {s.id}: {html.escape(s.task)}",
                 gr.Slider(0, max(s.num_steps - 1, 0), value=0, step=1), *images, text,
-                s.status if s.status in ("success", "failure", "aborted") else None, s.quality or 3, s.notes or "")
+                s.status if s.status in ("success", "failure", "aborted") else None, s.quality or 3, s.notes or "",
+                segment_rows(db, episode_id), None, "Click a segment to mark it.")
 
-    table.select(open_episode, [table], [chosen, replay, title, scrub, *frames, moment, e_status, e_quality, e_notes])
+    table.select(open_episode, [table], [chosen, replay, title, scrub, *frames, moment, e_status, e_quality, e_notes,
+                                         segments, picked_number, picked])
+
+    def pick(evt: gr.SelectData):
+        try:
+            number = int(evt.row_value[0])
+        except (TypeError, ValueError, IndexError):
+            return None, "Click a segment to mark it."
+        return number, f"Segment **{number}** selected: {html.escape(str(evt.row_value[3]))}. Mark it:"
+
+    segments.select(pick, None, [picked_number, picked], show_progress="hidden")
+
+    def mark(how: str):
+        def handler(episode_id, number, request: gr.Request):
+            if episode_id is None or number is None:
+                raise fail(ValueError("Click a segment first, then choose how to mark it."))
+            try:
+                record = load_episode(db, episode_id)
+                seg = next((g for g in record.segments if g.ordinal + 1 == number), None)
+                if seg is None:
+                    raise ValueError(f"Episode {episode_id} has no segment {number}.")
+                outcome, mistake = MARKS[how]
+                edit_annotations(db, episode_id, user_of(request),
+                                 segment_outcomes={seg.id: outcome} if outcome else None,
+                                 segment_mistakes={seg.id: mistake} if mistake is not None else None)
+                return segment_rows(db, episode_id), f"Segment **{number}** marked {how}."
+            except (StorageError, ValueError) as e:
+                raise fail(e)
+        return handler
+
+    for how, button in mark_buttons.items():
+        button.click(mark(how), [chosen, picked_number], [segments, picked], show_progress="hidden")
 
     def scrub_to(episode_id, step):
         if episode_id is None:

@@ -183,6 +183,23 @@ def test_marks_need_a_choice_and_work_after_end(page, app):
     segment = load_episode(app.db, episode_id).segments[0]
     assert segment.outcome == "success" and segment.mistake
 
+    # and in the Episodes tab, numbered as in the Coach tab
+    page.get_by_role("tab", name="Episodes").click()
+    page.click("#ep-refresh")
+    page.wait_for_selector(f'#ep-table [data-testid="cell-0-0"]:has-text("{episode_id}")')
+    page.locator('#ep-table [data-testid="cell-0-1"]').click()
+    page.wait_for_selector('#ep-segments [data-testid="cell-0-4"]:has-text("success") >> visible=true', timeout=30_000)
+    assert page.inner_text('#ep-segments [data-testid="cell-0-0"] >> visible=true').strip() == "1"
+    page.click("#ep-mark-failed")  # nothing selected yet: says so, marks nothing
+    page.wait_for_selector('[data-testid="toast-text"]:has-text("Click a segment first")')
+    page.locator('#ep-segments [data-testid="cell-0-3"] >> visible=true').first.click()
+    page.wait_for_selector("#ep-picked :text('Segment 1 selected')")
+    page.click("#ep-mark-failed")
+    page.wait_for_selector('#ep-segments [data-testid="cell-0-4"]:has-text("failed") >> visible=true')
+    assert load_episode(app.db, episode_id).segments[0].outcome == "failure"
+    page.evaluate("window.scrollTo(0, document.body.scrollHeight)")
+    page.screenshot(path=str(ARTIFACTS / "32-episodes-marks.png"))
+
 
 def test_previews_are_labelled_and_cleared(page, app):
     """Fault 6: old previews stayed on screen, unlabelled, after another subtask was sent."""
