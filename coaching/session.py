@@ -216,7 +216,8 @@ class CoachingSession:
     def send_subtask(self, text: str, user: str, source: str = "coach", with_subgoals: bool = False,
                      confidence: float | None = None, mistake: bool = False, closes_as: str | None = None) -> SegmentView:
         """Run `text` now as a new segment from `source` (coach | correction | policy); the active
-        segment ends as `closes_as` if the sender judged it, else as superseded."""
+        segment ends as `closes_as` if the sender judged it, else by what it was doing
+        (completed, refused, replaced: `coaching/activity.py`)."""
         text = check_subtask(text)
         self._require_episode()
         if source == "policy" and self._driver != "policy":

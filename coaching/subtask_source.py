@@ -24,7 +24,8 @@ class SubtaskCommand:
     """What a subtask source does now.
 
     - `subtask`: run `text` (a new segment from `source`); the active one ends as `closes_as`
-      when the source judged it (success | failure), else as superseded.
+      when the source judged it (success | failure), else as what it was doing
+      (completed, refused, replaced: `coaching/activity.py`).
     - `end`: end the episode as `outcome` (success | failure | aborted), the active segment as `closes_as`.
     - `take_over` / `hand_back`: a person takes an autonomous episode over, or hands it back to
       the policy (the episode stays `mixed`; the person's subtasks are corrections).
