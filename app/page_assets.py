@@ -196,8 +196,11 @@ PAGE_JS = r"""
   // Shortcuts (listed on the page, `KEYS_HTML`). None fires from another form control (a dropdown's
   // Esc closes the dropdown, it must not stop the robot), only from the page or the subtask box, and
   // only on the tab whose buttons are shown.
-  const KEYS = {Escape: 'cl-stop', F9: 'cl-again', F10: 'cl-end'};
-  function visible(id) { const b = document.getElementById(id); return b && b.offsetParent !== null ? b : null; }
+  const KEYS = {Escape: ['cl-stop', 'au-stop'], F9: ['cl-again'], F10: ['cl-end']};  // the first one shown
+  function visible(ids) {
+    for (const id of ids) { const b = document.getElementById(id); if (b && b.offsetParent !== null) return b; }
+    return null;
+  }
   function inOtherControl(t) {
     if (!t || !t.closest || t.closest('#cl-subtask')) return false;
     return !!t.closest('input, textarea, select, [contenteditable=""], [contenteditable="true"], [role="listbox"], [role="combobox"], .wrap-inner, ul.options');
@@ -206,8 +209,8 @@ PAGE_JS = r"""
     if (e.key === 'Enter' && e.target.closest && e.target.closest('#cl-subtask')) { cl.enterAt = Date.now(); }
     if (!(e.key in KEYS) && e.key !== 'F8') return;
     if (inOtherControl(e.target)) return;
-    const id = e.key === 'F8' ? (cl.status && cl.status.paused ? 'cl-resume' : 'cl-pause') : KEYS[e.key];
-    const button = visible(id);
+    const ids = e.key === 'F8' ? [cl.status && cl.status.paused ? 'cl-resume' : 'cl-pause'] : KEYS[e.key];
+    const button = visible(ids);
     if (!button) return;
     e.preventDefault();
     button.click();

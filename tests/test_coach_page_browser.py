@@ -295,3 +295,19 @@ def test_one_tab_drives_and_the_other_watches(page, app, browser):
         page.wait_for_selector('[data-testid="toast-text"]:has-text("Another tab")')
     finally:
         other.close()
+
+
+def test_esc_stops_from_the_autonomous_tab_but_not_from_the_episodes_tab(page, app):
+    """Fault 3's other half: a shortcut acts on the tab in view (its own Stop), never on a hidden one."""
+    _start(page)
+    send_subtask(page, "pick up the white cup")
+    page.wait_for_function("window.coachlab.status.subtask === 'pick up the white cup'")
+    page.get_by_role("tab", name="Episodes").click()
+    page.wait_for_selector("#ep-refresh")
+    page.keyboard.press("Escape")
+    time.sleep(1.0)
+    assert app.session.status()["subtask"] == "pick up the white cup"
+    page.get_by_role("tab", name="Autonomous").click()
+    page.wait_for_selector("#au-stop")
+    page.keyboard.press("Escape")  # the Autonomous tab's Stop: the robot holds
+    page.wait_for_function("window.coachlab.status.subtask === null")
