@@ -245,11 +245,16 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
     take.click(do_take, None, [driving, take], show_progress="hidden")
 
     def load_running():
-        """A page opened or reloaded mid-episode shows that episode's settings, not the defaults."""
+        """A page opened or reloaded mid-episode shows that episode's settings (not the defaults) and
+        the latest preview."""
         settings = session.status()["settings"] if session.episode_id is not None else None
         if settings is None:
-            return [gr.skip()] * 6
+            return [gr.skip()] * (6 + len(cams))
+        shown = session.latest_preview
+        goals = ([gr.Image(value=shown.images.get(c), label=f"preview of “{shown.text}”: {c}") for c in cams]
+                 if shown is not None else [gr.skip() for _ in cams])
         return (settings["task_family"], settings["task"], settings["seed"], settings["speed"],
-                settings["quality"] or 5, settings["control_mode"])
+                settings["quality"] or 5, settings["control_mode"], *goals)
 
-    page.load(load_running, None, [task_family, task, seed, speed, quality, mode], show_progress="hidden")
+    page.load(load_running, None, [task_family, task, seed, speed, quality, mode, *goal_images],
+              show_progress="hidden")

@@ -251,6 +251,8 @@ class CoachingSession:
         with self._lock:
             self._segments.append(view)
             self._paused = False
+            if self._preview is not None and self._preview.text != text:
+                self._preview = None  # it imagined another subtask: no longer shown
         self.loop.submit(switch)
         return view
 
@@ -407,10 +409,17 @@ class CoachingSession:
 
     # -- what viewers read ------------------------------------------------------------------
     @property
+    def latest_preview(self) -> SubgoalPreview | None:
+        """The episode's latest subgoal preview while it is still the one to show (None once another
+        subtask was sent)."""
+        with self._lock:
+            return self._preview
+
+    @property
     def previewed_text(self) -> str | None:
         """The subtask of the latest subgoal preview, if any."""
-        with self._lock:
-            return self._preview.text if self._preview is not None else None
+        preview = self.latest_preview
+        return preview.text if preview is not None else None
 
     @property
     def episode_id(self) -> int | None:

@@ -231,16 +231,21 @@ def test_toasts_leave_the_heading_and_stop_free(page, app):
 def test_a_reloaded_or_second_tab_shows_the_running_episode(page, app, browser):
     """Fault 9: after a reload the recent subtasks were empty and the form showed seed 0, not the episode's."""
     _start(page, seed=11)
-    send_subtask(page, "pick up the white cup")
-    page.wait_for_function("window.coachlab.status.subtask === 'pick up the white cup'")
+    send_subtask(page, "pick up the red wrapper")
+    page.wait_for_function("window.coachlab.status.subtask === 'pick up the red wrapper'")
+    page.locator("#cl-subtask input, #cl-subtask textarea").first.fill("pick up the red wrapper")
+    page.click("#cl-preview")
+    page.wait_for_selector("#cl-goal-base img", timeout=60_000)
     for other in (page, browser.new_page(viewport={"width": 1280, "height": 800})):
         if other is page:
             other.reload()
         else:
             other.goto(app.url)
-        other.wait_for_selector("#cl-recent :text('pick up the white cup')", timeout=15_000)
+        other.wait_for_selector("#cl-recent :text('pick up the red wrapper')", timeout=15_000)
         other.wait_for_function("document.querySelector('#cl-seed input').value === '11'", timeout=15_000)
-        _wait_cell(other, 0, 3, "pick up the white cup")
+        _wait_cell(other, 0, 3, "pick up the red wrapper")
+        other.wait_for_selector("#cl-goal-base img", timeout=15_000)  # the preview, labelled
+        other.wait_for_selector("#cl-goal-base :text('pick up the red wrapper')")
         _shot(other, "28-coach-reloaded" if other is page else "29-coach-second-tab-1280")
         if other is not page:
             other.close()
@@ -257,8 +262,8 @@ def test_distill_says_one_episode_is_too_few(browser, tmp_path):
         page.wait_for_selector("#cl-start")
         page.wait_for_function("window.coachlab && window.coachlab.status")
         _start(page)
-        send_subtask(page, "pick up the white cup")
-        page.wait_for_function("window.coachlab.status.subtask === 'pick up the white cup'")
+        send_subtask(page, "pick up the red wrapper")
+        page.wait_for_function("window.coachlab.status.subtask === 'pick up the red wrapper'")
         page.click("#cl-end")
         page.wait_for_function("!window.coachlab.status.episode_id")
         page.get_by_role("tab", name="Distill").click()
