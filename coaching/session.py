@@ -193,14 +193,16 @@ class CoachingSession:
     @command
     def end_episode(self, outcome: str, user: str, quality: int | None = None, notes: str | None = None,
                     closes_as: str | None = None) -> int:
-        """End the episode as `outcome`; the active segment ends as `closes_as` (a source's judgement)."""
+        """End the episode as `outcome`; the active segment ends as `closes_as` (a source's judgement),
+        else as completed or refused if it was (`coaching/activity.py`), else unjudged."""
         if outcome not in ("success", "failure", "aborted"):
             raise SessionError("End an episode as success, failure or aborted.")
         if quality is not None and not 1 <= int(quality) <= 5:
             raise SessionError("Quality is a whole number from 1 to 5.")
         self._require_episode()
+        ended = closing_outcome(self._active_status())  # before the halt, while the arm still shows it
         self._halt("end", user)
-        self._close_segment(closes_as)
+        self._close_segment(closes_as or (ended if ended != "replaced" else None))
         updates = {k: v for k, v in {"quality": quality, "notes": notes}.items() if v is not None}
         self.last_outcome = outcome
         with self._record_lock:
