@@ -20,11 +20,15 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _coachlab(*args: str, **env: str) -> subprocess.CompletedProcess:
+    if "MUJOCO_GL" in env:
+        # importing mujoco in this process (earlier tests) set PYOPENGL_PLATFORM to egl, which would let a
+        # child with another MUJOCO_GL fall back to egl; a user's shell that sets MUJOCO_GL has none
+        env.setdefault("PYOPENGL_PLATFORM", None)
     full_env = {**os.environ, **env}
     for key in [k for k, v in env.items() if v is None]:
         full_env.pop(key)
     return subprocess.run([sys.executable, "-m", "app.cli", *args], cwd=ROOT, env=full_env,
-                          capture_output=True, text=True, timeout=300)
+                          capture_output=True, text=True, timeout=120)
 
 
 def _one_sentence(r: subprocess.CompletedProcess, *needles: str) -> str:
