@@ -226,6 +226,9 @@ def autonomous_tab(session: CoachingSession, db: Database, task_families: dict[s
     task_family.change(lambda s: task_families.get(s, ""), [task_family], [task], show_progress="hidden")
     # A policy knows only the tasks it learned: offer the first of them.
     chosen.change(lambda p: learned_task_family(p, task_families) or gr.skip(), [chosen], [task_family], show_progress="hidden")
+    # a checkpoint folder typed in picks its task family as a registered policy does
+    folder.change(lambda p: learned_task_family(p, task_families) or gr.skip(), [folder], [task_family],
+                  show_progress="hidden")
 
     def do_run(chosen_dir, typed_dir, family_name, seed_value, how, limit_s, stuck_n, request: gr.Request):
         policy_dir = (typed_dir or "").strip() or (chosen_dir or "")

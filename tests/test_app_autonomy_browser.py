@@ -134,6 +134,9 @@ def test_run_says_it_is_starting_and_keeps_its_time_limit(page, app, tiny_policy
 
     page.get_by_role("tab", name="Autonomous").click()
     page.locator("#au-folder input, #au-folder textarea").first.fill(tiny_policy[1])
+    # the folder picks the task family its policy learned (sort_blocks), whatever the tab showed before
+    page.wait_for_function("document.querySelector('#au-task-family input').value === 'sort_blocks'",
+                           timeout=15_000)
     limit = page.locator("#au-limit input").first
     limit.fill("8")
     limit.press("Tab")
