@@ -168,15 +168,9 @@ def _fuzz(server: _Server, kinds: tuple[str, ...], messages: int, seed: int, pro
         stats["sent"] += 1
         if stats["sent"] % 100 == 0:
             stats["replies"] += _drain(sock)
-        if stats["sent"] % probe_every == 0:
-            if not _probe(context, server.address):
-                stats["probes_unanswered"] += 1
-            stats["probes"] += 1
-            if not server.alive():
-                stats["deaths"] += 1
-                server.start()
-                sock.close(linger=0)
-                sock = _fuzz_socket(context, server.address)
+        if stats["sent"] % probe_every == 0 and _probe_and_revive(context, server, stats):
+            sock.close(linger=0)
+            sock = _fuzz_socket(context, server.address)
 
     # hypothesis draws a structured message in ~25 ms, a raw one costs ~0.1 ms: a tenth of the messages,
     # at most HYPOTHESIS_MAX, come from hypothesis, so a million messages take minutes, not hours
@@ -201,15 +195,23 @@ def _fuzz(server: _Server, kinds: tuple[str, ...], messages: int, seed: int, pro
         else:
             send(_raw_message(rng, i, kinds))
     stats["replies"] += _drain(sock, wait_s=1.0)
-    if not _probe(context, server.address):
-        stats["probes_unanswered"] += 1
-    stats["probes"] += 1
-    if not server.alive():
-        stats["deaths"] += 1
-        server.start()
+    _probe_and_revive(context, server, stats)
     sock.close(linger=0)
     context.term()
     return stats
+
+
+def _probe_and_revive(context: zmq.Context, server: _Server, stats: dict) -> bool:
+    """One well-formed ping from a separate client, counted in `stats`; a dead server is counted and
+    restarted. Returns True when it was restarted (its address may have changed)."""
+    if not _probe(context, server.address):
+        stats["probes_unanswered"] += 1
+    stats["probes"] += 1
+    if server.alive():
+        return False
+    stats["deaths"] += 1
+    server.start()
+    return True
 
 
 def _fuzz_socket(context: zmq.Context, address: str) -> zmq.Socket:
