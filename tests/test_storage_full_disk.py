@@ -35,8 +35,10 @@ def _record_until_error(recorder, images, state, limit_s: float = 60.0):
 
 
 @pytest.mark.parametrize("retry_for_s, max_queue_steps, first_error", [
-    (1.0, 30, "RecorderFailed"),  # the writer gives up before the queue fills
-    (5.0, 10, "RecorderOverflow"),  # the queue fills while the writer still retries: blame the disk, not speed
+    # Each case leaves a 10x margin between the two clocks, so the first error is the one named even on a
+    # loaded machine (CI once filled a 1.5 s queue before a 1 s retry gave up: commits there are slow).
+    (1.0, 200, "RecorderFailed"),  # the writer gives up (1 s) long before the queue fills (10 s at 20 Hz)
+    (5.0, 10, "RecorderOverflow"),  # the queue fills (0.5 s) while the writer still retries: blame the disk, not speed
 ])
 def test_full_disk_is_named_and_recording_resumes_once_space_is_back(tmp_path, robot, retry_for_s, max_queue_steps,
                                                                      first_error):
