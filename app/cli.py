@@ -18,6 +18,7 @@ from app.detector_command import add_parser as add_detector_parser
 from app.distill_command import add_parser as add_distill_parser
 from app.embedded import APP_CONTROL_HZ, NOISE_HELP, SIM_NOISE, SIM_VLA_FACTORY, UnknownTask
 from app.episodes_command import add_parsers as add_episodes_parsers
+from app.export_command import add_parser as add_export_parser
 from app.environment import explain
 from app.errors import UserError
 from coaching.config_flags import add_flags, from_flags
@@ -258,6 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_coach)
 
     add_episodes_parsers(sub)
+    add_export_parser(sub)
     add_play_parser(sub)
     add_distill_parser(sub)
     add_detector_parser(sub)
@@ -296,7 +298,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="run a benchmark and print its JSON")
     p.add_argument("what", choices=["sim", "grounding", "coach", "rpc", "storage", "ui", "distill", "subgoals", "perception",
-                                    "crash", "vla-faults", "fuzz"])
+                                    "crash", "vla-faults", "fuzz", "export"])
     p.add_argument("--runs", type=int, default=None, help="bench crash: episodes killed with SIGKILL (default 100)")
     p.add_argument("--kills", type=int, default=None, help="bench vla-faults: VLA server kills (default 100)")
     p.add_argument("--messages", type=int, default=None,
