@@ -45,6 +45,11 @@ EXCLUSION_S = 30.0
 # `done` ends the episode for good, so the driver waits (sends nothing new) until the policy is this
 # sure; running the runner-up instead undid finished work (a placed block picked up again).
 DONE_CONFIDENCE = 0.7
+# Motion this soon after a subtask is sent may be the last one's: it does not show the VLA acted on
+# the new one. Short, because a place can be quick: an item lifted out of the bin is released over
+# it within 0.4 s (bussing traces); with 1 s such places counted as never acted on, left the
+# history, and the item they put away was picked again and again.
+SETTLE_S = 0.2
 # Fresh attempts at one subtask in a row (a missed grasp is retried as the coach does) before it
 # counts as stuck: an item the arm cannot get at is not tried forever.
 MAX_RETRIES = 2
@@ -75,11 +80,13 @@ class Hysteresis:
         self.candidate, self.streak = None, 0
 
 
-def without_refused(decision: Decision, refused: set[str], policy: "HighLevelPolicy | None" = None) -> Decision:
+def without_refused(decision: Decision, refused: set[str], policy: "HighLevelPolicy | None" = None
+                    ) -> Decision | None:
     """The decision, or else its best runner-up that is no phrasing of a subtask the VLA refused or
     got stuck on (see `Exclusions`), with probabilities renormalised over what is left (so a stuck
-    subtask the policy still holds on to does not keep `done` below its bar). When everything is
-    excluded, the best choice again (a retry)."""
+    subtask the policy still holds on to does not keep `done` below its bar). None when everything
+    is excluded: the driver waits for an exclusion to run out (sending the best again would retry,
+    get stuck and retry again, in a loop that filled whole episodes)."""
     same = policy.same_subtask if policy is not None else (lambda a, b: a == b)
     ranked = [(decision.subtask, decision.confidence), *decision.alternatives]
     out = {t for t, _ in ranked if any(same(t, r) for r in refused)}
@@ -88,7 +95,7 @@ def without_refused(decision: Decision, refused: set[str], policy: "HighLevelPol
     left = max(1.0 - sum(p for t, p in ranked if t in out), 1e-9)
     allowed = [(t, min(1.0, p / left)) for t, p in ranked if t not in out]
     if not allowed:
-        return decision
+        return None
     return Decision(allowed[0][0], allowed[0][1], allowed[1:])
 
 
@@ -124,7 +131,7 @@ class StuckWatch:
         self.still_for = self._stillness.update(state, now)
         return active_s > self.timeout_s or min(self.still_for, active_s) > self.still_s
 
-    def never_moved(self, now: float, started_at: float, settle_s: float = 1.0) -> bool:
+    def never_moved(self, now: float, started_at: float, settle_s: float = SETTLE_S) -> bool:
         """The robot has not moved since `settle_s` after the subtask began (as of the last `stuck` call;
         a robot may still be settling from what came before): the VLA never acted on it, as when it
         names an item that is not there."""
@@ -235,9 +242,11 @@ class AutonomyDriver(SubtaskSource):
         history = [s["text"] for s in status["segments"] if s["id"] not in self._never_ran]
         excluded = self._exclusions.current(now)
         detections = self.detector.detect(observation.images)
-        decision = without_refused(self.policy.decide(observation, detections, self.task, history, self.metadata),
-                                   excluded, self.policy)
-        self.decision = decision
+        proposed = self.policy.decide(observation, detections, self.task, history, self.metadata)
+        decision = without_refused(proposed, excluded, self.policy)
+        self.decision = decision or proposed
+        if decision is None:
+            return None  # every choice was refused or got stuck lately: wait until one may be tried again
         if decision.done and decision.confidence < self.config.done_confidence:
             return None  # `done` ends the episode for good: wait until the policy is sure, do nothing rash
         if not ((self._active in excluded and not decision.done) or self._hysteresis.switch(decision, self._active)):

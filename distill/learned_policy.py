@@ -113,17 +113,22 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
         self.memory.observe(float(observation.timestamp), state, detections, sizes, hist)
         n = len(hist)
         f = self.featurizer.features(self.memory, n, task, metadata)
-        ranked, finished = self._rank(f, hist[-1] if hist else None)
+        put_away = {l for l in f.track_labels if self.memory.put_away(l, n, self.featurizer.release_distance)}
+        ranked, finished = self._rank(f, hist[-1] if hist else None, put_away)
         self.view = {"detections": [d.label for d in detections], **self.memory.summary(n),
                      "active": hist[-1] if hist else None, "finished": round(finished, 3),
                      "choices": [(f"{t} (again)" if again else t, round(p, 3)) for t, p, again in ranked[:TOP]]}
         (best, p, again), rest = ranked[0], [(t, q) for t, q, again in ranked[1:] if not again]
         return Decision(best, p, rest[:2 * TOP], retry=again)
 
-    def _rank(self, f, active: str | None) -> tuple[list[tuple[str, float, bool]], float]:
+    def _rank(self, f, active: str | None, put_away: set[str] = frozenset()
+              ) -> tuple[list[tuple[str, float, bool]], float]:
         """Every candidate's (text, probability, whether it is the active subtask tried again), best
         first, and the finished head's probability. The active subtask is two candidates: going on
-        (1 - f) and, when the next head picks it once finished, a fresh attempt (a retry)."""
+        (1 - f) and, when the next head picks it once finished, a fresh attempt (a retry). Items in
+        `put_away` are named by no candidate: the network alone, trained on logs where a put-away item
+        is never picked again, still gave such items up to 0.7 once its first choice was excluded, and
+        each re-pick from the bin cost a pick, a place and the item's handled mark (bussing traces)."""
         cfg, groups = self.cfg, self.vocabulary.groups
         k = len(f.track_labels)
         tracks = np.zeros((1, MAX_TRACKS, cfg.track_dim), np.float32)
@@ -136,6 +141,10 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
                 torch.from_numpy(f.context[None]), torch.from_numpy(f.held[None]), torch.from_numpy(f.groups[None]),
                 torch.from_numpy(tracks), torch.from_numpy(labels), torch.from_numpy(mask),
                 torch.from_numpy(f.active[None]))
+        for s, label in enumerate(f.track_labels):
+            if label in put_away:  # every slotted group filled with this item
+                slots = cfg.groups + np.arange(len(self._slotted)) * MAX_TRACKS + s
+                next_logits[0, torch.from_numpy(slots)] = -torch.inf
         p_next = torch.softmax(next_logits[0], 0).numpy()
         fin = float(torch.sigmoid(finished[0])) if active is not None else 1.0
         G = cfg.groups
@@ -149,7 +158,10 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
             elif g is not None and item.label in f.track_labels:
                 own = G + self._slotted.index(g) * MAX_TRACKS + f.track_labels.index(item.label)
         probs: dict[tuple[str, bool], float] = {(active, False): 1.0 - fin} if active is not None else {}
-        for i in np.flatnonzero(p_next > 1e-6):
+        # the likely ones, and always a few runners-up however unlikely: a driver that excludes a
+        # subtask the VLA got stuck on needs something else to run
+        keep = np.argsort(-p_next)[:max(int((p_next > 1e-6).sum()), 2 * TOP + 2)]
+        for i in keep[p_next[keep] > 0]:  # never a put-away item
             if i == own:
                 text = active
             elif i < G:

@@ -22,7 +22,7 @@ def test_a_refused_subtask_gives_way_to_the_next_choice_that_is_not_a_phrasing_o
     # what is left is renormalised: 0.15 of the 0.2 not excluded
     assert chosen.subtask == "lift the green block" and chosen.confidence == pytest.approx(0.75)
     everything = {"grab the red cube", "lift the green block", DONE}
-    assert without_refused(decision, everything, Paraphrases()) is decision  # nothing left: keep the best
+    assert without_refused(decision, everything, Paraphrases()) is None  # nothing left: wait, do not retry in a loop
 
 
 def test_a_stuck_subtask_the_policy_holds_on_to_does_not_hide_a_sure_done():
