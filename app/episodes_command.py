@@ -39,7 +39,7 @@ def cmd_episodes(args: argparse.Namespace) -> dict[str, Any]:
     db = open_database(args.db, READ_ONLY)  # only reads: works on a read-only mount, creates nothing
     try:
         found = list_episodes(db, task=args.task, status=args.status, mode=args.mode, min_quality=args.min_quality,
-                              since=args.since, until=args.until, limit=args.limit)
+                              since=args.since, until=args.until, limit=args.limit, discarded=args.discarded)
         return {"database": db.display_url, "count": len(found), "episodes": [e.to_dict() for e in found]}
     finally:
         db.close()
@@ -70,6 +70,8 @@ def add_parsers(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--since", type=_date, help="started on or after (YYYY-MM-DD or ISO time, UTC)")
     p.add_argument("--until", type=_date, help="started on or before (a bare date includes that day)")
     p.add_argument("--limit", type=_positive, default=100)
+    p.add_argument("--discarded", action="store_true",
+                   help="list only the episodes a person discarded (left out otherwise, as distillation leaves them out)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_episodes)
 

@@ -1,5 +1,6 @@
 """coachlab storage: the SQL schema and migrations, the episode recorder, frame encoding, and reading
-(episodes), curating (curation) and the registry of distilled checkpoints (checkpoints).
+(episodes), curating (curation: annotations, discard and restore) and the registry of distilled
+checkpoints (checkpoints).
 
 Everything public is importable from here; the names load lazily, so importing
 `storage.errors` (for `StorageError`) does not pull in SQLAlchemy, OpenCV or numpy.
@@ -21,6 +22,7 @@ _EXPORTS = {
     "EventRecord": "storage.episodes", "StepArrays": "storage.episodes",
     "list_episodes": "storage.episodes", "load_episode": "storage.episodes",
     "edit_annotations": "storage.curation", "delete_episode": "storage.curation",
+    "discard_episode": "storage.curation", "restore_episode": "storage.curation",
     "PolicyRecord": "storage.checkpoints", "register_policy": "storage.checkpoints",
     "list_policies": "storage.checkpoints",
     "encode_image": "storage.frames", "decode_image": "storage.frames",

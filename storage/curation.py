@@ -1,5 +1,7 @@
 """Curating recorded episodes: edit their annotations (with an `annotation_edit` event saying what
-changed, and who changed it) and delete them with everything recorded with them."""
+changed, and who changed it), discard and restore them (a `discard` / `restore` event; the rows
+stay, but listings, and so distillation and export, leave a discarded episode out), and delete
+them with everything recorded with them."""
 
 from __future__ import annotations
 
@@ -66,6 +68,31 @@ def edit_annotations(db: Database, episode_id: int, user: str | None, *, quality
             s.add(Event(episode_id=episode_id, kind="annotation_edit", t=None, user_name=user, data=data,
                         created_at=utcnow()))
     return data
+
+
+def discard_episode(db: Database, episode_id: int, user: str | None, reason: str | None = None) -> None:
+    """Leave the episode out of every selection from now on (`list_episodes` hides it unless asked),
+    keeping all its rows, with a `discard` event saying who and why. A live recording cannot be discarded."""
+    with db.session() as s:
+        ep = get_episode_row(s, db, episode_id)
+        if ep.status == "running":
+            raise StorageError(f"Episode {episode_id} is still running: end it before discarding it.")
+        if ep.discarded_at is not None:
+            raise StorageError(f"Episode {episode_id} is already discarded.")
+        ep.discarded_at = utcnow()
+        s.add(Event(episode_id=episode_id, kind="discard", t=None, user_name=user,
+                    data=jsonable({"reason": (reason or "").strip() or None}), created_at=ep.discarded_at))
+
+
+def restore_episode(db: Database, episode_id: int, user: str | None) -> None:
+    """Undo `discard_episode`: the episode is selected again, and a `restore` event says who brought it back."""
+    with db.session() as s:
+        ep = get_episode_row(s, db, episode_id)
+        if ep.discarded_at is None:
+            raise StorageError(f"Episode {episode_id} is not discarded.")
+        s.add(Event(episode_id=episode_id, kind="restore", t=None, user_name=user,
+                    data=jsonable({"discarded_at": ep.discarded_at.isoformat()}), created_at=utcnow()))
+        ep.discarded_at = None
 
 
 def delete_episode(db: Database, episode_id: int) -> None:

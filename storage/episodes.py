@@ -4,9 +4,10 @@ It owns the records an episode is read as (`EpisodeSummary`, `EpisodeRecord`, `S
 `EventRecord`, `StepArrays`); distillation, the app and export read episodes only through here.
 `load_episode` returns the episode's rows (segments, events) at once, but steps and frames only on
 demand: `steps()` reads arrays, `frame(camera, i)` decodes one image, `frame_bytes` hands out the
-stored JPEG/PNG untouched (what a browser replay wants). A stored frame that does not decode raises
-`DamagedFrame` naming episode, camera and step, and is noted in the record's `damaged` list, so
-every reader (training, replay, subgoal pairs) can skip that step, count it and say which it was.
+stored JPEG/PNG untouched (what a browser replay wants; also a function of its own, one query). A
+stored frame that does not decode raises `DamagedFrame` naming episode, camera and step, and is
+noted in the record's `damaged` list, so every reader (training, replay, subgoal pairs) can skip
+that step, count it and say which it was.
 """
 
 from __future__ import annotations
@@ -64,14 +65,20 @@ class EpisodeSummary:
     control_mode: str | None
     notes: str | None
     policy_checkpoint_id: int | None
+    discarded_at: datetime | None = None  # when a person discarded it (storage.curation); None: kept
 
     @property
     def duration_s(self) -> float | None:
         return None if self.ended_at is None else round((self.ended_at - self.started_at).total_seconds(), 3)
 
+    @property
+    def discarded(self) -> bool:
+        return self.discarded_at is not None
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
-        d.update(started_at=_iso(self.started_at), ended_at=_iso(self.ended_at), duration_s=self.duration_s)
+        d.update(started_at=_iso(self.started_at), ended_at=_iso(self.ended_at), duration_s=self.duration_s,
+                 discarded_at=_iso(self.discarded_at))
         return d
 
 
@@ -187,12 +194,7 @@ class EpisodeRecord:
 
     def frame_bytes(self, camera: str, step_index: int) -> tuple[str, bytes]:
         """(format, encoded bytes) of one frame, exactly as stored."""
-        with self.db.session(readonly=True) as s:
-            row = s.execute(sa.select(Frame.format, Frame.data).where(
-                Frame.episode_id == self.id, Frame.camera == camera, Frame.step_index == step_index)).first()
-        if row is None:
-            raise NotFound(f"Episode {self.id} has no frame of camera '{camera}' at step {step_index}.")
-        return row[0], bytes(row[1])
+        return frame_bytes(self.db, self.id, camera, step_index)
 
     def frame(self, camera: str, step_index: int) -> np.ndarray:
         """One frame decoded to RGB uint8 HxWx3; NotFound if it was not stored, DamagedFrame (also
@@ -231,6 +233,17 @@ class EpisodeRecord:
                 "segments": [s.to_dict() for s in self.segments], "events": [e.to_dict() for e in self.events]}
 
 
+def frame_bytes(db: Database, episode_id: int, camera: str, step_index: int) -> tuple[str, bytes]:
+    """(format, encoded bytes) of one stored frame, exactly as stored, in one query (what a browser
+    replay fetches frame by frame); NotFound if it was not stored."""
+    with db.session(readonly=True) as s:
+        row = s.execute(sa.select(Frame.format, Frame.data).where(
+            Frame.episode_id == episode_id, Frame.camera == camera, Frame.step_index == step_index)).first()
+    if row is None:
+        raise NotFound(f"Episode {episode_id} has no frame of camera '{camera}' at step {step_index}.")
+    return row[0], bytes(row[1])
+
+
 def _num_segments() -> sa.ScalarSelect[int]:
     return (sa.select(sa.func.count(Segment.id)).where(Segment.episode_id == Episode.id)
             .correlate(Episode).scalar_subquery())
@@ -240,7 +253,8 @@ def _summary(ep: Episode, task_text: str, num_segments: int) -> EpisodeSummary:
     return EpisodeSummary(id=ep.id, task=task_text, task_family=ep.task_family, mode=ep.mode, status=ep.status,
                           user=ep.user_name, seed=ep.seed, started_at=ep.started_at, ended_at=ep.ended_at,
                           num_steps=ep.num_steps, num_segments=int(num_segments), quality=ep.quality, speed=ep.speed,
-                          control_mode=ep.control_mode, notes=ep.notes, policy_checkpoint_id=ep.policy_checkpoint_id)
+                          control_mode=ep.control_mode, notes=ep.notes, policy_checkpoint_id=ep.policy_checkpoint_id,
+                          discarded_at=ep.discarded_at)
 
 
 def check_choice(name: str, value: str | None, allowed: tuple[str, ...]) -> None:
@@ -251,9 +265,13 @@ def check_choice(name: str, value: str | None, allowed: tuple[str, ...]) -> None
 def list_episodes(db: Database, task: str | None = None, status: str | None = None, mode: str | None = None,
                   min_quality: int | None = None, since: datetime | date | str | None = None,
                   until: datetime | date | str | None = None, limit: int | None = 100,
-                  offset: int = 0) -> list[EpisodeSummary]:
+                  offset: int = 0, discarded: bool | None = False) -> list[EpisodeSummary]:
     """Episodes newest first. `task` matches a task family exactly or any part of the task text
-    (case-insensitive); `since`/`until` bound the start time (a bare date covers that whole day)."""
+    (case-insensitive); `since`/`until` bound the start time (a bare date covers that whole day).
+
+    `discarded`: False (the default) leaves out the episodes a person discarded, so every selection
+    built on this listing (distillation, export, the Distill tab's count) leaves them out too; True
+    lists only those; None lists both."""
     check_choice("status", status, STATUSES)
     check_choice("mode", mode, MODES)
     if min_quality is not None:
@@ -270,6 +288,8 @@ def list_episodes(db: Database, task: str | None = None, status: str | None = No
         q = q.where(Episode.mode == mode)
     if min_quality is not None:
         q = q.where(Episode.quality >= min_quality)
+    if discarded is not None:
+        q = q.where(Episode.discarded_at.is_not(None) if discarded else Episode.discarded_at.is_(None))
     if (lo := _as_datetime(since)) is not None:
         q = q.where(Episode.started_at >= lo)
     if (hi := _as_datetime(until, end_of_day=True)) is not None:

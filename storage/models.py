@@ -123,6 +123,9 @@ class Episode(Base):
     writer_pid: Mapped[int | None] = mapped_column()
     writer_host: Mapped[str | None] = mapped_column(sa.Text)
     heartbeat_at: Mapped[datetime | None] = mapped_column()
+    # Set when a person discards the episode (storage/curation.py): its rows stay, with a `discard`
+    # event saying who and why, but selections for distillation and export leave it out.
+    discarded_at: Mapped[datetime | None] = mapped_column()
 
     task: Mapped[Task] = relationship(back_populates="episodes")
     segments: Mapped[list[Segment]] = relationship(order_by="Segment.ordinal", passive_deletes=True)

@@ -28,7 +28,7 @@ def test_migrations_from_empty_match_the_models(db_url):
     try:
         with db.engine.connect() as conn:
             assert TABLES <= set(sa.inspect(conn).get_table_names())
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
             assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
     finally:
         db.close()
@@ -58,7 +58,8 @@ def test_downgrade_to_empty_and_back(db_url):
 
 def test_a_database_at_0001_keeps_its_episodes_and_their_task_family(db_url):
     """0002 renames episodes.family to task_family in place: the value moves with it, and no child row
-    is lost (a SQLite table copy-and-swap would cascade-delete them when it drops the old table)."""
+    is lost (a SQLite table copy-and-swap would cascade-delete them when it drops the old table); 0003
+    adds discarded_at in place too (null: kept)."""
     old = open_database(db_url, DatabaseConfig(migrate=False, recover=False))
     now = datetime.now(timezone.utc)
     episodes = sa.table("episodes", *(sa.column(c) for c in ("id", "task_id", "family", "mode", "status",
@@ -93,7 +94,7 @@ def test_a_database_at_0001_keeps_its_episodes_and_their_task_family(db_url):
     db = open_database(db_url)  # the current code migrates it to head
     try:
         with db.engine.connect() as conn:
-            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0002"
+            assert conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar() == "0003"
             columns = {c["name"] for c in sa.inspect(conn).get_columns("episodes")}
         assert "task_family" in columns and "family" not in columns
         ep = load_episode(db, 1)
@@ -101,6 +102,8 @@ def test_a_database_at_0001_keeps_its_episodes_and_their_task_family(db_url):
         assert load_episode(db, 2).summary.task_family is None
         assert list(ep.steps().segment_id) == [1, 1] and [g.text for g in ep.segments] == ["pick up the cup"]
         assert [e.id for e in list_episodes(db, task="bussing")] == [1]
+        # 0003: an episode from before discarding existed is kept, and selected
+        assert {e.id for e in list_episodes(db)} == {1, 2} and not ep.summary.discarded
     finally:
         db.close()
 
