@@ -1,6 +1,11 @@
-"""The Episodes tab: filter the logged episodes, replay one with a step scrubber (a frame per
-camera and the subtask active at that step), edit its tags (outcome, quality, notes) and mark its
-segments (numbered per episode, as the Coach tab's timeline: a click selects one, a button marks it).
+"""The Episodes tab: the logged episodes (task family, seed, duration, outcome, ...), kept up to date
+by itself; open one to replay it (Play / Pause, a speed, a step slider: `app/replay_assets.py`),
+edit its tags (outcome, quality, notes), mark its segments (numbered per episode, as the Coach
+tab's timeline: a click selects one, a button marks it), and discard or restore it.
+
+Discarding keeps every row of the episode and writes a `discard` event (who, why); listings, and
+so distillation and export, leave it out from then on (`storage/curation.py`). "Show discarded"
+lists them, and Restore brings one back.
 
 Handlers only translate between widgets and storage queries; a person's mistake comes back as
 one sentence in a toast (`app/handlers.py`).
@@ -13,11 +18,35 @@ import html
 import gradio as gr
 
 from app.handlers import MARKS, fail, outcome_word, user_of
-from storage import DamagedFrame, Database, StorageError, edit_annotations, list_episodes, load_episode
+from app.replay_assets import player_html
+from storage import (Database, EpisodeSummary, StorageError, discard_episode, edit_annotations, list_episodes,
+                     load_episode, restore_episode)
 from storage.vocab import STATUSES
 
-EPISODE_COLUMNS = ["id", "task", "status", "mode", "quality", "steps", "segments", "started", "by"]
+EPISODE_COLUMNS = ["id", "task", "task family", "seed", "duration", "outcome", "mode", "quality", "steps", "segments",
+                   "started", "by"]
 SEGMENT_COLUMNS = ["#", "at (s)", "source", "subtask", "outcome", "mistake", "by"]
+REFRESH_S = 3.0  # how often the list looks for new and ended episodes
+
+
+def duration_text(e: EpisodeSummary) -> str:
+    """How long the episode ran, as a person reads it; "running" while it runs."""
+    if e.status == "running":
+        return "running"
+    seconds = e.duration_s
+    if seconds is None:
+        return ""
+    return f"{seconds:.1f} s" if seconds < 60 else f"{int(seconds // 60)}:{int(seconds % 60):02d}"
+
+
+def outcome_text(e: EpisodeSummary) -> str:
+    return f"{e.status} (discarded)" if e.discarded else e.status
+
+
+def episode_row(e: EpisodeSummary) -> list:
+    return [e.id, e.task, e.task_family or "", "" if e.seed is None else e.seed, duration_text(e), outcome_text(e),
+            e.mode, e.quality, e.num_steps, e.num_segments,
+            e.started_at.strftime("%Y-%m-%d %H:%M:%S") if e.started_at else "", e.user]
 
 
 def segment_rows(db: Database, episode_id: int) -> list[list]:
@@ -26,23 +55,29 @@ def segment_rows(db: Database, episode_id: int) -> list[list]:
              "yes" if g.mistake else "", g.user or ""] for g in sorted(record.segments, key=lambda g: g.ordinal)]
 
 
-def episodes_tab(db: Database, cams: tuple[str, ...]) -> None:
-    """Build the tab's widgets and events; `cams` are the robot's camera names, in page order."""
+def title_text(e: EpisodeSummary) -> str:
+    facts = [e.task_family, None if e.seed is None else f"seed {e.seed}", duration_text(e), e.status,
+             "**discarded**: distillation and export leave it out" if e.discarded else None]
+    return f"### Episode {e.id}: {html.escape(e.task)}\n\n" + " · ".join(f for f in facts if f)
+
+
+def episodes_tab(db: Database, cams: tuple[str, ...], tab: gr.Tab) -> None:
+    """Build the tab's widgets and events; `cams` are the robot's camera names, in page order; `tab`
+    is this tab (selecting it refreshes the list at once)."""
     chosen = gr.State(None)
     with gr.Row():
-        f_task = gr.Textbox(label="Task contains", elem_id="ep-task")
-        f_status = gr.Dropdown(["any", *STATUSES], value="any", label="Status")
+        f_task = gr.Textbox(label="Task or task family contains", elem_id="ep-task")
+        f_status = gr.Dropdown(["any", *STATUSES], value="any", label="Outcome", elem_id="ep-status")
         f_quality = gr.Slider(1, 5, value=1, step=1, label="Quality at least")
-        refresh = gr.Button("Refresh", elem_id="ep-refresh")
-    table = gr.Dataframe(headers=EPISODE_COLUMNS, interactive=False, label="Episodes (click one to replay it)",
-                         elem_id="ep-table", wrap=True)
+        f_discarded = gr.Checkbox(False, label="Show discarded", elem_id="ep-show-discarded")
+        refresh = gr.Button("Refresh", elem_id="ep-refresh", scale=0, min_width=100)
+    table = gr.Dataframe(headers=EPISODE_COLUMNS, interactive=False, elem_id="ep-table", wrap=True, max_height=330,
+                         label=f"Episodes, newest first (updated every {REFRESH_S:g} s; click one to replay it)")
+    timer = gr.Timer(REFRESH_S)
+    shown_rows = gr.State(None)  # what the table shows: a tick that finds the same spares every tab a re-render
     with gr.Column(visible=False) as replay:
         title = gr.Markdown(elem_id="ep-title")
-        with gr.Row():
-            frames = [gr.Image(label=c, interactive=False, height=336, format="jpeg", elem_id=f"ep-frame-{c}")
-                      for c in cams]
-            moment = gr.Markdown(elem_id="ep-moment")
-        scrub = gr.Slider(0, 1, value=0, step=1, label="Step", elem_id="ep-scrub")
+        player = gr.HTML(elem_id="ep-replay")
         with gr.Row():
             e_status = gr.Radio(["success", "failure", "aborted"], label="Outcome")
             e_quality = gr.Slider(1, 5, step=1, label="Quality")
@@ -54,58 +89,50 @@ def episodes_tab(db: Database, cams: tuple[str, ...]) -> None:
             with gr.Column(scale=0, min_width=220):
                 picked = gr.Markdown("Click a segment to mark it.", elem_id="ep-picked")
                 mark_buttons = {how: gr.Button(f"Mark {how}", size="sm", elem_id=f"ep-mark-{how}") for how in MARKS}
+        with gr.Row():
+            reason = gr.Textbox(label="Why discard it (optional, kept with it)", max_lines=1, scale=4,
+                                elem_id="ep-discard-reason")
+            with gr.Column(scale=1, min_width=200):
+                discard = gr.Button("Discard episode", variant="stop", size="sm", elem_id="ep-discard")
+                restore = gr.Button("Restore episode", size="sm", visible=False, elem_id="ep-restore")
     picked_number = gr.State(None)
 
-    def rows(task_text: str, status: str, min_quality: float):
+    def rows(task_text: str, status: str, min_quality: float, with_discarded: bool) -> list[list]:
         try:
             found = list_episodes(db, task=task_text or None, status=None if status == "any" else status,
-                                  min_quality=int(min_quality) if min_quality > 1 else None, limit=200)
+                                  min_quality=int(min_quality) if min_quality > 1 else None, limit=200,
+                                  discarded=None if with_discarded else False)
         except StorageError as e:
             raise fail(e)
-        return [[e.id, e.task, e.status, e.mode, e.quality, e.num_steps, e.num_segments,
-                 e.started_at.strftime("%Y-%m-%d %H:%M:%S") if e.started_at else "", e.user] for e in found]
+        return [episode_row(e) for e in found]
 
-    filters = [f_task, f_status, f_quality]
-    refresh.click(rows, filters, [table])
-    f_status.change(rows, filters, [table])
+    def listed(task_text, status, min_quality, with_discarded, last):
+        new = rows(task_text, status, min_quality, with_discarded)
+        return (gr.skip(), last) if new == last else (new, new)
 
-    def show(episode_id: int, step: int):
+    filters = [f_task, f_status, f_quality, f_discarded]
+    for event in (refresh.click, f_status.change, f_discarded.change, f_task.submit, f_quality.release, tab.select):
+        event(listed, [*filters, shown_rows], [table, shown_rows], show_progress="hidden")
+    timer.tick(listed, [*filters, shown_rows], [table, shown_rows], show_progress="hidden", concurrency_limit=None)
+
+    def summary_of(episode_id: int) -> EpisodeSummary:
+        return load_episode(db, episode_id).summary
+
+    def discard_buttons(e: EpisodeSummary):
+        return gr.Button(visible=not e.discarded), gr.Button(visible=e.discarded)
+
+    def open_episode(evt: gr.SelectData):
         try:
-            record = load_episode(db, episode_id)
-        except StorageError as e:
+            episode_id = int(evt.row_value[0])  # the clicked row's own id: the table may have moved since
+            s = summary_of(episode_id)
+        except (StorageError, IndexError, ValueError, TypeError) as e:
             raise fail(e)
-        images = []
-        for c in cams:
-            try:
-                images.append(record.frame(c, step) if step < record.frame_count(c) else None)
-            except DamagedFrame:  # shown blank and said below; the other cameras and steps still replay
-                images.append(None)
-        steps = record.steps(step, step + 1)
-        seg_id = int(steps.segment_id[0]) if len(steps.index) else -1
-        seg = next((s for s in record.segments if s.id == seg_id), None)
-        t = f"{steps.t[0]:.1f} s" if len(steps.index) else ""
-        text = (f"**{t}**\n\n**subtask:** {html.escape(seg.text)}\n\n{seg.source}"
-                f"{', ' + seg.outcome if seg.outcome else ''}{', mistake' if seg.mistake else ''}"
-                if seg else f"**{t}**\n\n*no subtask active*")
-        for d in record.damaged:
-            text += f"\n\n*{html.escape(str(d))}*"
-        return images, text
-
-    def open_episode(table_value, evt: gr.SelectData):
-        try:
-            episode_id = int(table_value.iloc[evt.index[0], 0])
-            record = load_episode(db, episode_id)
-        except (StorageError, IndexError, ValueError) as e:
-            raise fail(e)
-        s = record.summary
-        images, text = show(episode_id, 0)
-        return (episode_id, gr.Column(visible=True), f"### Episode {s.id}: {html.escape(s.task)}",
-                gr.Slider(0, max(s.num_steps - 1, 0), value=0, step=1), *images, text,
+        return (episode_id, gr.Column(visible=True), title_text(s), player_html(episode_id, cams),
                 s.status if s.status in ("success", "failure", "aborted") else None, s.quality or 3, s.notes or "",
-                segment_rows(db, episode_id), None, "Click a segment to mark it.")
+                segment_rows(db, episode_id), None, "Click a segment to mark it.", "", *discard_buttons(s))
 
-    table.select(open_episode, [table], [chosen, replay, title, scrub, *frames, moment, e_status, e_quality, e_notes,
-                                         segments, picked_number, picked])
+    table.select(open_episode, None, [chosen, replay, title, player, e_status, e_quality, e_notes, segments,
+                                      picked_number, picked, reason, discard, restore])
 
     def pick(evt: gr.SelectData):
         try:
@@ -137,14 +164,6 @@ def episodes_tab(db: Database, cams: tuple[str, ...]) -> None:
     for how, button in mark_buttons.items():
         button.click(mark(how), [chosen, picked_number], [segments, picked], show_progress="hidden")
 
-    def scrub_to(episode_id, step):
-        if episode_id is None:
-            return *[None for _ in cams], ""
-        images, text = show(episode_id, int(step))
-        return *images, text
-
-    scrub.change(scrub_to, [chosen, scrub], [*frames, moment], show_progress="hidden")
-
     def save_tags(episode_id, status, quality, notes, request: gr.Request):
         if episode_id is None:
             raise gr.Error("Open an episode first.")
@@ -156,3 +175,26 @@ def episodes_tab(db: Database, cams: tuple[str, ...]) -> None:
         gr.Info(f"Tags of episode {episode_id} saved.")
 
     save.click(save_tags, [chosen, e_status, e_quality, e_notes], None)
+
+    def curate(restoring: bool):
+        def handler(episode_id, why, task_text, status, min_quality, with_discarded, request: gr.Request):
+            if episode_id is None:
+                raise gr.Error("Open an episode first.")
+            try:
+                if restoring:
+                    restore_episode(db, episode_id, user_of(request))
+                else:
+                    discard_episode(db, episode_id, user_of(request), reason=why)
+                s = summary_of(episode_id)
+            except StorageError as e:
+                raise fail(e)
+            gr.Info(f"Episode {episode_id} restored: distillation and export select it again." if restoring else
+                    f"Episode {episode_id} discarded: distillation and export leave it out. It is kept, with who "
+                    f"discarded it and why; Show discarded lists it, Restore brings it back.")
+            new = rows(task_text, status, min_quality, with_discarded)
+            return title_text(s), "", *discard_buttons(s), new, new
+        return handler
+
+    for button, restoring in ((discard, False), (restore, True)):
+        button.click(curate(restoring), [chosen, reason, *filters], [title, reason, discard, restore, table, shown_rows],
+                     show_progress="hidden")

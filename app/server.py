@@ -4,7 +4,8 @@ On the embedded default (`app/embedded.py`) that is the MuJoCo sim at 20 Hz, the
 served by a child process over ZMQ, and SQLite; `--robot zmq://...` (a robot bridge,
 `coaching/robot_bridge.py`), `--vla` and `--db` point at a lab's own. The live routes are
 registered before Gradio is mounted at `/` (routes added after the mount are shadowed by it), and
-they check Gradio's own login cookie, so one login covers the page and its camera streams.
+they check Gradio's own login cookie, so one login covers the page, its camera streams and the
+Episodes tab's replay (`app/replay_api.py`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from app import embedded
 from app.app_config import AppConfig, AppConfigError  # noqa: F401 (AppConfigError: callers catch it here)
 from app.live_api import live_router
 from app.page_assets import PAGE_CSS, PAGE_JS
+from app.replay_api import replay_router
+from app.replay_assets import REPLAY_CSS, REPLAY_JS
 from app.web import build_page
 from coaching.vla import check_fits
 from coaching.detector import NO_DETECTOR
@@ -99,7 +102,10 @@ class CoachingApp:
             return token is not None and token in gradio_app.tokens
 
         api.include_router(live_router(self.session, self._health, authorized, self.perception))
-        api = gr.mount_gradio_app(api, page, path="/", auth=self.config.auth, js=PAGE_JS, css=PAGE_CSS,
+        api.include_router(replay_router(self.db, authorized))
+        # Gradio takes one script run at page load: the live page's, then the replay player's.
+        page_js = f"() => {{ ({PAGE_JS})(); ({REPLAY_JS})(); }}"
+        api = gr.mount_gradio_app(api, page, path="/", auth=self.config.auth, js=page_js, css=PAGE_CSS + REPLAY_CSS,
                                   footer_links=[], server_name=self.config.host, server_port=self.config.port)
         holder["gradio"] = next(r.app for r in api.routes if isinstance(r, Mount) and isinstance(r.app, gr.routes.App))
         return api

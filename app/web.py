@@ -24,8 +24,8 @@ def build_page(session: CoachingSession, db: Database, task_families: dict[str, 
     with gr.Blocks(title="coachlab", delete_cache=(120, 300)) as page:
         with gr.Tab("Coach"):
             coach_tab(session, task_families, page)
-        with gr.Tab("Episodes"):
-            episodes_tab(db, session.description.cameras)
+        with gr.Tab("Episodes") as episodes:
+            episodes_tab(db, session.description.cameras, episodes)
         with gr.Tab("Autonomous") as autonomous:
             autonomous_tab(session, db, task_families, autonomous, user_of, fail, detector)
         with gr.Tab("Distill") as distill:

@@ -113,14 +113,13 @@ def test_coach_an_episode_end_to_end(page, app):
     page.click("#ep-refresh")
     page.wait_for_selector(f'#ep-table [data-testid="cell-0-0"]:has-text("{episode_id}")')
     page.locator('#ep-table [data-testid="cell-0-1"]').click()
-    page.wait_for_selector("#ep-frame-base img", timeout=30_000)
-    first = page.get_attribute("#ep-frame-base img", "src")
+    page.wait_for_function("window.coachlabReplay.player && window.coachlabReplay.player.shown.base === 0",
+                           timeout=30_000)
+    first = page.get_attribute("#ep-frame-base", "src")
     # the last step of the first subtask: the arm has moved since step 0, and that subtask is the moment's
     first_segment = min(load_episode(app.db, episode_id).segments, key=lambda g: g.ordinal)
-    scrub = page.locator("#ep-scrub input[type=number]").first
-    scrub.fill(str(first_segment.last_step))
-    scrub.press("Enter")
-    page.wait_for_function("(src) => document.querySelector('#ep-frame-base img').src !== src", arg=first)
+    page.fill("#ep-scrub", str(first_segment.last_step))
+    page.wait_for_function("(src) => document.querySelector('#ep-frame-base').src !== src", arg=first)
     _see(page, "#ep-moment :text('pick up the white cup')")
     _shot(page, "05-episodes-replay")
 
