@@ -3,7 +3,7 @@
 All `<canvas data-camera=NAME>` are fed by one stream, `/live/stream` (see `app/live_api.py`); `/live/status` is polled twice a second for the active subtask, the
 elapsed time and the status lights; the Autonomous tab's copy of the panel (`data-view="autonomous"`)
 shows who drives (the policy, or a person after Take over) and the policy's confidence instead. `window.coachlab` keeps per-camera counters (frames drawn,
-frame ages) that the UI benchmark reads. Keyboard: Escape presses Stop, F8 toggles Pause / Resume,
+frame ages) and when it first showed a subtask idle (`idle`), which the UI benchmark reads. Keyboard: Escape presses Stop, F8 toggles Pause / Resume,
 F9 Try again, F10 End episode (`KEYS_HTML` lists them on the page); none fires from another form control.
 `/live/objects` is polled too: the names the detector sees in view (a click types one into the
 subtask box) and, with "show boxes", their boxes on a transparent canvas over each camera.
@@ -109,6 +109,10 @@ PAGE_JS = r"""
               panel.innerHTML = banner + info + elapsed;
             }
           }
+          // When the page first showed the active subtask idle, and when the arm had last moved for it:
+          // `coachlab bench ui` reads the difference as idle_detect_ms.
+          if (s.subtask_status === 'idle' && s.subtask_id != null && (!cl.idle || cl.idle.segment !== s.subtask_id))
+            cl.idle = {segment: s.subtask_id, shownAt: Date.now(), movedLast: s.moved_last_wall};
           const h = s.health, rtt = s.vla_rtt_ms == null ? 'idle' : s.vla_rtt_ms.toFixed(1) + ' ms';
           for (const lights of document.querySelectorAll('.cl-lights')) {
             lights.innerHTML = light('robot', h.robot_ok, `${s.loop_hz} / ${s.target_hz} Hz`) +

@@ -4,7 +4,10 @@ The app runs in its own process on the embedded default. While an episode runs, 
 counters give each camera's frames per second and each frame's age (render in the sim to draw on
 the canvas; browser and app share this machine's clock). Enter-to-action is the time from the
 Enter key in the subtask box to the first action of the new chunk reaching the sim, as the
-session stamps it. Then four more tabs open and the control loop's rate is read again.
+session stamps it. Idle detection is the time from the arm's last motion for a subtask (the loop
+stamps it, `coaching/activity.py`) to the page first showing that subtask idle (the page stamps it),
+for subtasks carried out to the end. Then four more tabs open and the control loop's rate is read
+again.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from tqdm import tqdm
 
@@ -25,6 +28,9 @@ CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-backg
                  "--disable-component-update", "--disable-sync"]
 SUBTASKS = ["pick up the white cup", "pick up the black can", "pick up the yellow cup", "pick up the white bottle",
             "pick up the orange cup", "pick up the purple cup"]
+# Carried out to the end one after another (seed 0's bussing scene), each until the page shows it idle.
+IDLE_SUBTASKS = ["put it in the bussing tub", "pick up the white cup", "put it in the bussing tub",
+                 "pick up the yellow cup", "put it in the bussing tub"]
 
 
 def _start_app(db: str) -> tuple[subprocess.Popen, str]:
@@ -57,6 +63,31 @@ def send_subtask(page, text: str) -> None:
     box = page.locator("#cl-subtask input, #cl-subtask textarea").first
     box.fill(text)
     box.press("Enter")
+
+
+def idle_detect_ms(page, texts: Iterable[str], timeout_s: float = 40.0) -> list[float]:
+    """For each subtask in `texts`, sent in turn: ms from the arm's last motion for it to the page
+    first showing it idle. A subtask that is refused, fails or never goes idle within `timeout_s`
+    gives no figure."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    found = []
+    for text in texts:
+        before = page.evaluate("window.coachlab.status.subtask_id")
+        send_subtask(page, text)
+        try:
+            page.wait_for_function("(b) => window.coachlab.status.subtask_id != null && window.coachlab.status.subtask_id !== b",
+                                   arg=before, timeout=10_000)
+            seg = page.evaluate("window.coachlab.status.subtask_id")
+            page.wait_for_function("(seg) => (window.coachlab.idle && window.coachlab.idle.segment === seg) || "
+                                   "['refused', 'failed'].includes(window.coachlab.status.subtask_status)",
+                                   arg=seg, timeout=timeout_s * 1000)
+        except PlaywrightTimeout:
+            continue
+        idle = page.evaluate("window.coachlab.idle")
+        if idle and idle["segment"] == seg and idle["movedLast"]:
+            found.append(idle["shownAt"] - idle["movedLast"] * 1000)
+    return found
 
 
 def run(watch_s: float = 10.0, trials: int = 6) -> dict[str, Any]:
@@ -95,6 +126,8 @@ def run(watch_s: float = 10.0, trials: int = 6) -> dict[str, Any]:
                 latencies.append(segs[-1]["first_action_wall"] * 1000 - enter_at)
                 time.sleep(1.0)
 
+            idle = idle_detect_ms(page, tqdm(IDLE_SUBTASKS, desc="idle detection", unit="subtask"))
+
             tabs = [browser.new_page(viewport={"width": 1400, "height": 1200}) for _ in range(4)]
             for tab in tabs:
                 tab.goto(url)
@@ -115,6 +148,8 @@ def run(watch_s: float = 10.0, trials: int = 6) -> dict[str, Any]:
         "target_loop_hz": _TARGET_HZ,
         "enter_to_action_ms": round(statistics.median(latencies), 1),
         "enter_to_action_trials_ms": [round(x, 1) for x in latencies],
+        "idle_detect_ms": round(statistics.median(idle), 1) if idle else None,
+        "idle_detect_trials_ms": [round(x, 1) for x in idle],
     }
 
 

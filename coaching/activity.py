@@ -12,6 +12,7 @@ a refusal is refused.
 from __future__ import annotations
 
 import threading
+import time
 from dataclasses import dataclass
 
 import numpy as np
@@ -39,6 +40,7 @@ class Activity:
         self._anchor: np.ndarray | None = None  # the proprio state where the arm last rested
         self._moved = False
         self._last_move = 0.0
+        self._last_move_wall: float | None = None  # time.time() of that move: what `bench ui` times idle from
         self._accepted = False  # the VLA took the segment on (a reply that was no refusal)
 
     def observe(self, state: np.ndarray, segment_id: int | None, now: float, reply: dict | None = None) -> None:
@@ -47,6 +49,7 @@ class Activity:
         with self._lock:
             if segment_id != self._segment:
                 self._segment, self._moved, self._last_move, self._accepted = segment_id, False, now, False
+                self._last_move_wall = None
             if (segment_id is not None and reply and reply.get("vla_segment") == segment_id and reply.get("vla_replied")
                     and not reply.get("vla_refused") and not reply.get("vla_error")):
                 self._accepted = True
@@ -56,7 +59,7 @@ class Activity:
             elif float(np.max(np.abs(state - anchor))) > MOVE_THRESHOLD:
                 self._anchor = state
                 if segment_id is not None:
-                    self._moved, self._last_move = True, now
+                    self._moved, self._last_move, self._last_move_wall = True, now, time.time()
 
     def of(self, segment_id: int, now: float) -> tuple[bool, bool]:
         """(accepted, idle) of `segment_id`: whether the VLA took it on, and whether the arm worked on it
@@ -65,6 +68,11 @@ class Activity:
             if segment_id != self._segment:
                 return False, False
             return self._accepted, self._moved and now - self._last_move >= IDLE_AFTER_S
+
+    def last_move_wall(self, segment_id: int) -> float | None:
+        """When (time.time()) the arm last moved for `segment_id`; None if it has not moved for it."""
+        with self._lock:
+            return self._last_move_wall if segment_id == self._segment else None
 
 
 def subtask_status(accepted: bool, idle: bool, paused: bool, refused: bool, note: str | None,

@@ -479,6 +479,9 @@ class CoachingSession:
                 "elapsed_s": round(self.clock.now() - self._episode_start, 1) if self._episode_id else 0.0,
                 "paused": self._paused,
                 "subtask": active.text if active else None,
+                "subtask_id": active.id if active else None,
+                # the wall time the arm last moved for the active subtask: `bench ui` times idle from it
+                "moved_last_wall": self._activity.last_move_wall(active.id) if active else None,
                 "segments": [s.__dict__.copy() for s in self._segments],
                 **self.loop.stats(),
                 **self._vla_process(),
