@@ -109,9 +109,12 @@ class CoachingSession:
         self._errors: list[str] = []
         self._steps_total: int | None = None  # the steps left at the start, where the robot reports them
         self._activity = Activity()  # the arm's motion per segment: running or idle
-        # A step is never handed to a recorder whose episode is ending (it would refuse it, loudly).
+        # The episode the loop's steps are recorded into: set once the recorder has opened it, cleared
+        # before the recorder is asked to close it, both under `_record_lock`, which the loop thread
+        # holds while it hands a step over. So no step can reach a recorder whose episode has ended or
+        # is ending (issue 21's fault 1: "record_step was called with no episode being recorded").
         self._record_lock = threading.Lock()
-        self._ending = False
+        self._recording: int | None = None
         self._preview: SubgoalPreview | None = None
         self._preview_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="subgoal-preview")
         # Prefetching keeps a real-time robot from waiting on the VLA; on a simulated clock it would
@@ -182,7 +185,8 @@ class CoachingSession:
             settings.task, self.description.to_dict(), mode=mode, user=user, seed=settings.seed,
             metadata=settings.metadata(), task_family=settings.task_family, vla_hello=self.vla.metadata,
             policy_checkpoint_id=policy_checkpoint_id)
-        with self._lock:
+        with self._record_lock, self._lock:
+            self._recording = episode_id
             self._episode, self._episode_id, self._mode = settings, episode_id, mode
             self._last_episode_id = episode_id
             self._driver = "policy" if mode == "autonomous" else "person"
@@ -205,13 +209,13 @@ class CoachingSession:
         self._close_segment(closes_as or (ended if ended != "replaced" else None))
         updates = {k: v for k, v in {"quality": quality, "notes": notes}.items() if v is not None}
         self.last_outcome = outcome
-        with self._record_lock:
-            self._ending = True
+        with self._record_lock:  # waits for a step being handed over; none is handed over after this
+            self._recording = None
         try:
             return self.recorder.end_episode(outcome, updates, mode=self._mode)
         finally:  # ended or not, the recorder holds no open episode of ours any more
-            with self._record_lock, self._lock:
-                self._episode_id, self._ending = None, False
+            with self._lock:
+                self._episode_id = None
 
     # -- subtasks ---------------------------------------------------------------------------
     @command
@@ -493,7 +497,7 @@ class CoachingSession:
     def _record_step(self, obs: Observation, action: np.ndarray | None, segment_id: int | None) -> None:
         self._activity.observe(obs.state, segment_id, self.clock.now(), self.loop.vla_reply)
         with self._record_lock:
-            if self._episode_id is None or self._ending:
+            if self._recording is None:  # between episodes, or the episode is ending
                 return
             try:
                 self.recorder.record_step(self.clock.now() - self._episode_start, obs.state, action, obs.images,
