@@ -18,7 +18,7 @@ import gradio as gr
 
 from app.handlers import MARKS, fail, outcome_word, user_of
 from app.page_assets import camera_html
-from app.tab_control import TabControl
+from app.tab_control import TAB_KEY_JS, TabControl
 from coaching.session import CoachingSession, EpisodeSettings, SessionError
 from coaching.settings import SPEEDS
 from storage import StorageError
@@ -96,6 +96,7 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
             end = gr.Button("End episode (F10)", elem_id="cl-end")
     timer = gr.Timer(1.0)
     selected = gr.State(None)  # the number of the timeline row a click selected
+    tab_key = gr.Textbox(visible=False)  # this browser tab's key, filled at page load by TAB_KEY_JS
 
     def timeline_rows() -> list[list[Any]]:
         status = session.status()
@@ -258,3 +259,11 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
 
     page.load(load_running, None, [task_family, task, seed, speed, quality, mode, *goal_images],
               show_progress="hidden")
+
+    def know_tab(key: str, request: gr.Request):
+        """A reloaded tab is still the tab it was: if it drove, it drives (`app/tab_control.py`)."""
+        control_of.remember(request, key)
+        says, may_take = control_of.describe(request)
+        return says, gr.Button(visible=may_take)
+
+    page.load(know_tab, [tab_key], [driving, take], js=TAB_KEY_JS, show_progress="hidden")

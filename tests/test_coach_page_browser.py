@@ -1,8 +1,8 @@
 """The Coach page as a coach uses it (issue 21), in a real browser against the real app on the
 embedded sim: what the active subtask is doing (running, idle, refused, paused), the timeline's
 numbers and outcomes, marks, previews, keys that never fire from another control, toasts that
-leave the heading and Stop free, the database light after End, and a reloaded tab. Screenshots
-go to test-artifacts/.
+leave the heading and Stop free, the database light after End, a reloaded tab (it shows the episode,
+and still drives it if it drove), one tab driving while others watch. Screenshots go to test-artifacts/.
 """
 
 from __future__ import annotations
@@ -73,12 +73,20 @@ def _wait_cell(page, row: int, col: int, text: str, timeout_s: float = 15.0) -> 
 
 
 def test_ending_with_a_running_subtask_keeps_the_database_light_green(page, app):
-    """Fault 1: End while the subtask runs used to turn the light red ("record_step was called with no episode")."""
-    for _ in range(4):
+    """Fault 1: End while the subtask runs used to turn the light red ("record_step was called with no episode").
+    End comes mid-motion, at a different moment of the arm's motion each time, by button and by F10;
+    tests/test_end_of_episode.py times it within the loop's tick."""
+    for i in range(10):
         _start(page)
         send_subtask(page, "pick up the white cup")
         _wait_status(page, "running")
-        page.click("#cl-end")
+        time.sleep(0.15 * (i % 5))
+        assert page.evaluate("fetch('/live/status').then(r => r.json())")["subtask_status"] == "running"
+        if i % 2:
+            page.locator("#cl-live canvas").first.click()  # the page itself has the focus: F10 ends
+            page.keyboard.press("F10")
+        else:
+            page.click("#cl-end")
         page.wait_for_selector('[data-testid="toast-text"]:has-text("saved as success")')
         page.wait_for_function("!window.coachlab.status.episode_id")
         time.sleep(0.6)  # several ticks after the end, and a status poll
@@ -249,6 +257,31 @@ def test_a_reloaded_or_second_tab_shows_the_running_episode(page, app, browser):
         _shot(other, "28-coach-reloaded" if other is page else "29-coach-second-tab-1280")
         if other is not page:
             other.close()
+
+
+def test_a_reloaded_driving_tab_still_drives(page, app, browser):
+    """Fault 10's open question: the tab that drove an episode, once reloaded, watched its own episode."""
+    _start(page)
+    send_subtask(page, "pick up the white cup")
+    page.wait_for_selector("#cl-driving :text('You drive')", timeout=15_000)
+    page.reload()
+    page.wait_for_selector("#cl-start")
+    page.wait_for_function("window.coachlab && window.coachlab.status && window.coachlab.status.episode_id")
+    page.wait_for_selector("#cl-driving :text('You drive')", timeout=15_000)
+    assert not page.locator("#cl-take-control").is_visible()
+    send_subtask(page, "pick up the orange cup")
+    page.wait_for_function("window.coachlab.status.subtask === 'pick up the orange cup'", timeout=15_000)
+    assert page.locator('[data-testid="toast-text"]:has-text("Another tab")').count() == 0
+    _shot(page, "33-coach-reloaded-still-drives")
+    other = browser.new_page(viewport={"width": 1280, "height": 800})  # a new tab is another tab: it watches
+    try:
+        other.goto(app.url)
+        other.wait_for_selector("#cl-driving :text('Watching')", timeout=15_000)
+        send_subtask(other, "pick up the white can")
+        other.wait_for_selector('[data-testid="toast-text"]:has-text("Another tab")')
+        assert app.session.status()["subtask"] == "pick up the orange cup"
+    finally:
+        other.close()
 
 
 def test_distill_says_one_episode_is_too_few(browser, tmp_path):
