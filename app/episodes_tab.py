@@ -1,6 +1,6 @@
 """The Episodes tab: the logged episodes (task family, seed, duration, outcome, ...), kept up to date
-by itself; open one to replay it (Play / Pause, a speed, a step slider: `app/replay_assets.py`),
-edit its tags (outcome, quality, notes), mark its segments (numbered per episode, as the Coach
+by itself while the tab is in view; open one to replay it (Play / Pause, a speed, a step slider:
+`app/replay_assets.py`), edit its tags (outcome, quality, notes), mark its segments (numbered per episode, as the Coach
 tab's timeline: a click selects one, a button marks it), and discard or restore it.
 
 Discarding keeps every row of the episode and writes a `discard` event (who, why); listings, and
@@ -61,9 +61,10 @@ def title_text(e: EpisodeSummary) -> str:
     return f"### Episode {e.id}: {html.escape(e.task)}\n\n" + " · ".join(f for f in facts if f)
 
 
-def episodes_tab(db: Database, cams: tuple[str, ...], tab: gr.Tab) -> None:
+def episodes_tab(db: Database, cams: tuple[str, ...], tab: gr.Tab) -> gr.Timer:
     """Build the tab's widgets and events; `cams` are the robot's camera names, in page order; `tab`
-    is this tab (selecting it refreshes the list at once)."""
+    is this tab (selecting it refreshes the list at once and starts the timer that keeps it up to date).
+    Returns that timer, for the page to stop when another tab is selected."""
     chosen = gr.State(None)
     with gr.Row():
         f_task = gr.Textbox(label="Task or task family contains", elem_id="ep-task")
@@ -73,7 +74,7 @@ def episodes_tab(db: Database, cams: tuple[str, ...], tab: gr.Tab) -> None:
         refresh = gr.Button("Refresh", elem_id="ep-refresh", scale=0, min_width=100)
     table = gr.Dataframe(headers=EPISODE_COLUMNS, interactive=False, elem_id="ep-table", wrap=True, max_height=330,
                          label=f"Episodes, newest first (updated every {REFRESH_S:g} s; click one to replay it)")
-    timer = gr.Timer(REFRESH_S)
+    timer = gr.Timer(REFRESH_S, active=False)  # runs while this tab is in view: hidden tabs spare the database
     shown_rows = gr.State(None)  # what the table shows: a tick that finds the same spares every tab a re-render
     with gr.Column(visible=False) as replay:
         title = gr.Markdown(elem_id="ep-title")
@@ -111,9 +112,14 @@ def episodes_tab(db: Database, cams: tuple[str, ...], tab: gr.Tab) -> None:
         return (gr.skip(), last) if new == last else (new, new)
 
     filters = [f_task, f_status, f_quality, f_discarded]
-    for event in (refresh.click, f_status.change, f_discarded.change, f_task.submit, f_quality.release, tab.select):
+    for event in (refresh.click, f_status.change, f_discarded.change, f_task.submit, f_quality.release):
         event(listed, [*filters, shown_rows], [table, shown_rows], show_progress="hidden")
     timer.tick(listed, [*filters, shown_rows], [table, shown_rows], show_progress="hidden", concurrency_limit=None)
+
+    def in_view(*args):
+        return *listed(*args), gr.Timer(active=True)
+
+    tab.select(in_view, [*filters, shown_rows], [table, shown_rows, timer], show_progress="hidden")
 
     def summary_of(episode_id: int) -> EpisodeSummary:
         return load_episode(db, episode_id).summary
@@ -198,3 +204,4 @@ def episodes_tab(db: Database, cams: tuple[str, ...], tab: gr.Tab) -> None:
     for button, restoring in ((discard, False), (restore, True)):
         button.click(curate(restoring), [chosen, reason, *filters], [title, reason, discard, restore, table, shown_rows],
                      show_progress="hidden")
+    return timer

@@ -22,12 +22,14 @@ def build_page(session: CoachingSession, db: Database, task_families: dict[str, 
     """`task_families` maps the robot's task families to a default task text; `detector` is what the
     autonomous policy sees the items with."""
     with gr.Blocks(title="coachlab", delete_cache=(120, 300)) as page:
-        with gr.Tab("Coach"):
+        with gr.Tab("Coach") as coach:
             coach_tab(session, task_families, page)
         with gr.Tab("Episodes") as episodes:
-            episodes_tab(db, session.description.cameras, episodes)
+            episodes_refresh = episodes_tab(db, session.description.cameras, episodes)
         with gr.Tab("Autonomous") as autonomous:
             autonomous_tab(session, db, task_families, autonomous, user_of, fail, detector)
         with gr.Tab("Distill") as distill:
             distill_tab(db, task_families, distill, fail)
+        for other in (coach, autonomous, distill):  # the Episodes list refreshes itself only while in view
+            other.select(lambda: gr.Timer(active=False), None, episodes_refresh, show_progress="hidden")
     return page
