@@ -257,7 +257,11 @@ class AutonomyDriver(SubtaskSource):
         again = decision.subtask == self._active
         if self._active is not None and not again and self._active_id is not None \
                 and self._stuck.never_moved(now, self._sent_at):
-            self._never_ran.add(self._active_id)  # switched from before the robot acted on it: not done
+            # switched from before the robot acted on it: not done, and out of the choices as if stuck
+            # (two such subtasks taking turns every two decisions never stayed still_s on one, and
+            # filled a drawer episode for 90 s)
+            self._never_ran.add(self._active_id)
+            self._exclusions.stuck(self._active, now)
         self._retries = self._retries + 1 if again else 0
         if self._retries > MAX_RETRIES:
             self._exclusions.stuck(decision.subtask, now)
