@@ -48,6 +48,10 @@ TRACK_SCALARS = 8
 # its item away. Leave-one-out over 60 expert episodes: a logged place lies a median 0.6 and at most
 # 1.8 from its group's nearest other end state; the grouping of subtasks cuts at the same 2.0.
 RELEASE_CUT = 2.0
+# An item whose box centre every camera that sees it now and saw it when it was picked puts within
+# this fraction of the image of where it was then did not move: the grasp missed, whatever the arm
+# did afterwards (a box wobbles by ~1% between frames; the nearest pad, tub or drawer is 10%+ away).
+UNMOVED = 0.04
 
 
 def track_features_dim(cameras: int) -> int:
@@ -74,6 +78,7 @@ class Item:
     label: str | None  # the item it names, when it names one the memory knows
     issued_t: float
     end_state: np.ndarray | None = None  # the state when the next subtask was issued
+    boxes: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)  # where its item was seen then
 
 
 class EpisodeMemory:
@@ -137,7 +142,11 @@ class EpisodeMemory:
         for text in history[len(self.items):]:
             if self.items and self.items[-1].end_state is None:
                 self.items[-1].end_state = self.state
-            self.items.append(self.ground(text, t, labels))
+            item = self.ground(text, t, labels)
+            track = self.tracks.get(item.label) if item.label is not None else None
+            if track is not None:
+                item.boxes = {c: track.boxes[c] for c in track.now}
+            self.items.append(item)
 
     def ground(self, text: str, t: float = 0.0, labels: Sequence[str] | None = None) -> Item:
         """A subtask text as an `Item`: its template and the label its object phrase names."""
@@ -184,13 +193,22 @@ class EpisodeMemory:
     def put_away(self, label: str, n: int, release_distance: Callable[[str, np.ndarray], float],
                  cut: float = RELEASE_CUT) -> bool:
         """Whether `label` was picked and then placed where places of that kind ended in the logs (the
-        release distance, z-scored, within `cut`), with the first n items issued: done with, not to be
-        picked again (the explicit list of handled items of Statler, Yoneda et al. 2023)."""
+        release distance, z-scored, within `cut`), with the first n items issued, and is not still
+        seen where it was when picked (`unmoved`): done with, not to be picked again (the explicit
+        list of handled items of Statler, Yoneda et al. 2023)."""
         place = self.handled(label, n)
-        if place is None:
+        if place is None or self.unmoved(label, place - 1):
             return False
         end = self.end_state(place, n)
         return end is not None and release_distance(self.items[place].template, end) <= cut
+
+    def unmoved(self, label: str, i: int) -> bool:
+        """Whether the cameras that see `label` now all see it where they saw it when item i was issued
+        (within `UNMOVED` of the image): it was not taken anywhere. False when no camera can tell."""
+        track, before = self.tracks.get(label), self.items[i].boxes
+        common = [c for c in (track.now if track is not None else ()) if c in before]
+        return bool(common) and all(max(abs(track.boxes[c][0] - before[c][0]), abs(track.boxes[c][1] - before[c][1]))
+                                    < UNMOVED for c in common)
 
     def track_features(self, label: str, n: int, release_distance: Callable[[str, np.ndarray], float]) -> np.ndarray:
         """The features of one tracked label with the first n history items issued (see the top)."""

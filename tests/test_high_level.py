@@ -157,3 +157,25 @@ def test_a_retry_is_sent_as_a_fresh_segment_a_few_times_then_the_next_choice_run
     assert texts[MAX_RETRIES + 1] == "pick up the blue block", texts  # then it counts as stuck
     times = [s["issued_s"] for s in report.segments]
     assert all(b - a >= 1.5 for a, b in zip(times, times[1:MAX_RETRIES + 1])), times  # two decisions each
+
+
+class TakesTurns(HighLevelPolicy):
+    """Names two things the robot will not move for, each first when the other is the newest in the
+    history: left to itself it would switch between them every two decisions for ever."""
+
+    def decide(self, observation, detections, task, history, metadata=None) -> Decision:
+        a, b = "pick up the purple block", "pick up the unicorn"
+        first, second = (b, a) if history and history[-1] == a else (a, b)
+        return Decision(first, 0.6, [(second, 0.35), ("pick up the red block", 0.05)])
+
+
+def test_subtasks_left_before_the_robot_moved_for_them_stay_out_so_the_next_choice_runs(stepped_session):
+    from coaching.autonomy import AutonomyConfig, AutonomyDriver
+    from coaching.episode import drive_episode
+    from coaching.session import EpisodeSettings
+
+    driver = AutonomyDriver(TakesTurns(), "sort the blocks", AutonomyConfig(max_episode_s=16.0))
+    report = drive_episode(stepped_session, driver, EpisodeSettings("sort the blocks", "sort_blocks", 3), mode="autonomous")
+    texts = [s["text"] for s in report.segments]
+    assert "pick up the red block" in texts, texts  # the old driver sent purple, unicorn, purple, ... for 16 s
+    assert texts.count("pick up the purple block") <= 2 and texts.count("pick up the unicorn") <= 2, texts

@@ -79,3 +79,24 @@ def test_the_memory_tracks_items_and_knows_what_was_put_away():
     copy.observe(4.0, state, [], sizes, ["grab the red mug"])
     assert len(memory.items) == 2 and len(copy.items) == 1
     assert memory.still_for() == 1.0 and copy.still_for() == 0.0  # the same state at 2 s and 3 s; then a move
+
+
+def test_put_away_needs_a_place_where_logged_places_ended_and_an_item_that_moved():
+    memory = EpisodeMemory(["base", "wrist"], Lexicon.fit([]))
+    sizes = {"base": (224, 224), "wrist": (224, 224)}
+    state = np.zeros(4, np.float32)
+    near = lambda template, s: 0.5  # the place ended where logged places of its kind ended
+    far = lambda template, s: 3.0
+    cup = Detection("red cup", "base", (10, 20, 30, 60), 0.9)
+    memory.observe(0.0, state, [cup], sizes, [])
+    memory.observe(1.0, state, [cup], sizes, ["lift the red cup"])
+    # the grasp missed: after the place the cup is still seen where it was picked
+    memory.observe(2.0, state, [cup], sizes, ["lift the red cup", "put it in the tub"])
+    assert memory.handled("red cup", 2) == 1
+    assert memory.unmoved("red cup", 0) and not memory.put_away("red cup", 2, near)
+    # it was carried off: seen in the tub, or not seen at all (hidden in a drawer)
+    in_tub = Detection("red cup", "base", (150, 150, 170, 190), 0.9)
+    memory.observe(3.0, state, [in_tub], sizes, ["lift the red cup", "put it in the tub"])
+    assert memory.put_away("red cup", 2, near) and not memory.put_away("red cup", 2, far)
+    memory.observe(4.0, state, [], sizes, ["lift the red cup", "put it in the tub"])
+    assert memory.put_away("red cup", 2, near)
