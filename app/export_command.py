@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from app.episodes_command import _date, _positive, _quality
+from app.episodes_command import FILTERS, _positive, add_filters
 from app.errors import UserError
 
 FORMATS = ("lerobot",)
@@ -26,8 +26,7 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
     config.checked()
     db = open_database(args.db, READ_ONLY)  # only reads: works on a read-only mount
     try:
-        filters = {"task": args.task, "status": args.status, "mode": args.mode, "min_quality": args.min_quality,
-                   "since": args.since, "until": args.until, "limit": args.limit}
+        filters = {k: getattr(args, k) for k in FILTERS}
         report = export_lerobot(db, args.out, config, filters, progress=not args.no_progress)
         return {"format": args.format, "database": db.display_url, **report.to_dict()}
     finally:
@@ -36,20 +35,10 @@ def cmd_export(args: argparse.Namespace) -> dict[str, Any]:
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
     """Add `export` to the coachlab command line."""
-    from storage.vocab import MODES, STATUSES  # light: no SQLAlchemy
-
     p = subparsers.add_parser("export", help="write episodes as a LeRobotDataset (v3) for VLA fine-tuning")
-    p.add_argument("--db", default=None, help="database URL or SQLite file (default: $COACHLAB_DB, else "
-                                              "coachlab.db in the user's data dir)")
+    add_filters(p, limit=None)
     p.add_argument("--format", default="lerobot", help="lerobot (LeRobotDataset, codebase v3.0)")
     p.add_argument("--out", required=True, help="a new or empty folder to write the dataset into")
-    p.add_argument("--task", help="a task family, or any part of the task text")
-    p.add_argument("--status", choices=STATUSES)
-    p.add_argument("--mode", choices=MODES)
-    p.add_argument("--min-quality", type=_quality, dest="min_quality")
-    p.add_argument("--since", type=_date, help="started on or after (YYYY-MM-DD or ISO time, UTC)")
-    p.add_argument("--until", type=_date, help="started on or before (a bare date includes that day)")
-    p.add_argument("--limit", type=_positive, default=None, help="at most this many of the newest episodes")
     p.add_argument("--fps", type=_positive, default=None, help="frames per second (default: the recording rate)")
     p.add_argument("--control-mode", choices=("ee", "joint"), default=None, dest="control_mode",
                    help="the one control mode of the dataset (default: the one most episodes used)")
