@@ -27,6 +27,7 @@ from coaching.settings import SessionError
 from coaching.vla import VLADoesNotFit
 from distill.dataset import DistillError
 from policy_client import BadAddress, PolicyError
+from policy_client.connect import API_KEY_ENV
 from policy_client.curve import InsecureBind, KeysError, check_bind
 from policy_client.server import AddressInUse
 from storage.errors import StorageError
@@ -146,21 +147,56 @@ def cmd_robot_server(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def cmd_vla_server(args: argparse.Namespace) -> dict[str, Any]:
-    from policy_client.local_server import load_factory
     from policy_client.server import PolicyServer
 
-    _check_port(args.port)
-    address, keys = f"tcp://{args.host}:{args.port}", _server_keys(args)
+    if args.format == "openpi":
+        return _serve_openpi(args)
+    if args.api_key or args.layout:
+        raise UserError("--api-key and --layout belong to --format openpi; coachlab's ZMQ format takes --keys.")
+    port = 5555 if args.port is None else args.port
+    _check_port(port)
+    address, keys = f"tcp://{args.host}:{port}", _server_keys(args)
     check_bind(address, keys, PolicyServer.what)  # before the policy loads
+    return _serve(PolicyServer(_vla_policy(args), address, keys=keys), f"serving {args.policy}", keys)
+
+
+def _serve_openpi(args: argparse.Namespace) -> dict[str, Any]:
+    """`vla-server --format openpi`: the policy behind openpi's websocket wire (policy_client/openpi_server.py)."""
+    from policy_client.openpi_adapter import OpenPIPolicyAdapter
+    from policy_client.openpi_layout import get_layout
+    from policy_client.openpi_server import OpenPIFormatServer, check_bind as check_openpi_bind
+
+    port = 8000 if args.port is None else args.port  # as openpi's scripts/serve_policy.py
+    _check_port(port)
+    if args.keys:  # only the flag: $COACHLAB_KEYS may be set for the ZMQ servers of the same shell
+        raise UserError("openpi's format has no CURVE keys: drop --keys and pass --api-key.")
+    layout, api_key = args.layout or "libero", args.api_key or os.environ.get(API_KEY_ENV) or None
+    try:
+        get_layout(layout)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    check_openpi_bind(args.host, port, api_key)  # before the policy loads, as the ZMQ server checks
+    _check_port_free(args.host, port)
+    server = OpenPIFormatServer(OpenPIPolicyAdapter(_vla_policy(args), layout), args.host, port, api_key=api_key)
+    print(f"serving {args.policy} in openpi's format ({layout} layout) at {server.uri}"
+          f"{', clients need its API key' if api_key else ''} (Ctrl+C stops)", file=sys.stderr, flush=True)
+    server.serve_until_interrupted()
+    return {"address": server.uri, "format": "openpi", "layout": layout, "served": server.served,
+            "errors": server.errors}
+
+
+def _vla_policy(args: argparse.Namespace) -> Any:
+    """The policy `--policy module:callable` builds with `--options`; UserError in one sentence if it cannot."""
+    from policy_client.local_server import load_factory
+
     try:
         options = json.loads(args.options)
     except ValueError:
         raise UserError("--options must be a JSON object, e.g. '{\"noise\": 0.5}'.") from None
     try:
-        policy = load_factory(args.policy)(**options)
+        return load_factory(args.policy)(**options)
     except (ImportError, AttributeError, ValueError) as e:
         raise UserError(f"Cannot build the policy {args.policy!r}: {e}. Give --policy as module:callable.") from None
-    return _serve(PolicyServer(policy, address, keys=keys), f"serving {args.policy}", keys)
 
 
 def cmd_keys(args: argparse.Namespace) -> dict[str, Any]:
@@ -286,13 +322,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_keys)
 
-    p = sub.add_parser("vla-server", help="serve the sim skill policy (or any policy factory) over ZMQ")
-    p.add_argument("--port", type=int, default=5555)
+    p = sub.add_parser("vla-server", help="serve the sim skill policy (or any policy factory) over ZMQ or in openpi's format")
+    p.add_argument("--port", type=int, default=None, help="default 5555 (zmq), 8000 (openpi)")
     p.add_argument("--host", default="127.0.0.1")
+    p.add_argument("--format", choices=["zmq", "openpi"], default="zmq",
+                   help="zmq: coachlab's protocol; openpi: openpi's websocket format, for its WebsocketClientPolicy")
+    p.add_argument("--layout", default=None, help="--format openpi: the request keys, libero (default), droid or aloha")
     p.add_argument("--policy", default=SIM_VLA_FACTORY, help="module:callable building the policy")
     p.add_argument("--options", default="{}", help="JSON keyword arguments for the policy factory")
     p.add_argument("--keys", default=None, help="folder of the server's key pair from coachlab keys (or $COACHLAB_KEYS); "
                                                 "needed to listen beyond loopback")
+    p.add_argument("--api-key", default=None, dest="api_key",
+                   help="--format openpi: the key clients must send (or $COACHLAB_VLA_API_KEY); needed beyond loopback")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_vla_server)
 

@@ -3,9 +3,10 @@
 openpi's wire: a websocket; on connect the server sends one msgpack metadata frame; each request
 is one msgpack frame holding the observation under the keys the served model expects plus
 `prompt`, each reply one msgpack frame with `actions` (and `server_timing`); a text frame means
-the server failed (it carries the traceback) and the server closes the connection.
-`OpenPILayout` maps coachlab's cameras and state onto the keys of openpi's LIBERO, DROID and
-ALOHA examples; the subtask is sent as `prompt`, since that is what the low-level policy executes.
+the server failed (it says why) and the server closes the connection. A layout
+(`openpi_layout.py`) maps coachlab's cameras and state onto the served model's keys; the subtask
+is sent as `prompt`, since that is what the low-level policy executes. Like openpi's own client it
+sends `Authorization: Api-Key KEY` when given a key, and takes `ws://` and `wss://` addresses.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -23,46 +23,23 @@ import websockets.sync.client
 from policy_client import msgpack_numpy
 from policy_client.base_policy import BasePolicy
 from policy_client.errors import PolicyServerError, PolicyTimeout, PolicyUnreachable, ProtocolMismatch
+from policy_client.openpi_layout import LAYOUTS, OpenPILayout, get_layout, to_openpi
 
-
-@dataclass(frozen=True)
-class OpenPILayout:
-    """Where each piece of a coachlab observation goes in an openpi request.
-
-    `images` maps a coachlab camera to a key path (a tuple for nested dicts); `state` maps key
-    paths to slices of the proprio vector (None = all of it).
-    """
-
-    images: dict[str, tuple[str, ...]]
-    state: dict[tuple[str, ...], tuple[int, int] | None]
-    channels_first: bool = False
-    prompt_key: str = "prompt"
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-LAYOUTS: dict[str, OpenPILayout] = {
-    # examples/libero/main.py: a third-person and a wrist image, one state vector
-    "libero": OpenPILayout(images={"base": ("observation/image",), "wrist": ("observation/wrist_image",)},
-                           state={("observation/state",): None}),
-    # examples/droid/main.py: joints and gripper are separate keys
-    "droid": OpenPILayout(images={"base": ("observation/exterior_image_1_left",), "wrist": ("observation/wrist_image_left",)},
-                          state={("observation/joint_position",): (0, 5), ("observation/gripper_position",): (5, 6)}),
-    # examples/aloha_real/env.py: nested `images` in CHW order and a `state` vector
-    "aloha": OpenPILayout(images={"base": ("images", "cam_high"), "wrist": ("images", "cam_left_wrist")},
-                          state={("state",): None}, channels_first=True),
-}
+__all__ = ["LAYOUTS", "OpenPILayout", "OpenPIPolicyClient"]
 
 
 class OpenPIPolicyClient(BasePolicy):
     """An openpi websocket policy server behind coachlab's policy interface."""
 
     def __init__(self, address: str, layout: str | OpenPILayout = "libero", timeout_s: float = 5.0,
-                 handshake: bool = True):
-        self.uri = address if address.startswith("ws") else f"ws://{address}"
-        if isinstance(layout, str) and layout not in LAYOUTS:
-            raise ValueError(f"Unknown openpi layout {layout!r}; choose one of {', '.join(LAYOUTS)}.")
-        self.layout = LAYOUTS[layout] if isinstance(layout, str) else layout
+                 handshake: bool = True, api_key: str | None = None):
+        """`address` is host:port or a ws:// or wss:// URI (wss verifies the server's certificate against
+        the system's CAs, or $SSL_CERT_FILE); `api_key` is sent as `Authorization: Api-Key KEY`.
+        Connects at once unless `handshake` is False: PolicyUnreachable, ProtocolMismatch."""
+        self.uri = address if address.startswith(("ws://", "wss://")) else f"ws://{address}"
+        self.layout = get_layout(layout) if isinstance(layout, str) else layout
         self.timeout_s = timeout_s
+        self._headers = {"Authorization": f"Api-Key {api_key}"} if api_key else None
         self._ws: websockets.sync.client.ClientConnection | None = None
         self._open = ExitStack()  # websockets 17 wants connections entered as context managers
         self._lock = threading.Lock()
@@ -116,27 +93,28 @@ class OpenPIPolicyClient(BasePolicy):
             self._drop()
 
     def to_openpi(self, observation: dict[str, Any], prompt: dict[str, Any]) -> dict[str, Any]:
-        """Map a coachlab observation and prompt onto this layout's openpi keys."""
-        out: dict[str, Any] = {}
-        for camera, path in self.layout.images.items():
-            image = observation["images"].get(camera)
-            if image is None:
-                raise ValueError(f"The openpi layout wants camera {camera!r}; the robot has {', '.join(observation['images'])}.")
-            _put(out, path, np.ascontiguousarray(image.transpose(2, 0, 1)) if self.layout.channels_first else image)
-        state = np.asarray(observation["state"], dtype=np.float32)
-        for path, span in self.layout.state.items():
-            _put(out, path, state if span is None else state[span[0]:span[1]])
-        out[self.layout.prompt_key] = str(prompt.get("subtask") or prompt.get("task") or "")
-        out.update(self.layout.extra)
-        return out
+        """Map a coachlab observation and prompt onto this layout's openpi keys. A coachlab server (its
+        metadata has a `coachlab` entry) also gets the task, control mode and episode bookkeeping, and
+        the sim's `env_state` when its policy says it needs it; any other openpi server only the layout."""
+        coachlab = isinstance(self.server_hello.get("coachlab"), dict)
+        return to_openpi(self.layout, observation, prompt, coachlab_keys=coachlab,
+                         env_state=coachlab and bool(self.server_hello.get("needs_env_state")))
 
     # -- connection -------------------------------------------------------------------------
     def _connection(self) -> websockets.sync.client.ClientConnection:
         if self._ws is None:
             try:
                 ws = self._open.enter_context(websockets.sync.client.connect(
-                    self.uri, compression=None, max_size=None, open_timeout=self.timeout_s))
+                    self.uri, compression=None, max_size=None, open_timeout=self.timeout_s,
+                    additional_headers=self._headers))
                 first = ws.recv(timeout=self.timeout_s)
+            except websockets.exceptions.InvalidStatus as e:
+                self._open.close()
+                status = e.response.status_code
+                hint = ("pass its API key ($COACHLAB_VLA_API_KEY)" if status in (401, 403)
+                        else "check the address's host, port and path")
+                raise PolicyUnreachable(f"The openpi server at {self.uri} refused the connection with HTTP {status}; "
+                                        f"{hint}.") from None
             except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as e:
                 self._open.close()
                 raise PolicyUnreachable(f"No openpi policy server answers at {self.uri} ({e}); start it or "
@@ -154,9 +132,3 @@ class OpenPIPolicyClient(BasePolicy):
     def _drop(self) -> None:
         self._open.close()
         self._ws = None
-
-
-def _put(out: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    for key in path[:-1]:
-        out = out.setdefault(key, {})
-    out[path[-1]] = value
