@@ -9,10 +9,12 @@ pins numpy below 2: bench/openpi_client_env.py) drives the real sim skill policy
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import re
 import signal
+import socket
 import ssl
 import subprocess
 import sys
@@ -43,6 +45,15 @@ def _libero_request(obs: Any, subtask: str, **coachlab_keys: Any) -> dict[str, A
 def _first_block(env_state: dict[str, Any]) -> str:
     name, item = next(iter(env_state["objects"].items()))
     return f"pick up the {item['colour']} {item['kind']}"
+
+
+@contextlib.contextmanager
+def _port_in_use():
+    """A loopback port something listens on, for the duration of a with block."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        yield s.getsockname()[1]
 
 
 class _StderrWatch:
@@ -131,7 +142,7 @@ def test_official_client_drives_the_sim_skill_policy_through_vla_server(robot):
     assert report["format"] == "openpi" and report["served"] == 3 and report["errors"] == 1
 
 
-def test_official_client_sends_the_api_key(echo_server):
+def test_official_client_sends_the_api_key():
     """A server with an API key refuses openpi's client without it (HTTP 401) and serves it with it."""
     from bench.openpi_client_env import OfficialClient, OfficialClientError
 
@@ -239,7 +250,7 @@ def test_a_policy_without_actions_and_a_server_that_dies(echo_server):
     client.close()
 
 
-def test_api_key_healthz_and_loopback_rule(echo_server):
+def test_api_key_healthz_and_loopback_rule():
     keyed = OpenPIFormatServer(OpenPIPolicyAdapter(EchoPolicy(chunk_length=10, action_dim=6)), api_key="s3cret").start()
     try:
         with pytest.raises(PolicyUnreachable, match="refused the connection with HTTP 401; pass its API key"):
@@ -295,7 +306,7 @@ def test_vla_server_bad_input_is_one_sentence(tmp_path, capsys, monkeypatch):
     with pytest.raises(SystemExit) as exited:
         main(["vla-server", "--format", "grpc"])
     assert exited.value.code == 2 and "invalid choice: 'grpc' (choose from 'zmq', 'openpi')" in capsys.readouterr().err
-    with socket_in_use() as taken:
+    with _port_in_use() as taken:
         cases = [(["--format", "openpi", "--layout", "rt1"], "Unknown openpi layout 'rt1'; choose one of libero, droid, aloha."),
                  (["--format", "openpi", "--host", "0.0.0.0", "--port", str(free_port())], "without an API key"),
                  (["--format", "openpi", "--keys", str(tmp_path)], "openpi's format has no CURVE keys"),
@@ -306,17 +317,3 @@ def test_vla_server_bad_input_is_one_sentence(tmp_path, capsys, monkeypatch):
             err = capsys.readouterr().err
             assert needle in err and err.count("\n") == 1, err
 
-
-def socket_in_use():
-    """A loopback port something listens on, for the duration of a with block."""
-    import contextlib
-    import socket
-
-    @contextlib.contextmanager
-    def taken():
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            s.listen()
-            yield s.getsockname()[1]
-
-    return taken()
