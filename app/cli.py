@@ -61,7 +61,7 @@ def cmd_coach(args: argparse.Namespace) -> dict[str, Any]:
     from app import embedded
     from coaching.episode import summarise
     from coaching.session import CoachingSession
-    from coaching.vla import check_fits
+    from coaching.vla import fit_vla
     from storage.database import configured_url
 
     tasks = list(embedded.task_families()) if args.task_family == "all" else \
@@ -84,7 +84,7 @@ def cmd_coach(args: argparse.Namespace) -> dict[str, Any]:
         with embedded.vla(args.vla, server_key=args.vla_key, noise=args.noise, seed=args.seed) as vla:
             robot = embedded.sim_robot()
             try:
-                check_fits(vla.metadata, robot.describe(), "ee")  # before any episode starts: one sentence
+                fit_vla(vla, robot.describe(), "ee")  # before any episode starts: one sentence
             except BaseException:
                 robot.close()
                 raise

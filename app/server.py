@@ -28,7 +28,7 @@ from app.page_assets import PAGE_CSS, PAGE_JS
 from app.replay_api import replay_router
 from app.replay_assets import REPLAY_CSS, REPLAY_JS
 from app.web import build_page
-from coaching.vla import check_fits
+from coaching.vla import fit_vla
 from coaching.detector import NO_DETECTOR
 from coaching.perception import PerceptionWatcher
 from coaching.session import CoachingSession
@@ -59,7 +59,7 @@ class CoachingApp:
         self._stack.callback(robot.close)  # until the session's loop closes it on its own thread
         description = robot.describe()
         vla = self._stack.enter_context(embedded.vla(c.vla, server_key=c.vla_key, noise=c.sim_noise, control_hz=description.control_hz))
-        check_fits(vla.metadata, description, description.control_modes[0])
+        fit_vla(vla, description, description.control_modes[0])
         subgoals = embedded.subgoal_generator(c.subgoals, vla)
         if hasattr(subgoals, "check_cameras"):  # a learned model must know this robot's cameras
             subgoals.check_cameras(description.cameras)

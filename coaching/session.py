@@ -30,7 +30,7 @@ import numpy as np
 from coaching.activity import Activity, SubtaskStatus, closing_outcome, subtask_status
 from coaching.clock import Clock, SimClock, WallClock
 from coaching.control_loop import ControlLoop, Frame, LoopState
-from coaching.vla import VLADoesNotFit, check_fits
+from coaching.vla import VLADoesNotFit, fit_vla
 from coaching.prompt import vla_prompt
 from coaching.robot import Observation, Robot
 from coaching.settings import EpisodeSettings, SessionError, check_subtask
@@ -160,7 +160,7 @@ class CoachingSession:
             raise SessionError("An episode starts coached or autonomous.")
         if self._episode_id is not None:
             raise SessionError("An episode is running; end it before starting a new one.")
-        check_fits(self.vla.metadata, self.description, settings.control_mode)
+        fit_vla(self.vla, self.description, settings.control_mode)
         done = threading.Event()
         failure: list[BaseException] = []
 

@@ -1,6 +1,7 @@
 """Reach the VLA: a remote server at an address, or an embedded policy factory (the app's embedded
 default) served by a child process on loopback, which is supervised (restarted when it dies). Either way the loop talks to it over the wire,
-never in-process. Also the handshake check that a VLA fits the robot.
+never in-process. Also the handshake check that a VLA fits the robot, and telling a client that
+adapts itself to the robot (the openpi client's layouts) which robot it drives (`fit_vla`).
 """
 
 from __future__ import annotations
@@ -62,3 +63,16 @@ def check_fits(hello: dict[str, Any], robot: RobotDescription, mode: str) -> Non
     if dim is not None and mode in robot.action_names and dim != robot.action_dim(mode):
         raise VLADoesNotFit(f"The VLA outputs {dim}-d actions but {robot.name} takes "
                                f"{robot.action_dim(mode)} in {mode} mode; serve a policy trained for this robot.")
+
+
+def fit_vla(vla: Any, robot: RobotDescription, mode: str) -> None:
+    """`check_fits`, then tell a client that adapts itself to the robot (the openpi client builds its
+    layout from the robot's state names and cameras) which robot it drives; VLADoesNotFit in one
+    sentence when it cannot."""
+    check_fits(vla.metadata, robot, mode)
+    fit = getattr(vla, "fit_robot", None)
+    if fit is not None:
+        try:
+            fit(list(robot.state_names), dict(robot.action_names), list(robot.cameras))
+        except ValueError as e:
+            raise VLADoesNotFit(str(e)) from None

@@ -29,8 +29,17 @@ def connect(address: str, timeout_s: float = 5.0, server_key: str | None = None,
 
         if server_key:
             raise BadAddress("An openpi server has no CURVE keys: drop the VLA key, or serve it with coachlab's ZMQ server.")
-        return OpenPIPolicyClient(websocket_uri(address), layout=query.get("layout", "libero"), timeout_s=timeout_s,
-                                  api_key=api_key or os.environ.get(API_KEY_ENV) or None)
+        from policy_client.openpi_robot_layout import read_options
+
+        try:
+            options = read_options(query)
+            client = OpenPIPolicyClient(websocket_uri(address), layout=query.get("layout", "libero"), timeout_s=timeout_s,
+                                        api_key=api_key or os.environ.get(API_KEY_ENV) or None, options=options,
+                                        handshake=False)
+        except ValueError as e:  # an unknown layout or layout option: the address is wrong, say so before connecting
+            raise BadAddress(f"{address!r}: {e}") from None
+        client.connect()
+        return client
     from policy_client.curve import read_public_key
     from policy_client.zmq_client import ZmqPolicyClient
 

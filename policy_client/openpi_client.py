@@ -5,8 +5,11 @@ is one msgpack frame holding the observation under the keys the served model exp
 `prompt`, each reply one msgpack frame with `actions` (and `server_timing`); a text frame means
 the server failed (it says why) and the server closes the connection. A layout
 (`openpi_layout.py`) maps coachlab's cameras and state onto the served model's keys; the subtask
-is sent as `prompt`, since that is what the low-level policy executes. Like openpi's own client it
-sends `Authorization: Api-Key KEY` when given a key, and takes `ws://` and `wss://` addresses.
+is sent as `prompt`, since that is what the low-level policy executes. Once told the robot
+(`fit_robot`, called by `coaching.vla.fit_vla` when an episode starts) the layout is filled from the
+robot's state names and cameras (`openpi_robot_layout.py`) and a chunk in the layout's action
+convention is made into the robot's actions or refused (`openpi_actions.py`). Like openpi's own
+client it sends `Authorization: Api-Key KEY` when given a key, and takes `ws://` and `wss://`.
 """
 
 from __future__ import annotations
@@ -23,7 +26,9 @@ import websockets.sync.client
 from policy_client import msgpack_numpy
 from policy_client.base_policy import BasePolicy
 from policy_client.errors import PolicyServerError, PolicyTimeout, PolicyUnreachable, ProtocolMismatch
+from policy_client.openpi_actions import reads_as_layout, to_robot
 from policy_client.openpi_layout import LAYOUTS, OpenPILayout, get_layout, to_openpi
+from policy_client.openpi_robot_layout import check_options, fit_layout
 
 __all__ = ["LAYOUTS", "OpenPILayout", "OpenPIPolicyClient"]
 
@@ -32,12 +37,19 @@ class OpenPIPolicyClient(BasePolicy):
     """An openpi websocket policy server behind coachlab's policy interface."""
 
     def __init__(self, address: str, layout: str | OpenPILayout = "libero", timeout_s: float = 5.0,
-                 handshake: bool = True, api_key: str | None = None):
+                 handshake: bool = True, api_key: str | None = None, options: dict[str, Any] | None = None):
         """`address` is host:port or a ws:// or wss:// URI (wss verifies the server's certificate against
-        the system's CAs, or $SSL_CERT_FILE); `api_key` is sent as `Authorization: Api-Key KEY`.
-        Connects at once unless `handshake` is False: PolicyUnreachable, ProtocolMismatch."""
+        the system's CAs, or $SSL_CERT_FILE); `api_key` is sent as `Authorization: Api-Key KEY`;
+        `options` are the layout's choices (openpi_robot_layout: state names and cameras per key,
+        `actions`), applied by `fit_robot`. ValueError (one sentence) for an unknown layout or option;
+        connects at once unless `handshake` is False: PolicyUnreachable, ProtocolMismatch."""
         self.uri = address if address.startswith(("ws://", "wss://")) else f"ws://{address}"
+        self.layout_name = layout if isinstance(layout, str) else None
         self.layout = get_layout(layout) if isinstance(layout, str) else layout
+        self.options = dict(options or {})
+        if self.layout_name is not None:
+            check_options(self.layout_name, self.options)
+        self._robot: tuple[list[str], dict[str, tuple[str, ...]]] | None = None
         self.timeout_s = timeout_s
         self._headers = {"Authorization": f"Api-Key {api_key}"} if api_key else None
         self._ws: websockets.sync.client.ClientConnection | None = None
@@ -46,12 +58,25 @@ class OpenPIPolicyClient(BasePolicy):
         self.server_hello: dict[str, Any] = {}
         self.last_round_trip_ms: float | None = None
         if handshake:
-            with self._lock:
-                self._connection()
+            self.connect()
+
+    def connect(self) -> None:
+        """Connect and read the metadata frame now (else on the first request): PolicyUnreachable, ProtocolMismatch."""
+        with self._lock:
+            self._connection()
 
     @property
     def metadata(self) -> dict[str, Any]:
         return self.server_hello
+
+    def fit_robot(self, state_names: list[str], action_names: dict[str, tuple[str, ...]], cameras: list[str]) -> None:
+        """Build the layout from this robot's state names and cameras (and the address's options), and
+        from now on make the layout's actions into this robot's (openpi_actions). LayoutDoesNotFit (a
+        ValueError, one sentence) when the robot cannot fill the layout."""
+        if self.layout_name is None:
+            return  # a hand-made OpenPILayout is used as given
+        self.layout = fit_layout(self.layout_name, list(state_names), list(cameras), self.options)
+        self._robot = (list(state_names), dict(action_names))
 
     def infer(self, observation: dict[str, Any], prompt: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
         request = self.to_openpi(observation, prompt)
@@ -83,6 +108,12 @@ class OpenPIPolicyClient(BasePolicy):
             raise ProtocolMismatch(f"The openpi server at {self.uri} replied without 'actions'.")
         actions = np.asarray(body.pop("actions"), dtype=np.float32)
         timing = body.pop("server_timing", {})
+        if self._robot is not None and actions.ndim == 2:
+            state_names, action_names = self._robot
+            names = action_names.get(str(prompt.get("control_mode") or "ee"))
+            if names and reads_as_layout(self.layout_name, actions.shape[1], names, self.options.get("actions", "auto")):
+                actions = to_robot(self.layout_name, actions, observation["state"], state_names, names,
+                                   str(prompt.get("control_mode") or "ee"))
         return {"actions": actions, "info": body, "server_timing": timing}
 
     def reset(self, seed: int | None = None) -> None:

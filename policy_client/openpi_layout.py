@@ -2,7 +2,7 @@
 
 An openpi request is one flat dict keyed like the served model's training data (LIBERO:
 `observation/image`, `observation/wrist_image`, `observation/state`, `prompt`). `OpenPILayout` says
-which key holds each coachlab camera and which slice of the proprio vector; `to_openpi` builds a
+which key holds each coachlab camera and which entries of the proprio vector; `to_openpi` builds a
 request (the openpi client), `from_openpi` reads one back into `(observation, prompt)` (coachlab's
 openpi-format server), refusing in one sentence a request the layout cannot read.
 
@@ -31,14 +31,17 @@ class OpenPILayout:
     """Where each piece of a coachlab observation goes in an openpi request.
 
     `images` maps a coachlab camera to a key path (a tuple for nested dicts); `state` maps key
-    paths to `[start, stop)` slices of the proprio vector (None = all of it), in vector order.
+    paths to the indices of the proprio vector they hold (None = all of it), in request order.
+    `openpi_robot_layout.fit_layout` builds one from a robot's state names; `LAYOUTS` are the
+    defaults for a client that was told no robot (the order of coachlab's sim arm).
     """
 
     images: dict[str, tuple[str, ...]]
-    state: dict[tuple[str, ...], tuple[int, int] | None]
+    state: dict[tuple[str, ...], tuple[int, ...] | None]
     channels_first: bool = False
     prompt_key: str = "prompt"
     extra: dict[str, Any] = field(default_factory=dict)
+    ignored: tuple[tuple[str, ...], ...] = ()  # keys a server accepts and does not pass on (ALOHA's other cameras)
 
 
 LAYOUTS: dict[str, OpenPILayout] = {
@@ -47,10 +50,11 @@ LAYOUTS: dict[str, OpenPILayout] = {
                            state={("observation/state",): None}),
     # examples/droid/main.py: joints and gripper are separate keys
     "droid": OpenPILayout(images={"base": ("observation/exterior_image_1_left",), "wrist": ("observation/wrist_image_left",)},
-                          state={("observation/joint_position",): (0, 5), ("observation/gripper_position",): (5, 6)}),
+                          state={("observation/joint_position",): (0, 1, 2, 3, 4), ("observation/gripper_position",): (5,)}),
     # examples/aloha_real/env.py: nested `images` in CHW order and a `state` vector
     "aloha": OpenPILayout(images={"base": ("images", "cam_high"), "wrist": ("images", "cam_left_wrist")},
-                          state={("state",): None}, channels_first=True),
+                          state={("state",): None}, channels_first=True,
+                          ignored=(("images", "cam_low"), ("images", "cam_right_wrist"))),
 }
 
 
@@ -63,8 +67,8 @@ def get_layout(name: str) -> OpenPILayout:
 
 def to_openpi(layout: OpenPILayout, observation: dict[str, Any], prompt: dict[str, Any],
               coachlab_keys: bool = False, env_state: bool = False) -> dict[str, Any]:
-    """An openpi request: images (HxWx3 uint8, CHW for channels-first layouts) and state slices
-    (float32) under the layout's keys, the subtask (else the task) under `prompt`. With `coachlab_keys`
+    """An openpi request: images (HxWx3 uint8, CHW for channels-first layouts) and state entries
+    (float32 vectors) under the layout's keys, the subtask (else the task) under `prompt`. With `coachlab_keys`
     it adds the task, control mode, episode and segment; with `env_state` also the sim's `env_state`.
     ValueError if the robot lacks a camera the layout wants."""
     out: dict[str, Any] = {}
@@ -74,8 +78,8 @@ def to_openpi(layout: OpenPILayout, observation: dict[str, Any], prompt: dict[st
             raise ValueError(f"The openpi layout wants camera {camera!r}; the robot has {', '.join(observation['images'])}.")
         _put(out, path, np.ascontiguousarray(image.transpose(2, 0, 1)) if layout.channels_first else image)
     state = np.asarray(observation["state"], dtype=np.float32)
-    for path, span in layout.state.items():
-        _put(out, path, state if span is None else state[span[0]:span[1]])
+    for path, indices in layout.state.items():
+        _put(out, path, state if indices is None else state[list(indices)])
     out[layout.prompt_key] = str(prompt.get("subtask") or prompt.get("task") or "")
     out.update(layout.extra)
     if coachlab_keys:
@@ -89,7 +93,7 @@ def to_openpi(layout: OpenPILayout, observation: dict[str, Any], prompt: dict[st
 def from_openpi(layout: OpenPILayout, name: str, request: Any) -> tuple[dict[str, Any], dict[str, Any]]:
     """Read an openpi request back into coachlab's `(observation, prompt)`.
 
-    Cameras come back HxWx3 uint8, the state as one float32 vector (the layout's slices in order),
+    Cameras come back HxWx3 uint8, the state as one float32 vector (the layout's state keys in order),
     `prompt` becomes the subtask (and the task, unless `task` is sent). Raises OpenPIRequestError
     (one sentence, naming `name`) for a request that is not a dict, lacks a key the layout needs,
     has a key neither the layout nor coachlab knows, or holds an image or state of the wrong kind.
@@ -121,7 +125,7 @@ def layout_keys(layout: OpenPILayout) -> list[str]:
 def _refuse_unknown_keys(layout: OpenPILayout, name: str, request: dict[str, Any]) -> None:
     """Unknown keys are refused, not ignored: a request in another layout (DROID's keys sent to a LIBERO
     server) would otherwise fail later as a missing key, hiding which layout the client speaks."""
-    paths = [*layout.images.values(), *layout.state, (layout.prompt_key,), *((k,) for k in layout.extra)]
+    paths = [*layout.images.values(), *layout.state, (layout.prompt_key,), *((k,) for k in layout.extra), *layout.ignored]
     nested: dict[str, set[str]] = {}
     for path in paths:
         if len(path) > 1:

@@ -19,7 +19,6 @@ import ssl
 import subprocess
 import sys
 import threading
-from pathlib import Path
 from typing import Any
 
 import msgpack
