@@ -33,7 +33,7 @@ def connect(address: str, timeout_s: float = 5.0, server_key: str | None = None,
 
         try:
             options = read_options(query)
-            client = OpenPIPolicyClient(websocket_uri(address), layout=query.get("layout", "libero"), timeout_s=timeout_s,
+            client = OpenPIPolicyClient(websocket_uri(address), layout=query.get("layout"), timeout_s=timeout_s,
                                         api_key=api_key or os.environ.get(API_KEY_ENV) or None, options=options,
                                         handshake=False)
         except ValueError as e:  # an unknown layout or layout option: the address is wrong, say so before connecting

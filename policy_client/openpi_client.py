@@ -36,20 +36,23 @@ __all__ = ["LAYOUTS", "OpenPILayout", "OpenPIPolicyClient"]
 class OpenPIPolicyClient(BasePolicy):
     """An openpi websocket policy server behind coachlab's policy interface."""
 
-    def __init__(self, address: str, layout: str | OpenPILayout = "libero", timeout_s: float = 5.0,
+    def __init__(self, address: str, layout: str | OpenPILayout | None = None, timeout_s: float = 5.0,
                  handshake: bool = True, api_key: str | None = None, options: dict[str, Any] | None = None):
         """`address` is host:port or a ws:// or wss:// URI (wss verifies the server's certificate against
         the system's CAs, or $SSL_CERT_FILE); `api_key` is sent as `Authorization: Api-Key KEY`;
+        `layout` None means the layout a coachlab server names in its metadata, else libero;
         `options` are the layout's choices (openpi_robot_layout: state names and cameras per key,
         `actions`), applied by `fit_robot`. ValueError (one sentence) for an unknown layout or option;
         connects at once unless `handshake` is False: PolicyUnreachable, ProtocolMismatch."""
         self.uri = address if address.startswith(("ws://", "wss://")) else f"ws://{address}"
+        self._layout_given = layout is not None
+        layout = "libero" if layout is None else layout
         self.layout_name = layout if isinstance(layout, str) else None
         self.layout = get_layout(layout) if isinstance(layout, str) else layout
         self.options = dict(options or {})
-        if self.layout_name is not None:
+        if self.layout_name is not None and self._layout_given:  # else once the server has said its layout
             check_options(self.layout_name, self.options)
-        self._robot: tuple[list[str], dict[str, tuple[str, ...]]] | None = None
+        self._robot: tuple[list[str], dict[str, tuple[str, ...]], list[str]] | None = None
         self.timeout_s = timeout_s
         self._headers = {"Authorization": f"Api-Key {api_key}"} if api_key else None
         self._ws: websockets.sync.client.ClientConnection | None = None
@@ -76,7 +79,7 @@ class OpenPIPolicyClient(BasePolicy):
         if self.layout_name is None:
             return  # a hand-made OpenPILayout is used as given
         self.layout = fit_layout(self.layout_name, list(state_names), list(cameras), self.options)
-        self._robot = (list(state_names), dict(action_names))
+        self._robot = (list(state_names), dict(action_names), list(cameras))
 
     def infer(self, observation: dict[str, Any], prompt: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
         request = self.to_openpi(observation, prompt)
@@ -109,7 +112,7 @@ class OpenPIPolicyClient(BasePolicy):
         actions = np.asarray(body.pop("actions"), dtype=np.float32)
         timing = body.pop("server_timing", {})
         if self._robot is not None and actions.ndim == 2:
-            state_names, action_names = self._robot
+            state_names, action_names, _ = self._robot
             names = action_names.get(str(prompt.get("control_mode") or "ee"))
             if names and reads_as_layout(self.layout_name, actions.shape[1], names, self.options.get("actions", "auto")):
                 actions = to_robot(self.layout_name, actions, observation["state"], state_names, names,
@@ -157,8 +160,31 @@ class OpenPIPolicyClient(BasePolicy):
             if not isinstance(meta, dict):
                 self._open.close()
                 raise ProtocolMismatch(f"The server at {self.uri} sent no openpi metadata frame on connect.")
+            try:
+                self._follow_served_layout(meta)
+            except ValueError as e:
+                self._open.close()
+                raise ProtocolMismatch(str(e)) from None
             self._ws, self.server_hello = ws, meta
         return self._ws
+
+    def _follow_served_layout(self, meta: dict[str, Any]) -> None:
+        """A coachlab server names the layout it reads: take it when the address named none; refuse
+        (ValueError, one sentence) an address that named another, which every request would fail on."""
+        coachlab = meta.get("coachlab")
+        served = coachlab.get("layout") if isinstance(coachlab, dict) else None
+        if self.layout_name is None or served not in LAYOUTS or served == self.layout_name:
+            if self.layout_name is not None and not self._layout_given:
+                check_options(self.layout_name, self.options)
+            return
+        if self._layout_given:
+            raise ValueError(f"The coachlab server at {self.uri} reads the {served} layout, not {self.layout_name}: "
+                             f"give layout={served} in the address, or leave layout out.")
+        check_options(served, self.options)
+        self.layout_name, self.layout = served, get_layout(served)
+        if self._robot is not None:
+            state_names, _, cameras = self._robot
+            self.layout = fit_layout(served, state_names, cameras, self.options)
 
     def _drop(self) -> None:
         self._open.close()

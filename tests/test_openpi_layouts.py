@@ -235,3 +235,22 @@ def test_an_aloha_server_accepts_alohas_other_cameras():
         server.stop()
     assert reply["actions"].shape == (4, 14) and set(reply["images"]) == {"base", "wrist"}
     assert reply["images"]["wrist"].shape == (8, 8, 3) and reply["images"]["wrist"][0, 0, 0] == 1
+
+
+def test_the_client_takes_a_coachlab_servers_layout_unless_the_address_names_another():
+    from policy_client import ProtocolMismatch
+    from policy_client.echo_policy import EchoPolicy
+    from policy_client.openpi_adapter import OpenPIPolicyAdapter
+
+    server = OpenPIFormatServer(OpenPIPolicyAdapter(EchoPolicy(chunk_length=10, action_dim=8), "droid")).start()
+    try:
+        client = connect(f"openpi://{server.address}?joint_position=j1,j2,j3,j4,j5,j6,j7")  # droid's key
+        fit_vla(client, ARM7, "joint")
+        assert client.layout_name == "droid"
+        reply = client.infer(_obs(ARM7, np.arange(8)), {"subtask": "go", "control_mode": "joint"})
+        np.testing.assert_array_equal(reply["actions"][0], np.arange(8))  # joints then gripper, as the server read them
+        client.close()
+        with pytest.raises(ProtocolMismatch, match="reads the droid layout, not libero: give layout=droid"):
+            connect(f"openpi://{server.address}?layout=libero")
+    finally:
+        server.stop()
