@@ -220,6 +220,7 @@ class AutonomyDriver(SubtaskSource):
         self._never_ran: set[int] = set()  # segments refused at once, or never acted on: not part of the history
         self._retries = 0  # fresh attempts at the active subtask in a row
         self._next_decision = 0.0
+        self._last_person_segment: int | None = None  # the newest segment a person (or the intervener) sent
 
     def next(self, observation: Observation, status: dict[str, Any]) -> SubtaskCommand | None:
         now = status["episode_time_s"]
@@ -234,6 +235,7 @@ class AutonomyDriver(SubtaskSource):
             done = bool((observation.task_progress or {}).get("success"))
             return SubtaskCommand("end", outcome="success" if done else "failure",
                                   note=f"time limit of {self.config.max_episode_s:.0f} s reached")
+        self._after_correction(status)
         self._adopt_handed_back(status)
         self._watch_vla(observation, status, now)
         if now < self._next_decision:
@@ -269,6 +271,19 @@ class AutonomyDriver(SubtaskSource):
             return None
         self._active, self._active_id, self._sent_at, self._ran = decision.subtask, None, now, False
         return SubtaskCommand("subtask", decision.subtask, source="policy", confidence=decision.confidence)
+
+    def _after_correction(self, status: dict[str, Any]) -> None:
+        """A person (or the scripted intervener) sent a subtask: it is the active one (`_adopt_handed_back`),
+        and the world has changed since the robot got stuck, so every exclusion and retry count starts
+        afresh (else a policy whose choices were all out would wait them out instead of going on from
+        the correction)."""
+        mine = [s["id"] for s in status["segments"] if s["source"] != "policy"]
+        if mine and mine[-1] != self._last_person_segment:
+            self._last_person_segment = mine[-1]
+            self._exclusions = Exclusions(self.config.exclusion_s)
+            self._retries = 0
+            self._active, self._active_id = None, None  # the person's subtask is the active one now
+            self._hysteresis.reset()
 
     def _adopt_handed_back(self, status: dict[str, Any]) -> None:
         """After a person handed the episode back, their last subtask is the active one: the policy
