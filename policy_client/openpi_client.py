@@ -82,10 +82,10 @@ class OpenPIPolicyClient(BasePolicy):
         self._robot = (list(state_names), dict(action_names), list(cameras))
 
     def infer(self, observation: dict[str, Any], prompt: dict[str, Any], timeout_s: float | None = None) -> dict[str, Any]:
-        request = self.to_openpi(observation, prompt)
         timeout = self.timeout_s if timeout_s is None else timeout_s
         with self._lock:
             ws = self._connection()
+            request = self.to_openpi(observation, prompt)  # after connecting: the keys depend on the server's metadata
             start = time.perf_counter()
             try:
                 ws.send(msgpack_numpy.packb(request))
