@@ -53,6 +53,12 @@ SETTLE_S = 0.2
 # Fresh attempts at one subtask in a row (a missed grasp is retried as the coach does) before it
 # counts as stuck: an item the arm cannot get at is not tried forever.
 MAX_RETRIES = 2
+# A subtask left this many times in a row before the robot moved for it is kept out like a stuck one:
+# two never-acted-on choices taking turns every two decisions were never still for `STILL_S` (a
+# drawer episode spent 90 s on them). Not at the first time: a place after a missed grasp is left
+# that way once, and keeping every phrasing of its destination out for 30 s took bussing seeds
+# 1000-1009 from 0.8 to 0.4.
+NEVER_MOVED_TWICE = 2
 
 
 @dataclass
@@ -145,7 +151,8 @@ class Exclusions:
       meanwhile, so the policy goes down its list instead of circling back to it;
     - refused after it ran (a place, once the hand is empty): out until another subtask runs, since
       such refusals depend on the moment;
-    - stuck on (`StuckWatch`: active past the subtask timeout, or the robot still): out for `memory_s`."""
+    - stuck on (`StuckWatch`: active past the subtask timeout, or the robot still), or left before the
+      robot moved for it a second time in a row (`NEVER_MOVED_TWICE`): out for `memory_s`."""
 
     def __init__(self, memory_s: float = EXCLUSION_S):
         self.memory_s = memory_s
@@ -220,6 +227,7 @@ class AutonomyDriver(SubtaskSource):
         self._never_ran: set[int] = set()  # segments refused at once, or never acted on: not part of the history
         self._retries = 0  # fresh attempts at the active subtask in a row
         self._next_decision = 0.0
+        self._unmoved: dict[str, int] = {}  # subtask -> times in a row it was left before the robot moved for it
         self._last_person_segment: int | None = None  # the newest segment a person (or the intervener) sent
 
     def next(self, observation: Observation, status: dict[str, Any]) -> SubtaskCommand | None:
@@ -263,7 +271,9 @@ class AutonomyDriver(SubtaskSource):
             # (two such subtasks taking turns every two decisions never stayed still_s on one, and
             # filled a drawer episode for 90 s)
             self._never_ran.add(self._active_id)
-            self._exclusions.stuck(self._active, now)
+            self._unmoved[self._active] = self._unmoved.get(self._active, 0) + 1
+            if self._unmoved[self._active] >= NEVER_MOVED_TWICE:
+                self._exclusions.stuck(self._active, now)
         self._retries = self._retries + 1 if again else 0
         if self._retries > MAX_RETRIES:
             self._exclusions.stuck(decision.subtask, now)
@@ -281,7 +291,7 @@ class AutonomyDriver(SubtaskSource):
         if mine and mine[-1] != self._last_person_segment:
             self._last_person_segment = mine[-1]
             self._exclusions = Exclusions(self.config.exclusion_s)
-            self._retries = 0
+            self._retries, self._unmoved = 0, {}
             self._active, self._active_id = None, None  # the person's subtask is the active one now
             self._hysteresis.reset()
 
@@ -317,7 +327,10 @@ class AutonomyDriver(SubtaskSource):
             elif status.get("vla_replied"):
                 self._ran = True  # it runs: a subtask that ran stays in the history even if refused later
                 self._exclusions.running()
-        if self._stuck.stuck(observation.state, now, self._sent_at) and self._active not in self._exclusions.current(now):
+        stuck = self._stuck.stuck(observation.state, now, self._sent_at)
+        if not self._stuck.never_moved(now, self._sent_at):
+            self._unmoved.pop(self._active, None)  # the robot acts on it: its count starts again
+        if stuck and self._active not in self._exclusions.current(now):
             self._exclusions.stuck(self._active, now)  # let the policy's next choice run
             if self._stuck.never_moved(now, self._sent_at):  # never acted on: like a refusal, not part of the history
                 self._never_ran.add(self._active_id)
