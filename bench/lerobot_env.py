@@ -21,59 +21,29 @@ import os
 import subprocess
 import sys
 import tempfile
-import venv
 from pathlib import Path
 
 import numpy as np
-import platformdirs
+
+from bench.side_env import SideEnv, SideEnvUnavailable
 
 LEROBOT_VERSION = "0.4.4"
 # Installed in this order; each line is one pip call. Torch first and alone: CPU build from the
 # machine's wheel folder, so nothing after it can swap in a CUDA build (torchvision pins ==2.13.0).
-_INSTALL_STEPS = (
-    ["torch==2.13.0"],
-    ["torchvision==0.28.0", "torchcodec==0.13.0"],
-    ["--no-deps", f"lerobot=={LEROBOT_VERSION}"],
-    ["datasets>=4.0,<5", "huggingface-hub>=0.34.2,<0.36", "av>=15,<16", "jsonlines>=4,<5", "deepdiff>=7,<9",
+ENV = SideEnv(f"lerobot-{LEROBOT_VERSION}", (
+    ("torch==2.13.0",),
+    ("torchvision==0.28.0", "torchcodec==0.13.0"),
+    ("--no-deps", f"lerobot=={LEROBOT_VERSION}"),
+    ("datasets>=4.0,<5", "huggingface-hub>=0.34.2,<0.36", "av>=15,<16", "jsonlines>=4,<5", "deepdiff>=7,<9",
      "packaging>=24.2,<26", "pandas", "pyarrow", "imageio[ffmpeg]>=2.34,<3", "termcolor>=2.4,<4",
-     "accelerate>=1.10,<2", "draccus==0.10.0", "einops>=0.8,<0.9", "opencv-python-headless>=4.9,<4.13"],
-)
+     "accelerate>=1.10,<2", "draccus==0.10.0", "einops>=0.8,<0.9", "opencv-python-headless>=4.9,<4.13"),
+), "COACHLAB_LEROBOT_ENV")
 _SCRIPT = Path(__file__).with_name("lerobot_read.py")  # runs inside the environment: no coachlab imports
 
 
-class LoaderUnavailable(RuntimeError):
-    """The LeRobot environment could not be built or run; the message says why in one sentence."""
-
-
-def folder() -> Path:
-    """Where the environment lives (`$COACHLAB_LEROBOT_ENV`, else the user's cache dir)."""
-    return Path(os.environ.get("COACHLAB_LEROBOT_ENV")
-                or Path(platformdirs.user_cache_dir("coachlab")) / f"lerobot-{LEROBOT_VERSION}")
-
-
-def python() -> Path:
-    return folder() / "bin" / "python"
-
-
 def ensure(quiet: bool = True) -> Path:
-    """The environment's python, building the environment first if it is not complete.
-
-    A marker file is written last, so a build cut short is redone, not trusted.
-    Raises LoaderUnavailable naming the pip step that failed.
-    """
-    marker = folder() / "coachlab-ready.json"
-    if marker.exists() and python().exists():
-        return python()
-    venv.EnvBuilder(with_pip=True, clear=True).create(folder())
-    for step in _INSTALL_STEPS:
-        cmd = [str(python()), "-m", "pip", "install", *(["-q"] if quiet else []), *step]
-        r = subprocess.run(cmd, capture_output=quiet, text=True)
-        if r.returncode != 0:
-            tail = (r.stderr or "").strip().splitlines()[-1:] if quiet else []
-            raise LoaderUnavailable(f"Building LeRobot's loader environment at {folder()} failed at "
-                                    f"`pip install {' '.join(step)}` ({' '.join(tail) or 'see pip output'}).")
-    marker.write_text(json.dumps({"lerobot": LEROBOT_VERSION, "steps": _INSTALL_STEPS}))
-    return python()
+    """The environment's python, built first if need be (see `bench.side_env.SideEnv.ensure`)."""
+    return ENV.ensure(quiet)
 
 
 def load(root: Path, timeout_s: float = 600.0) -> dict[str, np.ndarray | list]:
@@ -83,7 +53,7 @@ def load(root: Path, timeout_s: float = 600.0) -> dict[str, np.ndarray | list]:
     `timestamp`, `frame_index`, `episode_index`, `index`, `task_index`), the strings `task` and
     `subtask` (lists of N), camera images as `observation.images.CAM` (N x H x W x 3 uint8, decoded
     from the mp4 at each frame's timestamp), and `meta` (what LeRobotDatasetMetadata reported).
-    Raises LoaderUnavailable with LeRobot's own last error line if it cannot load the dataset.
+    Raises SideEnvUnavailable with LeRobot's own last error line if it cannot load the dataset.
     """
     py = ensure()
     with tempfile.TemporaryDirectory(prefix="coachlab-lerobot-") as tmp:
@@ -93,7 +63,7 @@ def load(root: Path, timeout_s: float = 600.0) -> dict[str, np.ndarray | list]:
                            timeout=timeout_s, env=env)
         if r.returncode != 0:
             last = [line for line in r.stderr.strip().splitlines() if line.strip()][-1:] or ["no output"]
-            raise LoaderUnavailable(f"LeRobot {LEROBOT_VERSION} could not load the dataset at {root}: {last[0]}")
+            raise SideEnvUnavailable(f"LeRobot {LEROBOT_VERSION} could not load the dataset at {root}: {last[0]}")
         with np.load(out, allow_pickle=False) as z:
             read: dict[str, np.ndarray | list] = {k: z[k] for k in z.files}
     for key in ("task", "subtask"):

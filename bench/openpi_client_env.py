@@ -14,28 +14,25 @@ does the same from a shell. `OfficialClient(uri)` starts the relay, which connec
 
 from __future__ import annotations
 
-import json
-import os
 import select
 import struct
 import subprocess
 import sys
-import venv
 from pathlib import Path
 from typing import Any
 
-import platformdirs
-
+from bench.side_env import SideEnv
 from policy_client import msgpack_numpy
 
 OPENPI_CLIENT_VERSION = "0.1.2"
 # openpi-client 0.1.2 imports typing_extensions (websocket_client_policy.py) without declaring it.
-_REQUIREMENTS = [f"openpi-client=={OPENPI_CLIENT_VERSION}", "typing_extensions"]
+ENV = SideEnv(f"openpi-client-{OPENPI_CLIENT_VERSION}",
+              ((f"openpi-client=={OPENPI_CLIENT_VERSION}", "typing_extensions"),), "COACHLAB_OPENPI_CLIENT_ENV")
 _SCRIPT = Path(__file__).with_name("openpi_relay.py")  # runs inside the environment: no coachlab imports
 
 
 class ClientUnavailable(RuntimeError):
-    """The environment could not be built or the relay did not run; the message says why in one sentence."""
+    """The relay did not run or answer; the message says why in one sentence."""
 
 
 class OfficialClientError(RuntimeError):
@@ -46,31 +43,9 @@ class OfficialClientError(RuntimeError):
         self.kind = kind
 
 
-def folder() -> Path:
-    """Where the environment lives (`$COACHLAB_OPENPI_CLIENT_ENV`, else the user's cache dir)."""
-    return Path(os.environ.get("COACHLAB_OPENPI_CLIENT_ENV")
-                or Path(platformdirs.user_cache_dir("coachlab")) / f"openpi-client-{OPENPI_CLIENT_VERSION}")
-
-
-def python() -> Path:
-    return folder() / "bin" / "python"
-
-
 def ensure(quiet: bool = True) -> Path:
-    """The environment's python, building it first if it is not complete (a marker file is written last,
-    so a build cut short is redone). Raises ClientUnavailable with pip's last line if the install fails."""
-    marker = folder() / "coachlab-ready.json"
-    if marker.exists() and python().exists() and json.loads(marker.read_text()) == {"requirements": _REQUIREMENTS}:
-        return python()
-    venv.EnvBuilder(with_pip=True, clear=True).create(folder())
-    cmd = [str(python()), "-m", "pip", "install", *(["-q"] if quiet else []), *_REQUIREMENTS]
-    r = subprocess.run(cmd, capture_output=quiet, text=True)
-    if r.returncode != 0:
-        tail = (r.stderr or "").strip().splitlines()[-1:] if quiet else []
-        raise ClientUnavailable(f"Installing openpi-client {OPENPI_CLIENT_VERSION} into {folder()} failed "
-                                f"({' '.join(tail) or 'see pip output'}).")
-    marker.write_text(json.dumps({"requirements": _REQUIREMENTS}))
-    return python()
+    """The environment's python, built first if need be (see `bench.side_env.SideEnv.ensure`)."""
+    return ENV.ensure(quiet)
 
 
 class OfficialClient:
