@@ -328,10 +328,11 @@ class AutonomyDriver(SubtaskSource):
                 self._ran = True  # it runs: a subtask that ran stays in the history even if refused later
                 self._exclusions.running()
         stuck = self._stuck.stuck(observation.state, now, self._sent_at)
-        if not self._stuck.never_moved(now, self._sent_at):
+        never_moved = self._stuck.never_moved(now, self._sent_at)
+        if not never_moved:
             self._unmoved.pop(self._active, None)  # the robot acts on it: its count starts again
         if stuck and self._active not in self._exclusions.current(now):
             self._exclusions.stuck(self._active, now)  # let the policy's next choice run
-            if self._stuck.never_moved(now, self._sent_at):  # never acted on: like a refusal, not part of the history
+            if never_moved:  # never acted on: like a refusal, not part of the history
                 self._never_ran.add(self._active_id)
             self._next_decision = now

@@ -199,8 +199,14 @@ class EpisodeMemory:
         place = self.handled(label, n)
         if place is None or self.unmoved(label, place - 1):
             return False
+        dist = self.release(place, n, release_distance)
+        return dist is not None and dist <= cut
+
+    def release(self, place: int, n: int, release_distance: Callable[[str, np.ndarray], float]) -> float | None:
+        """How far (z-scored) the state item `place` ended in lies from where places of its kind ended in
+        the logs, with the first n items issued; None before any state was observed."""
         end = self.end_state(place, n)
-        return end is not None and release_distance(self.items[place].template, end) <= cut
+        return release_distance(self.items[place].template, end) if end is not None else None
 
     def unmoved(self, label: str, i: int) -> bool:
         """Whether the cameras that see `label` now all see it where they saw it when item i was issued
@@ -219,10 +225,8 @@ class EpisodeMemory:
             f += [float(cam in track.now), *(box if box is not None else (0.0, 0.0, 0.0, 0.0))]
         picks = sum(1 for item in self.items[:n] if item.label == label)
         place = self.handled(label, n)
-        dist = 0.0
-        if place is not None:
-            end = self.end_state(place, n)
-            dist = min(release_distance(self.items[place].template, end), 5.0) / 5 if end is not None else 0.0
+        release = self.release(place, n, release_distance) if place is not None else None
+        dist = min(release, 5.0) / 5 if release is not None else 0.0
         f += [min(self.t - track.last_seen, 30.0) / 10, np.log1p(track.seen) / 3, track.seen / max(track.updates, 1),
               track.score, min(picks, 3) / 3,
               float(self.picked_last(n) == label), float(place is not None), dist]
