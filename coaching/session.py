@@ -331,12 +331,19 @@ class CoachingSession:
         self._require_episode()
         self.recorder.event("resume", self.clock.now() - self._episode_start, user=user)
 
+        resumed = threading.Event()
+
         def go(state: LoopState) -> None:
             state.paused = False
+            self._activity.resumed(self.clock.now())
+            resumed.set()
 
+        self.loop.submit(go)
+        # the page shows paused until the loop has resumed (before, it showed the arm's stillness
+        # during the pause as "likely done" for a tick); a loop that does not answer resumes late
+        resumed.wait(2.0)
         with self._lock:
             self._paused = False
-        self.loop.submit(go)
 
     @command
     def stop(self, user: str) -> None:

@@ -57,7 +57,11 @@ def _start(page, seed: int | None = None) -> int:
 
 
 def _wait_status(page, status: str, timeout_s: float = 30.0) -> None:
-    page.wait_for_function(f"window.coachlab.status.subtask_status === '{status}'", timeout=timeout_s * 1000)
+    try:
+        page.wait_for_function(f"window.coachlab.status.subtask_status === '{status}'", timeout=timeout_s * 1000)
+    except Exception as error:  # say what the page showed instead, and what the sim held
+        shown = page.evaluate("JSON.stringify(window.coachlab.status)")
+        raise AssertionError(f"subtask never {status!r} in {timeout_s} s; the page's status: {shown}") from error
 
 
 def _cell(page, row: int, col: int) -> str:

@@ -76,3 +76,27 @@ def test_bad_settings_are_refused(session):
     with pytest.raises(SessionError, match="Cannot start the episode: Unknown task"):
         session.start_episode(EpisodeSettings(task="t", task_family="juggling"), user="ana")
     assert session.status()["episode_id"] is None
+
+
+def test_a_resumed_subtask_is_not_idle_until_the_arm_has_worked_again(session):
+    """A pause mid-approach, held for longer than the idle window: right after resume the page read
+    "idle, likely done" (the arm had been still during the pause) until the new chunk moved it, so a
+    coach who then sent "put it in the tub" had it refused: the item was not yet held."""
+    session.start_episode(EpisodeSettings(task="Sort the blocks onto their pads.", task_family="sort_blocks", seed=0),
+                          user="ana")
+    try:
+        seg = session.send_subtask("pick up the red block", user="ana")
+        assert wait_until(lambda: seg.first_action_wall is not None, 15), session.status()
+        time.sleep(0.6)  # on the way to the block
+        session.pause(user="ana")
+        time.sleep(1.0)  # still for longer than the idle window
+        session.resume(user="ana")
+        seen = []
+        end = time.monotonic() + 30
+        while time.monotonic() < end and (not seen or seen[-1] != "idle"):
+            seen.append(session.status()["subtask_status"])
+            time.sleep(0.02)
+        assert seen[0] == "running" and seen[-1] == "idle", seen
+        assert session.loop.observation.env_state["gripper"]["held"] == "red_block"  # idle meant done
+    finally:
+        session.end_episode("aborted", user="ana")
