@@ -179,9 +179,10 @@ def _counter_md(autonomy: Autonomy) -> str:
 
 
 def autonomous_tab(session: CoachingSession, db: Database, task_families: dict[str, str], tab: gr.Tab,
-                   user_of: Any, fail: Any, detector: Detector = NO_DETECTOR) -> None:
+                   user_of: Any, fail: Any, detector: Detector = NO_DETECTOR) -> gr.Timer:
     """Build the tab's widgets and events; `user_of(request)` names the person, `fail(err)` makes the toast;
-    the policy sees the items through `detector` (the app's)."""
+    the policy sees the items through `detector` (the app's). Returns the timer that refreshes the
+    run's counter, for the page to run only while this tab is in view."""
     autonomy = Autonomy(session, db, detector)
     gr.HTML(camera_html(tuple(html.escape(c) for c in session.description.cameras), session.description.image_size,
                         view="autonomous"), elem_id="au-live")
@@ -211,7 +212,7 @@ def autonomous_tab(session: CoachingSession, db: Database, task_families: dict[s
             max_stuck = gr.Number(value=MAX_STUCK, precision=0, minimum=1,
                                   label="End a run after this many subtasks in a row not completed",
                                   elem_id="au-max-stuck")
-    timer = gr.Timer(1.0)
+    timer = gr.Timer(1.0, active=False)
 
     def refresh_policies(current: str | None):
         try:
@@ -289,3 +290,4 @@ def autonomous_tab(session: CoachingSession, db: Database, task_families: dict[s
 
     end.click(do_end, [outcome], [counter, coach_row])
     timer.tick(lambda: _counter_md(autonomy), None, [counter], show_progress="hidden", concurrency_limit=None)
+    return timer

@@ -43,9 +43,10 @@ def recent_texts(segments: list[dict[str, Any]]) -> list[str]:
     return texts[:RECENT]
 
 
-def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.Blocks) -> None:
+def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.Blocks) -> gr.Timer:
     """Build the tab's widgets and events; `task_families` maps task family names to a default task text;
-    `page` is the whole page (its load fills the forms from the session)."""
+    `page` is the whole page (its load fills the forms from the session). Returns the timer that
+    refreshes the timeline, for the page to run only while this tab is in view."""
     cams = session.description.cameras
     control_of = TabControl(session)
     gr.HTML(camera_html(tuple(html.escape(c) for c in cams), session.description.image_size), elem_id="cl-live")
@@ -94,7 +95,7 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
             end_quality = gr.Slider(1, 5, value=5, step=1, label="Quality (1-5)")
             notes = gr.Textbox(label="Notes", scale=3, elem_id="cl-notes")
             end = gr.Button("End episode (F10)", elem_id="cl-end")
-    timer = gr.Timer(1.0)
+    timer = gr.Timer(1.0)  # the first tab: in view when the page opens
     selected = gr.State(None)  # the number of the timeline row a click selected
     tab_key = gr.Textbox(visible=False)  # this browser tab's key, filled at page load by TAB_KEY_JS
 
@@ -267,3 +268,4 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
         return says, gr.Button(visible=may_take)
 
     page.load(know_tab, [tab_key], [driving, take], js=TAB_KEY_JS, show_progress="hidden")
+    return timer

@@ -175,8 +175,9 @@ def results_figure(rows: list[list[Any]]):
     return fig
 
 
-def distill_tab(db: Database, task_families: dict[str, str], tab: gr.Tab, fail: Any) -> None:
-    """Build the tab's widgets and events; `fail(err)` makes the toast."""
+def distill_tab(db: Database, task_families: dict[str, str], tab: gr.Tab, fail: Any) -> gr.Timer:
+    """Build the tab's widgets and events; `fail(err)` makes the toast. Returns the timer that shows
+    training and evaluation as they go, for the page to run only while this tab is in view."""
     jobs = DistillJobs(db, task_families)
     gr.Markdown("### 1 · Episodes to learn from")
     with gr.Row():
@@ -206,7 +207,7 @@ def distill_tab(db: Database, task_families: dict[str, str], tab: gr.Tab, fail: 
     with gr.Row():
         results_plot = gr.Plot(label="Success rate per task", elem_id="dl-results-plot", visible=False)
         results = gr.Dataframe(headers=RESULT_COLUMNS, interactive=False, elem_id="dl-results", visible=False)
-    timer = gr.Timer(1.0)
+    timer = gr.Timer(1.0, active=False)
     shown_plot, shown_rows = gr.State(None), gr.State(None)  # what the page shows: redraw only on change
 
     filters = [tasks, status, quality]
@@ -263,3 +264,4 @@ def distill_tab(db: Database, task_families: dict[str, str], tab: gr.Tab, fail: 
     timer.tick(refresh, [shown_plot, shown_rows, policy],
                [train_state, plot, shown_plot, eval_state, results_plot, results, shown_rows, policy],
                show_progress="hidden", concurrency_limit=None)
+    return timer

@@ -63,8 +63,8 @@ def title_text(e: EpisodeSummary) -> str:
 
 def episodes_tab(db: Database, cams: tuple[str, ...], tab: gr.Tab) -> gr.Timer:
     """Build the tab's widgets and events; `cams` are the robot's camera names, in page order; `tab`
-    is this tab (selecting it refreshes the list at once and starts the timer that keeps it up to date).
-    Returns that timer, for the page to stop when another tab is selected."""
+    is this tab (selecting it refreshes the list at once). Returns the timer that keeps the list up to
+    date, for the page to run only while this tab is in view."""
     chosen = gr.State(None)
     with gr.Row():
         f_task = gr.Textbox(label="Task or task family contains", elem_id="ep-task")
@@ -74,7 +74,7 @@ def episodes_tab(db: Database, cams: tuple[str, ...], tab: gr.Tab) -> gr.Timer:
         refresh = gr.Button("Refresh", elem_id="ep-refresh", scale=0, min_width=100)
     table = gr.Dataframe(headers=EPISODE_COLUMNS, interactive=False, elem_id="ep-table", wrap=True, max_height=330,
                          label=f"Episodes, newest first (updated every {REFRESH_S:g} s; click one to replay it)")
-    timer = gr.Timer(REFRESH_S, active=False)  # runs while this tab is in view: hidden tabs spare the database
+    timer = gr.Timer(REFRESH_S, active=False)
     shown_rows = gr.State(None)  # what the table shows: a tick that finds the same spares every tab a re-render
     with gr.Column(visible=False) as replay:
         title = gr.Markdown(elem_id="ep-title")
@@ -116,10 +116,7 @@ def episodes_tab(db: Database, cams: tuple[str, ...], tab: gr.Tab) -> gr.Timer:
         event(listed, [*filters, shown_rows], [table, shown_rows], show_progress="hidden")
     timer.tick(listed, [*filters, shown_rows], [table, shown_rows], show_progress="hidden", concurrency_limit=None)
 
-    def in_view(*args):
-        return *listed(*args), gr.Timer(active=True)
-
-    tab.select(in_view, [*filters, shown_rows], [table, shown_rows, timer], show_progress="hidden")
+    tab.select(listed, [*filters, shown_rows], [table, shown_rows], show_progress="hidden")
 
     def summary_of(episode_id: int) -> EpisodeSummary:
         return load_episode(db, episode_id).summary
