@@ -339,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("bench", help="run a benchmark and print its JSON")
     p.add_argument("what", choices=["sim", "grounding", "coach", "rpc", "storage", "ui", "distill", "subgoals", "perception",
-                                    "crash", "vla-faults", "fuzz", "export"])
+                                    "crash", "vla-faults", "fuzz", "export", "lerobot-policy"])
     p.add_argument("--runs", type=int, default=None, help="bench crash: episodes killed with SIGKILL (default 100)")
     p.add_argument("--kills", type=int, default=None, help="bench vla-faults: VLA server kills (default 100)")
     p.add_argument("--messages", type=int, default=None,

@@ -37,6 +37,9 @@ ENV = SideEnv(f"lerobot-{LEROBOT_VERSION}", (
     ("datasets>=4.0,<5", "huggingface-hub>=0.34.2,<0.36", "av>=15,<16", "jsonlines>=4,<5", "deepdiff>=7,<9",
      "packaging>=24.2,<26", "pandas", "pyarrow", "imageio[ffmpeg]>=2.34,<3", "termcolor>=2.4,<4",
      "accelerate>=1.10,<2", "draccus==0.10.0", "einops>=0.8,<0.9", "opencv-python-headless>=4.9,<4.13"),
+    # what `lerobot.policies` imports (its factory loads every policy's module), pinned as lerobot pins them,
+    # and policy_client's wire: for the LeRobot policy adapter (bench/lerobot_policy.py)
+    ("diffusers>=0.27.2,<0.36", "pyserial>=3.5,<4", "gymnasium>=1.1.1,<2", "pyzmq>=25"),
 ), "COACHLAB_LEROBOT_ENV")
 _SCRIPT = Path(__file__).with_name("lerobot_read.py")  # runs inside the environment: no coachlab imports
 

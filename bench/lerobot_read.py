@@ -14,13 +14,7 @@ import sys
 import numpy as np
 import torch
 
-# torchvision's PyPI wheels are CUDA builds: beside CPU torch their C ops do not load, and torchvision
-# 0.28 then registers fake kernels for two ops that were never defined and fails to import. Defining
-# the two schemas (never run: datasets use no detection ops) lets it import; nothing else is changed.
-_lib = torch.library.Library("torchvision", "DEF")
-for _op in ("nms", "qnms"):
-    _lib.define(f"{_op}(Tensor dets, Tensor scores, float iou_threshold) -> Tensor")
-
+import torchvision_shim  # noqa: F401  (before lerobot: see its docstring)
 from lerobot.datasets.lerobot_dataset import LeRobotDataset  # noqa: E402
 
 
