@@ -63,7 +63,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", required=True, help="the checkpoint directory to write")
     p.add_argument("--frames", type=int, default=1200, help="random labelled scenes to train on")
     p.add_argument("--val-frames", type=int, default=200, dest="val_frames", help="held-out scenes to score")
-    p.add_argument("--steps", type=int, default=4000, help="optimiser steps")
+    p.add_argument("--steps", type=int, default=2000, help="optimiser steps")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", dest="no_progress")
     p.add_argument("--json", action="store_true")

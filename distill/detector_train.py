@@ -34,7 +34,7 @@ MIN_CENTRE_PIXELS = 4  # an item showing fewer pixels gets no centre: nothing to
 
 @dataclass
 class DetectorTrainConfig:
-    steps: int = 4000
+    steps: int = 2000
     batch_size: int = 32  # camera image windows per step (the segmenter)
     window: int = 128  # side of the window taken from each image (pixels, a multiple of 8)
     crop_batch_size: int = 256  # item crops per step (the classifier)
