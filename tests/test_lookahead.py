@@ -76,6 +76,25 @@ def test_put_preview_ends_with_the_block_on_its_pad(robot, lookahead):
     assert not tasks.is_in(obs.env_state, "red_block", "red_pad")
 
 
+def test_a_put_it_preview_while_holding_ends_done_not_refused(robot, lookahead, served_policy):
+    """A new user's Preview of "put it on the green pad" with the block in the gripper showed an Error:
+    the skill policy's reply to the continued request, once the block was down, was read as a refusal."""
+    from coaching.prompt import vla_prompt
+
+    obs = robot.reset("sort_blocks", 0)
+    prompt = vla_prompt("Sort the blocks", "pick up the red block", "ee", segment=1)
+    for _ in range(200):  # the episode's robot picks the block up (the real served policy drives it)
+        if robot.env_state()["gripper"]["held"] == "red_block" and robot.proprio()[8] > 0.08:
+            break
+        for action in np.asarray(served_policy.infer(robot.observe().to_dict(), prompt)["actions"])[:5]:
+            robot.act(action, "ee")
+    obs = robot.observe()
+    assert obs.env_state["gripper"]["held"] == "red_block"
+    result = lookahead.generate(obs, "put it on the red pad", task="Sort the blocks")
+    assert result.refused is None and not result.info.get("refused"), result.info
+    assert tasks.is_in(result.end_state, "red_block", "red_pad")
+
+
 def test_refusal_returns_the_current_frames(robot, lookahead):
     obs = robot.reset("sort_blocks", 0)
     result = lookahead.generate(obs, "pick up the unicorn")
