@@ -92,7 +92,7 @@ def drive(address: str, db: Path, seconds: float = 8.0) -> dict[str, Any]:
     """The app on the embedded sim with its VLA at `address`: one subtask for `seconds`, then what was logged."""
     from app.server import AppConfig, CoachingApp
     from coaching.settings import EpisodeSettings
-    from sim.mujoco_robot import ACTION_BOUNDS
+    from sim.mujoco_robot import ACTION_BOUNDS, STATE_NAMES
     from storage import load_episode
 
     app = CoachingApp(AppConfig(port=0, db=str(db), vla=address)).start()
@@ -117,7 +117,8 @@ def drive(address: str, db: Path, seconds: float = 8.0) -> dict[str, Any]:
     in_segment = steps.segment_id == seg.id
     held = ~np.isfinite(steps.action).all(axis=1)  # NaN rows: the robot held still (before the first chunk)
     acted = in_segment & ~held  # the steps the policy drove
-    actions, ee = steps.action[acted], steps.state[in_segment][:, -4:-1]  # ee_x, ee_y, ee_z
+    x = STATE_NAMES.index("ee_x")
+    actions, ee = steps.action[acted], steps.state[in_segment][:, x:x + 3]  # ee_x, ee_y, ee_z
     low, high = (np.asarray(b) for b in ACTION_BOUNDS["ee"])
     moved = float(np.linalg.norm(ee[-1] - ee[0])) if len(ee) > 1 else 0.0
     in_bounds = bool(len(actions) and ((actions >= low) & (actions <= high)).all())

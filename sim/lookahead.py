@@ -81,13 +81,14 @@ class SimLookahead:
                 obs = robot.observe() if steps else obs
                 reply = self.policy.infer(obs.to_dict(), prompt)
                 info = dict(reply.get("info") or {})
-                if info.get("refused") and moved:
-                    # It took the subtask on and now has nothing more to do ("I'm not holding anything"
-                    # once "put it on the pad" let go): done, as the control loop reads it
-                    # (`coaching/activity.py`), not a refusal (the preview of every "put it ..." was one).
-                    info.pop("refused"), info.pop("reason", None)
-                    break
                 if info.get("refused"):
+                    if moved:
+                        # It took the subtask on and now has nothing more to do ("I'm not holding anything"
+                        # once "put it on the pad" let go): done, as the control loop reads it
+                        # (`coaching/activity.py`), not a refusal (the preview of every "put it ..." was one).
+                        info.pop("refused")
+                        info.pop("reason", None)
+                        break
                     refusal = str(info.get("reason") or "The low-level policy refused this subtask.")
                     # nothing ran yet: the end state is the observation itself, pixel for pixel
                     images = _copy(observation.images) if steps == 0 else robot.observe().images
