@@ -68,7 +68,7 @@ def _serve(py: Path, policy_dir: Path, port: int) -> subprocess.Popen:
 @contextlib.contextmanager
 def served_act(tmp: Path) -> Iterator[dict[str, Any]]:
     """Build the random ACT policy in LeRobot's environment and serve it with the adapter; yields
-    {"address", "parameters", "load_s"} while it serves. RuntimeError (one sentence) if either fails."""
+    {"address", "policy_dir", "parameters", "load_s"} while it serves. RuntimeError (one sentence) if either fails."""
     from bench.lerobot_env import ensure
 
     py = ensure()
@@ -81,7 +81,7 @@ def served_act(tmp: Path) -> Iterator[dict[str, Any]]:
     port, start = _free_port(), time.perf_counter()
     server = _serve(py, policy_dir, port)
     try:
-        yield {"address": f"tcp://127.0.0.1:{port}", "parameters": json.loads(r.stdout.strip().splitlines()[-1])["parameters"],
+        yield {"address": f"tcp://127.0.0.1:{port}", "policy_dir": policy_dir, "parameters": json.loads(r.stdout.strip().splitlines()[-1])["parameters"],
                "load_s": round(time.perf_counter() - start, 1)}
     finally:
         server.terminate()

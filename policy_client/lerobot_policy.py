@@ -120,9 +120,9 @@ def main(argv: list[str] | None = None) -> None:
     args = p.parse_args(argv)
     try:
         policy = LeRobotPolicy(args.pretrained_dir, args.device, args.control_mode)
+        server = PolicyServer(policy, f"tcp://{args.host}:{args.port}")  # AddressInUse, InsecureBind: one sentence
     except (ValueError, OSError) as e:
         sys.exit(str(e))
-    server = PolicyServer(policy, f"tcp://{args.host}:{args.port}")
     print(f"serving LeRobot {policy.config.type} from {args.pretrained_dir} at tcp://{args.host}:{args.port} "
           f"(Ctrl+C stops)", file=sys.stderr, flush=True)
     server.serve_until_interrupted()

@@ -6,6 +6,8 @@ sentence back, and the server keeps serving."""
 
 from __future__ import annotations
 
+import socket
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -46,3 +48,20 @@ def test_the_adapter_refuses_what_the_policy_was_not_trained_on_in_one_sentence(
         assert reply["actions"].shape == (20, 6) and np.isfinite(reply["actions"]).all()  # still serving
     finally:
         client.close()
+
+
+def test_the_adapter_command_says_one_sentence_for_a_wrong_folder_and_a_taken_port(served, tmp_path):
+    from bench.lerobot_env import ensure
+    from bench.lerobot_policy import ROOT
+
+    py = ensure()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        for folder, said in ((tmp_path, "holds no LeRobot policy (no config.json)"),
+                             (served["policy_dir"], f"Cannot listen on tcp://127.0.0.1:{port}")):
+            r = subprocess.run([str(py), str(ROOT / "bench" / "lerobot_serve.py"), str(ROOT), str(folder),
+                                "--port", str(port)], capture_output=True, text=True, timeout=120)
+            assert r.returncode == 1 and said in r.stderr and "Traceback" not in r.stderr, r.stderr
+            assert len(r.stderr.strip().splitlines()) == 1
