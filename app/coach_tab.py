@@ -17,7 +17,7 @@ from typing import Any
 import gradio as gr
 
 from app.handlers import MARKS, fail, outcome_word, user_of
-from app.page_assets import camera_html
+from app.page_assets import cameras_html, lights_html, status_html
 from app.tab_control import TAB_KEY_JS, TabControl
 from coaching.session import CoachingSession, EpisodeSettings, SessionError
 from coaching.settings import SPEEDS
@@ -49,21 +49,51 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
     refreshes the timeline, for the page to run only while this tab is in view."""
     cams = session.description.cameras
     control_of = TabControl(session)
-    gr.HTML(camera_html(tuple(html.escape(c) for c in cams), session.description.image_size), elem_id="cl-live")
-    with gr.Row():
-        subtask = gr.Textbox(label="Subtask (Enter sends)", placeholder="pick up the red cup", max_lines=1,
-                             scale=4, elem_id="cl-subtask", max_length=20_000)
-        send = gr.Button("Send", variant="primary", scale=1, elem_id="cl-send")
-        preview = gr.Button("Preview", scale=1, elem_id="cl-preview")
-        send_goals = gr.Button("Send with subgoals", scale=1, elem_id="cl-send-goals")
-    with gr.Row():
-        again = gr.Button("Try again (F9)", elem_id="cl-again")
-        pause = gr.Button("Pause (F8)", elem_id="cl-pause")
-        resume = gr.Button("Resume (F8)", elem_id="cl-resume")
-        stop = gr.Button("Stop (Esc)", variant="stop", elem_id="cl-stop")
-    with gr.Row():
-        driving = gr.Markdown("", elem_id="cl-driving")
-        take = gr.Button("Take control", visible=False, size="sm", scale=0, min_width=140, elem_id="cl-take-control")
+    # Cameras left, as large as the screen allows; beside them what the robot is doing, what it sees and
+    # the episode's controls (Start / End, task, tags), so a coach never scrolls to begin or end.
+    with gr.Row(equal_height=False, elem_classes="cl-top"):
+        with gr.Column(scale=3, min_width=560):
+            gr.HTML(cameras_html(tuple(html.escape(c) for c in cams), session.description.image_size),
+                    elem_id="cl-live")
+            with gr.Row():
+                subtask = gr.Textbox(label="Subtask (Enter sends)", max_lines=1, scale=4, elem_id="cl-subtask",
+                                     placeholder="one short step (click a name under In view)",
+                                     max_length=20_000)
+                send = gr.Button("Send", variant="primary", scale=1, elem_id="cl-send")
+                preview = gr.Button("Preview", scale=1, elem_id="cl-preview")
+                send_goals = gr.Button("Send with subgoals", scale=1, elem_id="cl-send-goals")
+            with gr.Row():
+                again = gr.Button("Try again (F9)", elem_id="cl-again")
+                pause = gr.Button("Pause (F8)", elem_id="cl-pause")
+                resume = gr.Button("Resume (F8)", elem_id="cl-resume")
+                stop = gr.Button("Stop (Esc)", variant="stop", elem_id="cl-stop")
+            with gr.Row():
+                driving = gr.Markdown("", elem_id="cl-driving")
+                take = gr.Button("Take control", visible=False, size="sm", scale=0, min_width=140,
+                                 elem_id="cl-take-control")
+            gr.HTML(lights_html("coach"))
+        with gr.Column(scale=1, min_width=360, elem_classes="cl-side-col"):
+            gr.HTML(status_html("coach", lights=False), elem_id="cl-status")
+            with gr.Accordion("New episode", open=session.episode_id is None, elem_id="cl-new-episode") as new_box:
+                with gr.Row():
+                    task_family = gr.Dropdown(list(task_families), value=next(iter(task_families)), label="Task family",
+                                              allow_custom_value=True, elem_id="cl-task-family", min_width=150)
+                    seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="cl-seed", min_width=90)
+                task = gr.Textbox(value=next(iter(task_families.values())), label="Task", elem_id="cl-task")
+                speed = gr.Radio(list(SPEEDS), value="normal", label="Speed")
+                with gr.Row():
+                    quality = gr.Slider(1, 5, value=5, step=1, label="Quality (1-5)", min_width=150)
+                    mode = gr.Dropdown(list(session.description.control_modes),  # one line: the column is narrow
+                                       value=session.description.control_modes[0], label="Control mode", min_width=150)
+                start = gr.Button("Start episode", variant="primary", elem_id="cl-start")
+            with gr.Accordion("End episode", open=True, visible=session.episode_id is not None,
+                              elem_id="cl-end-episode") as end_box:
+                with gr.Row():
+                    outcome = gr.Radio(["success", "failure"], value="success", label="Outcome", elem_id="cl-outcome",
+                                       min_width=150)
+                    end_quality = gr.Slider(1, 5, value=5, step=1, label="Quality (1-5)", min_width=150)
+                notes = gr.Textbox(label="Notes", elem_id="cl-notes")
+                end = gr.Button("End episode (F10)", elem_id="cl-end")
     repeats = gr.Dataset(components=[subtask], samples=[], label="Recent subtasks (click to send again)",
                          elem_id="cl-recent", type="values")
     with gr.Row(elem_classes="cl-subgoals"):
@@ -77,24 +107,6 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
             mark_success = gr.Button("Mark success", size="sm", elem_id="cl-mark-success")
             mark_failed = gr.Button("Mark failed", size="sm", elem_id="cl-mark-failed")
             mark_mistake = gr.Button("Mark mistake", size="sm", elem_id="cl-mark-mistake")
-    with gr.Accordion("New episode", open=True):
-        with gr.Row():
-            task_family = gr.Dropdown(list(task_families), value=next(iter(task_families)), label="Task family",
-                                allow_custom_value=True, elem_id="cl-task-family")
-            task = gr.Textbox(value=next(iter(task_families.values())), label="Task", elem_id="cl-task", scale=3)
-            seed = gr.Number(value=0, precision=0, minimum=0, label="Seed", elem_id="cl-seed")
-        with gr.Row():
-            speed = gr.Radio(list(SPEEDS), value="normal", label="Speed")
-            quality = gr.Slider(1, 5, value=5, step=1, label="Quality (1-5)")
-            mode = gr.Radio(list(session.description.control_modes), value=session.description.control_modes[0],
-                            label="Control mode")
-            start = gr.Button("Start episode", variant="primary", elem_id="cl-start")
-    with gr.Accordion("End episode", open=True):
-        with gr.Row():
-            outcome = gr.Radio(["success", "failure"], value="success", label="Outcome", elem_id="cl-outcome")
-            end_quality = gr.Slider(1, 5, value=5, step=1, label="Quality (1-5)")
-            notes = gr.Textbox(label="Notes", scale=3, elem_id="cl-notes")
-            end = gr.Button("End episode (F10)", elem_id="cl-end")
     timer = gr.Timer(1.0)  # the first tab: in view when the page opens
     selected = gr.State(None)  # the number of the timeline row a click selected
     tab_key = gr.Textbox(visible=False)  # this browser tab's key, filled at page load by TAB_KEY_JS
@@ -207,11 +219,16 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
         except SessionError as e:
             raise fail(e)
         control_of.claim(request, user_of(request))
-        gr.Info(f"Episode {episode_id} started: type the first subtask.")
-        return gr.Dataset(samples=[]), timeline_rows(), None, "Click a timeline row to mark it.", *blank_previews()
+        gr.Info(f"Episode {episode_id} started: type the first subtask.", duration=4)
+        return (gr.Dataset(samples=[]), timeline_rows(), None, "Click a timeline row to mark it.", *blank_previews(),
+                *episode_boxes(True))
+
+    def episode_boxes(running: bool) -> tuple[gr.Accordion, gr.Accordion]:
+        """New episode folded and End episode shown while one runs; the other way round when none does."""
+        return gr.Accordion(open=not running), gr.Accordion(visible=running, open=True)
 
     start.click(do_start, [task_family, task, seed, speed, quality, mode],
-                [repeats, timeline, selected, picked, *goal_images])
+                [repeats, timeline, selected, picked, *goal_images, new_box, end_box])
 
     def do_end(outcome_value, quality_value, notes_value, request: gr.Request):
         try:
@@ -220,21 +237,25 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
                                              notes=notes_value or None)
         except SessionError as e:
             raise fail(e)
-        gr.Info(f"Episode {episode_id} saved as {outcome_value}; its segments can still be marked.")
-        return ""
+        gr.Info(f"Episode {episode_id} saved as {outcome_value}; its segments can still be marked.", duration=4)
+        return "", *episode_boxes(False)
 
-    end.click(do_end, [outcome, end_quality, notes], [notes])
+    end.click(do_end, [outcome, end_quality, notes], [notes, new_box, end_box])
     shown = gr.State(None)
 
     def refresh(last: Any, request: gr.Request):
         """The timeline, the recent subtasks and who drives, as the session has them; unchanged: spare
         every tab a re-render."""
         rows, (says, may_take) = timeline_rows(), control_of.describe(request)
-        if [rows, says] == last:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), last
-        return rows, recent_samples(), says, gr.Button(visible=may_take), [rows, says]
+        running = session.episode_id is not None
+        if [rows, says, running] == last:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), last
+        # the episode boxes only when an episode began or ended (another tab's Start, a reload): a
+        # coach's own folding of them stays as it is
+        boxes = episode_boxes(running) if last is None or last[2] != running else (gr.skip(), gr.skip())
+        return rows, recent_samples(), says, gr.Button(visible=may_take), *boxes, [rows, says, running]
 
-    timer.tick(refresh, [shown], [timeline, repeats, driving, take, shown], show_progress="hidden",
+    timer.tick(refresh, [shown], [timeline, repeats, driving, take, new_box, end_box, shown], show_progress="hidden",
                concurrency_limit=None)
 
     def do_take(request: gr.Request):

@@ -81,11 +81,13 @@ PAGE_JS = r"""
     const line = text ? `<div class="cl-subtask cl-st-${st}">${esc(text)}</div>`
                       : '<div class="cl-subtask cl-st-waiting"><i>waiting for a subtask</i></div>';
     let note = '';
-    if (s.subtask_reason && st === 'idle') note = `<div class="cl-note cl-note-quiet">The VLA has nothing more to do: ${esc(s.subtask_reason)}</div>`;
+    // Idle is the good case (it stopped after working): say what to do next, not the VLA's remark.
+    if (st === 'idle') note = `<div class="cl-note cl-note-quiet" title="${esc(s.subtask_reason || '')}">The arm stopped: send the next subtask, or Try again (F9) if it is not done.</div>`;
     else if (s.subtask_reason && st === 'refused') note = `<div class="cl-note">The VLA refused: ${esc(s.subtask_reason)}</div>`;
     else if (s.subtask_reason) note = `<div class="cl-note">The VLA failed: ${esc(s.subtask_reason)}</div>`;
-    const progress = s.task_progress == null ? '' :
-      `<div class="cl-progress" title="task progress"><div class="cl-progress-bar" style="width:${Math.round(100 * s.task_progress)}%"></div></div>`;
+    const pct = s.task_progress == null ? null : Math.round(100 * s.task_progress);
+    const progress = pct == null ? '' : `<div class="cl-progress-label">task progress (as the robot reports it): ${pct}%</div>` +
+      `<div class="cl-progress"><div class="cl-progress-bar" style="width:${pct}%"></div></div>`;
     return badge + line + note + progress;
   }
 
@@ -233,7 +235,7 @@ PAGE_CSS = """
 .cl-objects { margin-top: 10px; }
 .cl-objects .cl-in-view { font-size: 13px; opacity: 0.7; margin-right: 6px; }
 .cl-chip { display: inline-block; margin: 2px 4px 2px 0; padding: 1px 8px; border-radius: 10px; border: 1px solid #8884;
-           background: #8881; font-size: 0.9em; cursor: default; }
+           background: #8881; font-size: 13px; cursor: default; }
 button.cl-chip { cursor: pointer; }
 button.cl-chip:hover { background: #2f81f733; }
 .cl-cam-name { font-size: 13px; opacity: 0.7; }
@@ -241,10 +243,10 @@ button.cl-chip:hover { background: #2f81f733; }
 .cl-live-info { max-width: 420px; }
 .cl-live-info .cl-elapsed { font-size: 1.0em; opacity: 0.75; }
 .cl-live-info .cl-note { color: #cf222e; margin-top: 8px; }
-.cl-live-info .cl-who { font-size: 0.9em; text-transform: uppercase; letter-spacing: 0.05em; opacity: 0.7; }
+.cl-live-info .cl-who { font-size: 13px; text-transform: uppercase; letter-spacing: 0.05em; opacity: 0.7; }
 .cl-live-info .cl-conf { width: 240px; height: 10px; background: #ddd; border-radius: 5px; margin-top: 8px; overflow: hidden; }
 .cl-live-info .cl-conf-bar { height: 100%; background: #2f81f7; }
-.cl-live-info .cl-conf-text { font-size: 0.9em; opacity: 0.8; margin-bottom: 6px; }
+.cl-live-info .cl-conf-text { font-size: 13px; opacity: 0.8; margin-bottom: 6px; }
 .cl-light { margin-right: 14px; font-size: 13px; }
 .cl-light.ok { color: #1a7f37; }
 .cl-light.bad { color: #cf222e; }
@@ -263,28 +265,56 @@ button.cl-chip:hover { background: #2f81f733; }
 .cl-progress { width: 240px; height: 8px; background: #ddd; border-radius: 4px; margin-top: 6px; overflow: hidden; }
 .cl-progress-bar { height: 100%; background: #1a7f37; }
 .cl-keys { font-size: 13px; opacity: 0.75; margin-top: 8px; }
-.cl-keys kbd { border: 1px solid #8886; border-radius: 3px; padding: 0 4px; font-size: 12px; }
-/* Toasts at the bottom left: at the top right they covered the subtask heading and the Stop button. */
-.toast-wrap { top: auto !important; bottom: var(--size-4, 16px) !important; left: var(--size-3, 12px) !important;
+.cl-keys kbd { border: 1px solid #8886; border-radius: 3px; padding: 0 4px; font-size: 13px; }
+/* Toasts over the top left of the base camera: at the top right they covered the subtask heading and
+   the Stop button, at the bottom left Try again; a camera is only watched, and a toast goes in 4 s. */
+.toast-wrap { top: 110px !important; bottom: auto !important; left: var(--size-6, 24px) !important;
               right: auto !important; align-items: start !important; }
+/* The Coach tab: cameras fill their column but leave the subtask box and the buttons above the fold. */
+.cl-top .cl-cams .cl-cam { flex: 1 1 0; min-width: 240px; }
+.cl-top .cl-cam-stack { width: min(100%, calc(100vh - 330px)); }
+.cl-side-col .cl-live-info { max-width: none; }
+.cl-progress-label { font-size: 13px; opacity: 0.75; margin-top: 6px; }
+/* Table headers wrap between words, never inside one. */
+.table-wrap th, .table-wrap th * { word-break: keep-all !important; overflow-wrap: normal !important; hyphens: none; }
 .cl-subgoals img { max-width: 224px; }
 """
 
 
-def camera_html(cameras: tuple[str, ...], size: tuple[int, int], view: str = "coach") -> str:
-    """The live panel of one tab: a canvas per camera, the info beside them, the status lights.
-    `view` is coach (ids cl-live-info / cl-lights) or autonomous (au-live-info / au-lights)."""
+def cameras_html(cameras: tuple[str, ...], size: tuple[int, int]) -> str:
+    """A canvas per camera (fed by `/live/stream`) with a transparent one over it for the boxes."""
+    return f'<div class="cl-cams">{_canvases(cameras, size)}</div>'
+
+
+def _canvases(cameras: tuple[str, ...], size: tuple[int, int]) -> str:
     h, w = size
-    prefix = "au" if view == "autonomous" else "cl"
-    cams = "".join(f'<div class="cl-cam"><div class="cl-cam-stack"><canvas data-camera="{c}" width="{w}" height="{h}">'
+    return "".join(f'<div class="cl-cam"><div class="cl-cam-stack"><canvas data-camera="{c}" width="{w}" height="{h}">'
                    f'</canvas><canvas class="cl-overlay" data-overlay="{c}" width="{w}" height="{h}"></canvas></div>'
                    f'<div class="cl-cam-name">{c}</div></div>' for c in cameras)
+
+
+def status_html(view: str = "coach", lights: bool = True) -> str:
+    """What goes beside the cameras: the active subtask and its status, the objects in view, the
+    keys (Coach tab only) and the status lights (unless `lights` is False: `lights_html` then puts them
+    elsewhere). `view` is coach (ids cl-...) or autonomous (au-...)."""
+    prefix = "au" if view == "autonomous" else "cl"
     objects = (f'<div id="{prefix}-objects" class="cl-objects"><span class="cl-in-view">In view:</span>'
                f'<span class="cl-object-list" data-view="{view}"></span>'
                f'<label class="cl-in-view"> <input type="checkbox" class="cl-boxes-toggle"> show boxes</label></div>')
     keys = KEYS_HTML if view == "coach" else ""
-    return (f'<div class="cl-cams">{cams}<div class="cl-side"><div id="{prefix}-live-info" class="cl-live-info" data-view="{view}"></div>'
-            f'{objects}{keys}</div></div><div id="{prefix}-lights" class="cl-lights"></div>')
+    return (f'<div id="{prefix}-live-info" class="cl-live-info" data-view="{view}"></div>{objects}{keys}'
+            + (lights_html(view) if lights else ""))
+
+
+def lights_html(view: str = "coach") -> str:
+    """The status lights: robot (loop rate), VLA, database."""
+    return f'<div id="{"au" if view == "autonomous" else "cl"}-lights" class="cl-lights"></div>'
+
+
+
+def camera_html(cameras: tuple[str, ...], size: tuple[int, int], view: str = "coach") -> str:
+    """The cameras with the status beside them in one block (the Autonomous tab's live panel)."""
+    return f'<div class="cl-cams">{_canvases(cameras, size)}<div class="cl-side">{status_html(view)}</div></div>'
 
 
 KEYS_HTML = ('<div class="cl-keys" id="cl-keys">Keys: <kbd>Enter</kbd> send · <kbd>F8</kbd> pause / resume · '

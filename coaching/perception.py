@@ -4,15 +4,22 @@ It owns the one thread that runs the detector on the newest published camera fra
 a second, and keeps the latest detections for whoever asks (the page's object list and boxes,
 the Autonomous tab). The control loop only hands its frame over (`on_frame`, a reference swap),
 so a slow detector lowers the perception rate, never the loop's.
+
+What it lists is steadied: a label counts as in view once it was found in `SEEN_OF[0]` of the last
+`SEEN_OF[1]` frames looked at, so a detector's one-frame false positive or miss does not make the
+page's chips flicker (a coach reads that list to know what to type).
 """
 
 from __future__ import annotations
 
 import threading
 import time
+from collections import Counter, deque
 from typing import Any
 
 from coaching.detector import Detection, Detector
+
+SEEN_OF = (2, 3)  # in view: found in 2 of the last 3 frames (at 2.5 Hz: listed after 0.4-0.8 s)
 
 
 class PerceptionWatcher:
@@ -23,6 +30,7 @@ class PerceptionWatcher:
         self.period = 1.0 / hz
         self._frame = None
         self._result: dict[str, Any] = {"seq": None, "time_ms": None, "objects": [], "detect_ms": None, "error": None}
+        self._recent: deque[set[str]] = deque(maxlen=SEEN_OF[1])  # labels found in each recent frame
         self._lock = threading.Lock()
         self._stop = threading.Event()
         session.on_frame(self._published)
@@ -48,15 +56,20 @@ class PerceptionWatcher:
             result = {"seq": frame.seq, "time_ms": round(frame.wall_time * 1000, 1), "error": error,
                       "detect_ms": round(1000 * (time.perf_counter() - start), 1),
                       "objects": [as_json(d) for d in found]}
+            self._recent.append({d.label for d in found})
+            seen = Counter(label for labels in self._recent for label in labels)
+            steady = {label for label, n in seen.items() if n >= min(SEEN_OF[0], len(self._recent))}
+            result["objects"] = [o for o in result["objects"] if o["label"] in steady]
+            result["labels"] = sorted(steady)
             with self._lock:
                 self._result = result
 
     def snapshot(self) -> dict[str, Any]:
-        """{"seq", "time_ms" (of the frame), "detect_ms", "error", "objects": [{label, camera, box, score}],
-        "labels": the distinct labels in view, sorted}."""
+        """{"seq", "time_ms" (of the frame), "detect_ms", "error", "objects": [{label, camera, box, score}]
+        of the labels steadily in view (`SEEN_OF`), "labels": those labels, distinct and sorted}."""
         with self._lock:
             result = dict(self._result)
-        result["labels"] = sorted({o["label"] for o in result["objects"]})
+        result.setdefault("labels", [])
         return result
 
     def close(self) -> None:

@@ -166,6 +166,11 @@ def _place_label(name: str) -> str:
     return name.replace("_", " ")
 
 
+def _into(name: str) -> str:
+    """' on the red pad' / ' in the tub': a pad is a surface, the rest are containers."""
+    return f" {'on' if name.endswith('_pad') else 'in'} the {_place_label(name)}"
+
+
 class _Match:
     """One grounding of one intent against one scene: resolves what it names, or refuses."""
 
@@ -241,8 +246,8 @@ class _Match:
 
     def _place(self, cued: bool) -> Grounding | Refusal:
         target = self._target()
-        where = f" in the {_place_label(target)}" if isinstance(target, str) else ""
-        obj = self._object("put", use_held=True, where=where)
+        where = _into(target) if isinstance(target, str) else ""
+        obj = self._object("put", use_held=True, where=where, place=target if isinstance(target, str) else None)
         if isinstance(obj, Refusal):
             return obj
         if isinstance(target, Refusal):
@@ -276,7 +281,7 @@ class _Match:
 
     # -- arguments ---------------------------------------------------------------------------------
 
-    def _object(self, action: str, use_held: bool, where: str = "") -> SceneObject | Refusal:
+    def _object(self, action: str, use_held: bool, where: str = "", place: str | None = None) -> SceneObject | Refusal:
         """The object the command is about, from a named mention, a synonym, or "it"."""
         if self.intent.objects:
             return self._resolve(self.intent.objects[0])
@@ -296,11 +301,13 @@ class _Match:
                 return earlier
         if use_held and self.scene.held is None:
             return Refusal(f"I'm not holding anything; say which object to {action}{where}, "
-                           f"e.g. '{action} the {self._example()}{where}'.")
+                           f"e.g. '{action} the {self._example(place)}{where}'.")
         return Refusal(f"Say which object to {action}{where}; I can see {self.scene.object_list()}.")
 
-    def _example(self) -> str:
-        return self.scene.objects[0].label if self.scene.objects else "red cup"
+    def _example(self, place: str | None = None) -> str:
+        """An item of the scene to show in an example: for a coloured pad, one of the pad's colour."""
+        matching = [o for o in self.scene.objects if place and place.startswith(o.colour + "_")]
+        return (matching or self.scene.objects)[0].label if self.scene.objects else "red cup"
 
     def _resolve_phrase(self) -> SceneObject | Refusal:
         """The object the words after the verb name when no catalog noun did ("the tumbler")."""

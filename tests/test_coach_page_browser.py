@@ -104,6 +104,7 @@ def test_keys_never_fire_from_another_control(page, app):
     _start(page)
     send_subtask(page, "pick up the white cup")
     _wait_status(page, "running")
+    page.click("#cl-new-episode .label-wrap")  # folded while an episode runs: the coach unfolds it
     page.click("#cl-task-family input")
     time.sleep(0.5)  # the options list is open
     page.keyboard.press("Escape")
@@ -232,12 +233,46 @@ def test_toasts_leave_the_heading_and_stop_free(page, app):
     _start(page)
     page.evaluate("window.scrollTo(0, 0)")
     toast = page.locator('[data-testid="toast-body"] >> visible=true').first.bounding_box()
-    for target in ("#cl-live-info", "#cl-stop"):
+    for target in ("#cl-live-info", "#cl-stop", "#cl-again", "#cl-subtask", "#cl-end"):
         box = page.locator(target).bounding_box()
         overlap = not (toast["x"] > box["x"] + box["width"] or box["x"] > toast["x"] + toast["width"]
                        or toast["y"] > box["y"] + box["height"] or box["y"] > toast["y"] + toast["height"])
         assert not overlap, f"the toast covers {target}"
     _shot(page, "27-coach-started-toast")
+
+
+@pytest.mark.parametrize("size", [(1600, 1000), (1280, 800)])
+def test_the_cameras_and_the_episode_controls_are_above_the_fold(browser, app, size):
+    """A new user's trial: Start episode sat 1450 px below the fold at 1600x1000. The cameras, the
+    subtask box, the buttons, Start (no episode) and End (an episode running) all fit the screen."""
+    width, height = size
+    page = browser.new_page(viewport={"width": width, "height": height})
+    try:
+        page.goto(app.url)
+        page.wait_for_selector("#cl-start")
+        page.wait_for_function("window.coachlab && window.coachlab.status")
+
+        def assert_in_view(*targets):
+            for target in targets:
+                box = page.locator(f"{target} >> visible=true").first.bounding_box()
+                assert box is not None and box["y"] >= 0 and box["y"] + box["height"] <= height, (target, box, size)
+
+        cams = page.locator("canvas[data-camera]").all()
+        assert min(c.bounding_box()["width"] for c in cams) >= 0.25 * width, "the cameras are small"
+        assert_in_view("canvas[data-camera=base]", "canvas[data-camera=wrist]", "#cl-subtask", "#cl-stop",
+                       "#cl-live-info", "#cl-objects", "#cl-start")
+        _shot(page, f"32-coach-no-episode-{width}")
+        _start(page)
+        page.locator("#cl-end >> visible=true").first.wait_for(timeout=5000)
+        assert_in_view("#cl-end", "#cl-stop", "#cl-again")
+        _shot(page, f"33-coach-episode-{width}")
+        assert page.evaluate("Math.min(...[...document.querySelectorAll('#cl-status *, #cl-subtask label')]"
+                             ".filter(e => e.offsetParent && e.textContent.trim())"
+                             ".map(e => parseFloat(getComputedStyle(e).fontSize)))") >= 13
+    finally:
+        if app.session.episode_id is not None:
+            app.session.end_episode("aborted", "test")
+        page.close()
 
 
 def test_a_reloaded_or_second_tab_shows_the_running_episode(page, app, browser):

@@ -91,6 +91,14 @@ def test_place_with_nothing_held_is_refused(grounder: Grounder) -> None:
     assert "not holding" in reason
 
 
+def test_a_refusals_example_puts_a_matching_item_on_a_pad() -> None:
+    """The example a refusal offers is one a coach could send: 'on' a pad, an item of the pad's colour."""
+    blocks = [SceneObject("red_block", "block", "red"), SceneObject("green_block", "block", "green")]
+    reason = assert_refused(Grounder(default_encoder()).ground("put it on the green pad", blocks,
+                                                               ["red_pad", "green_pad"], None))
+    assert "'put the green block on the green pad'" in reason, reason
+
+
 def test_unknown_object_is_refused_naming_it(grounder: Grounder) -> None:
     reason = assert_refused(ground(grounder, "pick up the thing"))
     assert "the thing" in reason

@@ -211,3 +211,43 @@ def test_detections_of_stored_episodes_are_recomputed_and_cached(tmp_path, tiny_
         json.loads(files[0].read_text())
     finally:
         db.close()
+
+
+def test_the_page_lists_an_item_only_once_it_is_seen_steadily():
+    """One frame's false positive never reaches the object list; one frame's miss does not drop an
+    item. The detector here injects those faults into the real watcher thread."""
+    import time
+    from types import SimpleNamespace
+
+    from coaching.perception import PerceptionWatcher
+
+    cup = Detection("red cup", "base", (1, 1, 9, 9), 0.9)
+    ghost = Detection("blue can", "base", (20, 20, 30, 30), 0.6)
+    script = [[cup], [cup, ghost], [], [cup], [cup]]  # the ghost once, the cup missed once
+
+    class Scripted:
+        def __init__(self):
+            self.calls = 0
+
+        def detect(self, images):
+            found = script[min(self.calls, len(script) - 1)]
+            self.calls += 1
+            return found
+
+    publish = []
+    session = SimpleNamespace(on_frame=publish.append)
+    detector = Scripted()
+    watcher = PerceptionWatcher(session, detector, hz=50)
+    listed = []
+    try:
+        for seq in range(len(script)):
+            publish[0](SimpleNamespace(seq=seq, wall_time=0.0, images={"base": np.zeros((8, 8, 3), np.uint8)}))
+            deadline = time.monotonic() + 5
+            while detector.calls <= seq and time.monotonic() < deadline:
+                time.sleep(0.005)
+            time.sleep(0.03)
+            listed.append(watcher.snapshot()["labels"])
+    finally:
+        watcher.close()
+    assert all("blue can" not in labels for labels in listed), listed
+    assert all(labels == ["red cup"] for labels in listed), listed
