@@ -57,7 +57,7 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
                     elem_id="cl-live")
             with gr.Row():
                 subtask = gr.Textbox(label="Subtask (Enter sends)", max_lines=1, scale=4, elem_id="cl-subtask",
-                                     placeholder="one short step (click a name under In view)",
+                                     placeholder="one short step, e.g. pick up the … (a click on a name under In view adds it)",
                                      max_length=20_000)
                 send = gr.Button("Send", variant="primary", scale=1, elem_id="cl-send")
                 preview = gr.Button("Preview", scale=1, elem_id="cl-preview")
@@ -260,7 +260,7 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
 
     def do_take(request: gr.Request):
         if session.episode_id is None:
-            raise fail(SessionError("No episode is running; start one with New episode."))
+            raise fail(SessionError("No episode is running; start one with Start episode."))
         control_of.claim(request, user_of(request))
         says, may_take = control_of.describe(request)
         return says, gr.Button(visible=may_take)

@@ -72,7 +72,9 @@ def episodes_tab(db: Database, cams: tuple[str, ...], tab: gr.Tab) -> gr.Timer:
         f_quality = gr.Slider(1, 5, value=1, step=1, label="Quality at least")
         f_discarded = gr.Checkbox(False, label="Show discarded", elem_id="ep-show-discarded")
         refresh = gr.Button("Refresh", elem_id="ep-refresh", scale=0, min_width=100)
+    # the task text wraps in a quarter of the width, so every column fits a 1280 px screen
     table = gr.Dataframe(headers=EPISODE_COLUMNS, interactive=False, elem_id="ep-table", wrap=True, max_height=330,
+                         column_widths=["4%", "25%", "10%", "5%", "7%", "7%", "8%", "6%", "5%", "7%", "11%", "5%"],
                          label=f"Episodes, newest first (updated every {REFRESH_S:g} s; click one to replay it)")
     timer = gr.Timer(REFRESH_S, active=False)
     shown_rows = gr.State(None)  # what the table shows: a tick that finds the same spares every tab a re-render

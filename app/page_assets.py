@@ -82,7 +82,9 @@ PAGE_JS = r"""
                       : '<div class="cl-subtask cl-st-waiting"><i>waiting for a subtask</i></div>';
     let note = '';
     // Idle is the good case (it stopped after working): say what to do next, not the VLA's remark.
-    if (st === 'idle') note = `<div class="cl-note cl-note-quiet" title="${esc(s.subtask_reason || '')}">The arm stopped: send the next subtask, or Try again (F9) if it is not done.</div>`;
+    const taskDone = s.task_progress != null && s.task_progress >= 0.999;
+    if (taskDone && (st === 'idle' || st === 'waiting')) note = '<div class="cl-note cl-note-done">The robot reports the task done: end the episode (F10).</div>';
+    else if (st === 'idle') note = `<div class="cl-note cl-note-quiet" title="${esc(s.subtask_reason || '')}">The arm stopped: send the next subtask, or Try again (F9) if it is not done.</div>`;
     else if (s.subtask_reason && st === 'refused') note = `<div class="cl-note">The VLA refused: ${esc(s.subtask_reason)}</div>`;
     else if (s.subtask_reason) note = `<div class="cl-note">The VLA failed: ${esc(s.subtask_reason)}</div>`;
     const pct = s.task_progress == null ? null : Math.round(100 * s.task_progress);
@@ -260,6 +262,7 @@ button.cl-chip:hover { background: #2f81f733; }
 .cl-live-info .cl-st-refused, .cl-live-info .cl-st-failed, .cl-live-info .cl-st-stopped { font-weight: 400;
             text-decoration: line-through; opacity: 0.7; }
 .cl-live-info .cl-note.cl-note-quiet { color: inherit; opacity: 0.75; }
+.cl-live-info .cl-note.cl-note-done { color: #1a7f37; font-weight: 600; }
 .cl-paused-banner { background: #fff8c5; color: #4d2d00; border: 1px solid #d4a72c; border-radius: 6px; padding: 6px 10px;
             font-weight: 600; margin-bottom: 8px; }
 .cl-progress { width: 240px; height: 8px; background: #ddd; border-radius: 4px; margin-top: 6px; overflow: hidden; }

@@ -347,10 +347,13 @@ class CoachingSession:
 
     @command
     def stop(self, user: str) -> None:
-        """Hold at once and drop the current subtask; the episode goes on with the next one."""
+        """Hold at once and drop the current subtask; the episode goes on with the next one. Stopping
+        ends a pause too: with no subtask the robot holds anyway, and a page showed PAUSED over STOPPED."""
         self._require_episode()
         if not self._halt("stop", user):
             raise SessionError(_UNCONFIRMED_TEXT)
+        with self._lock:
+            self._paused = False
         self._close_segment("stopped")
 
     def _halt(self, kind: str, user: str) -> bool:
@@ -362,7 +365,7 @@ class CoachingSession:
             if kind == "pause":
                 state.paused = True
             else:
-                state.subtask = None
+                state.subtask, state.paused = None, False
             done.set()
 
         self.loop.submit(hold)
@@ -379,7 +382,7 @@ class CoachingSession:
             episode_id = self._last_episode_id
             view = next((s for s in self._segments if s.id == segment_id), None)
         if episode_id is None:
-            raise SessionError("No episode yet; start one with New episode.")
+            raise SessionError("No episode yet; start one with Start episode.")
         if view is None:
             raise SessionError(f"There is no segment {segment_id} in this episode.")
         if not self.logging:
@@ -539,7 +542,7 @@ class CoachingSession:
     def _require_episode(self) -> int:
         with self._lock:
             if self._episode_id is None:
-                raise SessionError("No episode is running; start one with New episode.")
+                raise SessionError("No episode is running; start one with Start episode.")
             return self._episode_id
 
     def _close_segment(self, outcome: str | None) -> None:

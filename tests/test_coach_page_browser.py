@@ -175,6 +175,13 @@ def test_the_heading_says_what_the_subtask_is_doing(page, app):
     _wait_cell(page, 4, 0, "5")
     _shot(page, "25-coach-timeline")
 
+    page.keyboard.press("F8")  # a new user's trial: Stop while paused left PAUSED over STOPPED
+    page.wait_for_selector("#cl-live-info .cl-paused-banner")
+    page.keyboard.press("Escape")
+    page.wait_for_selector("#cl-live-info .cl-badge-stopped")
+    page.wait_for_selector("#cl-live-info .cl-paused-banner", state="detached")
+    assert page.evaluate("fetch('/live/status').then(r => r.json())")["paused"] is False
+
 
 def test_marks_need_a_choice_and_work_after_end(page, app):
     """Fault 11: a stray click marked a segment failed; after End nothing could be marked."""

@@ -109,7 +109,9 @@ def _shot(page, name: str, selector: str | None = None) -> None:
 def test_the_list_keeps_itself_up_to_date(page, app):
     """New and ended episodes show without a click, with task family, seed, duration and outcome."""
     session = app.session
-    running = session.start_episode(EpisodeSettings(task="Bus the table.", task_family="bussing", seed=11), user="ana")
+    running = session.start_episode(EpisodeSettings(
+        task="Bus the table: put the dishes in the bussing tub and the trash in the trash bin.", task_family="bussing",
+        seed=11), user="ana")
     row = _row(page, running)
     assert (row["task family"], row["seed"], row["duration"], row["outcome"]) == ("bussing", "11", "running", "running")
     session.send_subtask("pick up the white cup", user="ana")
@@ -119,6 +121,12 @@ def test_the_list_keeps_itself_up_to_date(page, app):
     assert re.fullmatch(r"\d+\.\d s", row["duration"]), row
     assert float(row["duration"].split()[0]) >= 2.0
     _shot(page, "40-episodes-list")
+    page.set_viewport_size({"width": 1280, "height": 800})  # a new user's trial: the right columns ran off it
+    time.sleep(0.5)
+    right = page.evaluate("Math.max(...[...document.querySelectorAll('#ep-table th')].filter(e => e.offsetParent)"
+                          ".map(e => e.getBoundingClientRect().right))")
+    assert right <= 1280, f"the table's last column ends at {right} px"
+    _shot(page, "40-episodes-list-1280")
 
 
 def test_a_stored_episode_replays_with_play_pause_and_speed(page, app):
