@@ -170,6 +170,7 @@ def _counter_md(autonomy: Autonomy) -> str:
             def names(key: str) -> str:
                 return ", ".join(html.escape(x) for x in view.get(key, [])) or "nothing"
             lines.append(f"Sees: {names('in_view')} · handled: {names('handled')}"
+                         + (f" · grasp missed, still to do: {names('missed')}" if view.get("missed") else "")
                          + (f" · active subtask finished: {view['finished']:.0%}" if view.get("active") else ""))
     if st.get("last_result"):
         lines.append(f"Last: {html.escape(st['last_result'])}")

@@ -114,21 +114,31 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
         n = len(hist)
         f = self.featurizer.features(self.memory, n, task, metadata)
         put_away = {l for l in f.track_labels if self.memory.put_away(l, n, self.featurizer.release_distance)}
-        ranked, finished = self._rank(f, hist[-1] if hist else None, put_away)
+        missed = [l for l in f.track_labels if self._missed(l, n)]
+        ranked, finished = self._rank(f, hist[-1] if hist else None, put_away, not missed)
         self.view = {"detections": [d.label for d in detections], **self.memory.summary(n),
-                     "active": hist[-1] if hist else None, "finished": round(finished, 3),
+                     "active": hist[-1] if hist else None, "finished": round(finished, 3), "missed": missed,
                      "choices": [(f"{t} (again)" if again else t, round(p, 3)) for t, p, again in ranked[:TOP]]}
         (best, p, again), rest = ranked[0], [(t, q) for t, q, again in ranked[1:] if not again]
         return Decision(best, p, rest[:2 * TOP], retry=again)
 
-    def _rank(self, f, active: str | None, put_away: set[str] = frozenset()
+    def _missed(self, label: str, n: int) -> bool:
+        """Whether `label` was picked and placed but is seen now right where it was when picked: the
+        grasp missed, so the place put nothing away (`EpisodeMemory.unmoved`)."""
+        place = self.memory.handled(label, n)
+        track = self.memory.tracks.get(label)
+        return place is not None and track is not None and bool(track.now) and self.memory.unmoved(label, place - 1)
+
+    def _rank(self, f, active: str | None, put_away: set[str] = frozenset(), may_end: bool = True
               ) -> tuple[list[tuple[str, float, bool]], float]:
         """Every candidate's (text, probability, whether it is the active subtask tried again), best
         first, and the finished head's probability. The active subtask is two candidates: going on
         (1 - f) and, when the next head picks it once finished, a fresh attempt (a retry). Items in
         `put_away` are named by no candidate: the network alone, trained on logs where a put-away item
         is never picked again, still gave such items up to 0.7 once its first choice was excluded, and
-        each re-pick from the bin cost a pick, a place and the item's handled mark (bussing traces)."""
+        each re-pick from the bin cost a pick, a place and the item's handled mark (bussing traces).
+        Unless `may_end`, `done` is no candidate: an item whose grasp missed is in view (sort_blocks
+        traces: a block missed, its place run empty-handed, then `done` at 0.86-1.0 with it on the table)."""
         cfg, groups = self.cfg, self.vocabulary.groups
         k = len(f.track_labels)
         tracks = np.zeros((1, MAX_TRACKS, cfg.track_dim), np.float32)
@@ -145,6 +155,8 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
             if label in put_away:  # every slotted group filled with this item
                 slots = cfg.groups + np.arange(len(self._slotted)) * MAX_TRACKS + s
                 next_logits[0, torch.from_numpy(slots)] = -torch.inf
+        if not may_end:
+            next_logits[0, [g for g in range(cfg.groups) if groups.groups[g] == [DONE]]] = -torch.inf
         p_next = torch.softmax(next_logits[0], 0).numpy()
         fin = float(torch.sigmoid(finished[0])) if active is not None else 1.0
         G = cfg.groups

@@ -151,6 +151,27 @@ def test_checkpoint_round_trip_same_decisions(trained):
         a.decide(Observation(obs.images, obs.state[:4], 0.0), detections, TASK, [])
 
 
+
+def test_the_policy_never_ends_while_a_missed_item_is_in_view(trained):
+    """sort_blocks traces: a grasp missed, the place ran empty-handed and the policy said `done` with the
+    block still on the table. An item picked and placed but seen where it was picked is still to do."""
+    from app import embedded
+    from distill.learned_policy import LearnedHighLevelPolicy
+
+    out, _ = trained
+    policy = LearnedHighLevelPolicy.load(out)
+    robot = embedded.sim_robot()
+    obs = robot.reset("drawer", 7)
+    robot.close()
+    detections = embedded.detector("learned").detect(obs.images)
+    label = next(d.label for d in detections if d.camera == "base")
+    history = ["open the drawer", f"pick up the {label}", "put it in the drawer"]
+    for t in range(len(history) + 3):  # the robot never moves: every item stays where it was
+        decision = policy.decide(Observation(obs.images, obs.state, float(t)), detections, TASK,
+                                 history[:min(t, len(history))])
+    assert policy.view["missed"] == [label], policy.view
+    assert decision.subtask != "done" and all(t != "done" for t, _ in decision.alternatives), decision
+
 def test_ddp_two_gloo_processes(coached_db, tmp_path):
     out = tmp_path / "ddp"
     r = _run(["-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "distill.train",
