@@ -152,12 +152,17 @@ class Exclusions:
     - refused after it ran (a place, once the hand is empty): out until another subtask runs, since
       such refusals depend on the moment;
     - stuck on (`StuckWatch`: active past the subtask timeout, or the robot still), or left before the
-      robot moved for it a second time in a row (`NEVER_MOVED_TWICE`): out for `memory_s`."""
+      robot moved for it a second time in a row (`NEVER_MOVED_TWICE`): out for `memory_s`, or until
+      the robot acts on another subtask (`acted`), whichever comes first: what the robot could not do
+      then (a place with nothing in hand) it may do once the world changed (sort_blocks trace: the
+      block's place, tried twice after a missed grasp, was still out after the re-pick, and the
+      runner-up put the block on the wrong pad)."""
 
     def __init__(self, memory_s: float = EXCLUSION_S):
         self.memory_s = memory_s
         self._until: dict[str, float] = {}
         self._momentary: set[str] = set()
+        self._until_acted: set[str] = set()  # out until the robot acts on another subtask
 
     def refused(self, text: str, now: float, ran: bool) -> None:
         if ran:
@@ -165,8 +170,16 @@ class Exclusions:
         else:
             self._until[text] = now + self.memory_s
 
-    def stuck(self, text: str, now: float) -> None:
+    def stuck(self, text: str, now: float, never_moved: bool = False) -> None:
         self._until[text] = now + self.memory_s
+        if never_moved:
+            self._until_acted.add(text)
+
+    def acted(self, text: str) -> None:
+        """The robot acts on `text`: subtasks kept out only for never having moved it may be tried again."""
+        for other in self._until_acted - {text}:
+            self._until.pop(other, None)
+        self._until_acted &= {text}
 
     def running(self) -> None:
         """A subtask runs: refusals of the moment are over."""
@@ -273,7 +286,7 @@ class AutonomyDriver(SubtaskSource):
             self._never_ran.add(self._active_id)
             self._unmoved[self._active] = self._unmoved.get(self._active, 0) + 1
             if self._unmoved[self._active] >= NEVER_MOVED_TWICE:
-                self._exclusions.stuck(self._active, now)
+                self._exclusions.stuck(self._active, now, never_moved=True)
         self._retries = self._retries + 1 if again else 0
         if self._retries > MAX_RETRIES:
             self._exclusions.stuck(decision.subtask, now)
@@ -331,8 +344,9 @@ class AutonomyDriver(SubtaskSource):
         never_moved = self._stuck.never_moved(now, self._sent_at)
         if not never_moved:
             self._unmoved.pop(self._active, None)  # the robot acts on it: its count starts again
+            self._exclusions.acted(self._active)
         if stuck and self._active not in self._exclusions.current(now):
-            self._exclusions.stuck(self._active, now)  # let the policy's next choice run
+            self._exclusions.stuck(self._active, now, never_moved)  # let the policy's next choice run
             if never_moved:  # never acted on: like a refusal, not part of the history
                 self._never_ran.add(self._active_id)
             self._next_decision = now

@@ -178,4 +178,24 @@ def test_subtasks_left_before_the_robot_moved_for_them_stay_out_so_the_next_choi
     report = drive_episode(stepped_session, driver, EpisodeSettings("sort the blocks", "sort_blocks", 3), mode="autonomous")
     texts = [s["text"] for s in report.segments]
     assert "pick up the red block" in texts, texts  # the old driver sent purple, unicorn, purple, ... for 16 s
-    assert texts.count("pick up the purple block") <= 2 and texts.count("pick up the unicorn") <= 2, texts
+    before = texts[:texts.index("pick up the red block")]
+    assert before.count("pick up the purple block") <= 2 and before.count("pick up the unicorn") <= 2, texts
+    # once the robot acted on the red block the world has changed: each may be tried again, once
+    after = texts[texts.index("pick up the red block") + 1:]
+    assert after.count("pick up the purple block") <= 1 and after.count("pick up the unicorn") <= 1, texts
+
+
+def test_what_never_moved_the_robot_may_be_tried_again_once_it_acts_on_something_else():
+    """A place tried with nothing in hand never moves the robot; after the re-pick it must be allowed
+    (a sort_blocks trace put the block on the wrong pad instead). A subtask the robot got stuck on
+    while moving stays out for its time."""
+    from coaching.autonomy import Exclusions
+
+    ex = Exclusions(memory_s=30.0)
+    ex.stuck("put it on the green pad", 10.0, never_moved=True)
+    ex.stuck("open the drawer", 10.0)  # moved, then stuck
+    ex.acted("put it on the green pad")  # itself: no news
+    assert ex.current(11.0) == {"put it on the green pad", "open the drawer"}
+    ex.acted("pick up the green block")
+    assert ex.current(12.0) == {"open the drawer"}
+    assert ex.current(41.0) == set()
