@@ -167,7 +167,9 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
             raise fail(e)
         return [gr.Image(value=result.images.get(c), label=f"preview of “{result.text}”: {c}") for c in cams]
 
-    preview.click(do_preview, [subtask], goal_images)
+    # the previews lie below the buttons: bring them into view, or Preview seems to do nothing (a new user's trial)
+    preview.click(do_preview, [subtask], goal_images).success(
+        None, js="() => document.querySelector('.cl-subgoals').scrollIntoView({block: 'nearest'})")
 
     def control(action: str):
         def handler(request: gr.Request):

@@ -228,6 +228,10 @@ def test_previews_are_labelled_and_cleared(page, app):
     page.click("#cl-preview")
     page.wait_for_selector("#cl-goal-base img", timeout=60_000)
     page.wait_for_selector("#cl-goal-base :text('pick up the white cup')")
+    time.sleep(0.5)  # they are scrolled into view: below the buttons, Preview seemed to do nothing
+    box = page.locator("#cl-goal-base img").first.bounding_box()
+    assert box["y"] >= 0 and box["y"] + box["height"] <= 1000, box
+    page.screenshot(path=str(ARTIFACTS / "26-coach-preview-in-view.png"))
     _shot(page, "26-coach-preview")
     send_subtask(page, "pick up the orange cup")
     page.wait_for_selector("#cl-goal-base img", state="detached", timeout=15_000)
