@@ -29,7 +29,8 @@ class PerceptionWatcher:
         self.detector = detector
         self.period = 1.0 / hz
         self._frame = None
-        self._result: dict[str, Any] = {"seq": None, "time_ms": None, "objects": [], "detect_ms": None, "error": None}
+        self._result: dict[str, Any] = {"seq": None, "time_ms": None, "objects": [], "labels": [], "detect_ms": None,
+                                        "error": None}
         self._recent: deque[set[str]] = deque(maxlen=SEEN_OF[1])  # labels found in each recent frame
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -68,9 +69,7 @@ class PerceptionWatcher:
         """{"seq", "time_ms" (of the frame), "detect_ms", "error", "objects": [{label, camera, box, score}]
         of the labels steadily in view (`SEEN_OF`), "labels": those labels, distinct and sorted}."""
         with self._lock:
-            result = dict(self._result)
-        result.setdefault("labels", [])
-        return result
+            return dict(self._result)
 
     def close(self) -> None:
         self._stop.set()

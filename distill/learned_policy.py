@@ -56,6 +56,7 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
         self.memory = self.featurizer.memory()
         self.view: dict[str, Any] = {}
         self._slotted = [g for g, s in enumerate(self.vocabulary.groups.slotted) if s]
+        self._done = [g for g, texts in enumerate(self.vocabulary.groups.groups) if texts == [DONE]]
 
     @classmethod
     def load(cls, directory: str) -> LearnedHighLevelPolicy:
@@ -114,20 +115,13 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
         n = len(hist)
         f = self.featurizer.features(self.memory, n, task, metadata)
         put_away = {l for l in f.track_labels if self.memory.put_away(l, n, self.featurizer.release_distance)}
-        missed = [l for l in f.track_labels if self._missed(l, n)]
+        missed = [l for l in f.track_labels if self.memory.missed(l, n)]
         ranked, finished = self._rank(f, hist[-1] if hist else None, put_away, not missed)
         self.view = {"detections": [d.label for d in detections], **self.memory.summary(n),
                      "active": hist[-1] if hist else None, "finished": round(finished, 3), "missed": missed,
                      "choices": [(f"{t} (again)" if again else t, round(p, 3)) for t, p, again in ranked[:TOP]]}
         (best, p, again), rest = ranked[0], [(t, q) for t, q, again in ranked[1:] if not again]
         return Decision(best, p, rest[:2 * TOP], retry=again)
-
-    def _missed(self, label: str, n: int) -> bool:
-        """Whether `label` was picked and placed but is seen now right where it was when picked: the
-        grasp missed, so the place put nothing away (`EpisodeMemory.unmoved`)."""
-        place = self.memory.handled(label, n)
-        track = self.memory.tracks.get(label)
-        return place is not None and track is not None and bool(track.now) and self.memory.unmoved(label, place - 1)
 
     def _rank(self, f, active: str | None, put_away: set[str] = frozenset(), may_end: bool = True
               ) -> tuple[list[tuple[str, float, bool]], float]:
@@ -156,7 +150,7 @@ class LearnedHighLevelPolicy(HighLevelPolicy):
                 slots = cfg.groups + np.arange(len(self._slotted)) * MAX_TRACKS + s
                 next_logits[0, torch.from_numpy(slots)] = -torch.inf
         if not may_end:
-            next_logits[0, [g for g in range(cfg.groups) if groups.groups[g] == [DONE]]] = -torch.inf
+            next_logits[0, self._done] = -torch.inf
         p_next = torch.softmax(next_logits[0], 0).numpy()
         fin = float(torch.sigmoid(finished[0])) if active is not None else 1.0
         G = cfg.groups

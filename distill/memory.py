@@ -62,6 +62,13 @@ ALIAS_SIDES = 1.2
 ALIAS_S = 2.0
 
 
+def box_fraction(box: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[float, float, float, float]:
+    """A box (x0, y0, x1, y1, pixels) in an image of `size` (height, width) as its centre x, y, width and
+    height, each a fraction of the image."""
+    (x0, y0, x1, y1), (h, w) = box, size
+    return (x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h
+
+
 def track_features_dim(cameras: int) -> int:
     return 5 * cameras + TRACK_SCALARS
 
@@ -129,14 +136,12 @@ class EpisodeMemory:
             track.now = set()
             track.updates += 1
         for d in self._without_aliases(t, detections, image_sizes):
-            h, w = image_sizes[d.camera]
-            x0, y0, x1, y1 = d.box
             track = self.tracks.setdefault(d.label, Track(d.label, t, updates=1))
             if not track.now:
                 track.seen += 1
             track.last_seen, track.score = t, max(track.score, float(d.score))
             if d.camera not in track.now:  # detections come best first: keep the best box per camera
-                track.boxes[d.camera] = ((x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h)
+                track.boxes[d.camera] = box_fraction(d.box, image_sizes[d.camera])
             track.now.add(d.camera)
         same = 0  # the driver may drop a subtask from the history (the robot never acted on it): re-sync
         while same < min(len(self.items), len(history)) and self.items[same].text == history[same]:
@@ -163,10 +168,8 @@ class EpisodeMemory:
         anchors: list[tuple[str, str, float, float, float]] = []  # label, camera, centre x, y, reach (fractions)
         for d in detections:  # the handled items seen now
             if d.label in handled and d.camera in image_sizes:
-                h, w = image_sizes[d.camera]
-                x0, y0, x1, y1 = d.box
-                anchors.append((d.label, d.camera, (x0 + x1) / 2 / w, (y0 + y1) / 2 / h,
-                                ALIAS_SIDES * max((x1 - x0) / w, (y1 - y0) / h)))
+                cx, cy, bw, bh = box_fraction(d.box, image_sizes[d.camera])
+                anchors.append((d.label, d.camera, cx, cy, ALIAS_SIDES * max(bw, bh)))
         for label in handled:  # and where they were seen a moment ago
             track = self.tracks[label]
             if t - track.last_seen <= ALIAS_S:
@@ -176,8 +179,7 @@ class EpisodeMemory:
         for d in detections:
             if d.camera not in image_sizes:
                 continue
-            h, w = image_sizes[d.camera]
-            cx, cy = (d.box[0] + d.box[2]) / 2 / w, (d.box[1] + d.box[3]) / 2 / h
+            cx, cy, _, _ = box_fraction(d.box, image_sizes[d.camera])
             if d.label not in handled and any(c == d.camera and label != d.label and abs(cx - ax) <= reach
                                               and abs(cy - ay) <= reach for label, c, ax, ay, reach in anchors):
                 continue
@@ -237,6 +239,12 @@ class EpisodeMemory:
             return False
         dist = self.release(place, n, release_distance)
         return dist is not None and dist <= cut
+
+    def missed(self, label: str, n: int) -> bool:
+        """Whether `label` was picked and then placed, with the first n items issued, but is seen now
+        right where it was when picked (`unmoved`): the grasp missed, so the place put nothing away."""
+        place = self.handled(label, n)
+        return place is not None and self.unmoved(label, place - 1)
 
     def release(self, place: int, n: int, release_distance: Callable[[str, np.ndarray], float]) -> float | None:
         """How far (z-scored) the state item `place` ended in lies from where places of its kind ended in
