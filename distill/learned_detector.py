@@ -216,7 +216,7 @@ def proposals(maps: dict, image_size: tuple[int, int], decode: DecodeConfig | No
         ya, yb = int(box[1]) // 2, min(hh, int(np.ceil(box[3] / 2)))
         xa, xb = int(box[0]) // 2, min(hw, int(np.ceil(box[2] / 2)))
         half = fg[ya:yb, xa:xb] & (colour_index[ya:yb, xa:xb] == c)
-        mask = np.kron(half, np.ones((2, 2), bool))[:h - 2 * ya, :w - 2 * xa]
+        mask = half.repeat(2, 0).repeat(2, 1)[:h - 2 * ya, :w - 2 * xa]  # 2x upsampling; np.kron took 12x as long
         out.append(Proposal((int(y), int(x)), float(heat[y, x]), c, box, (2 * xa, 2 * ya), mask))
     return out
 
