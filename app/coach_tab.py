@@ -225,12 +225,17 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
         return (gr.Dataset(samples=[]), timeline_rows(), None, "Click a timeline row to mark it.", *blank_previews(),
                 *episode_boxes(True))
 
-    def episode_boxes(running: bool) -> tuple[gr.Accordion, gr.Accordion]:
-        """New episode folded and End episode shown while one runs; the other way round when none does."""
-        return gr.Accordion(open=not running), gr.Accordion(visible=running, open=True)
+    # what acts on a running episode is greyed out while none runs (it could only answer with an error)
+    episode_buttons = [send, send_goals, again, pause, resume, stop]
+
+    def episode_boxes(running: bool) -> tuple[Any, ...]:
+        """New episode folded and End episode shown while one runs, the other way round when none does;
+        then `episode_buttons`, usable only while one runs."""
+        return (gr.Accordion(open=not running), gr.Accordion(visible=running, open=True),
+                *(gr.Button(interactive=running) for _ in episode_buttons))
 
     start.click(do_start, [task_family, task, seed, speed, quality, mode],
-                [repeats, timeline, selected, picked, *goal_images, new_box, end_box])
+                [repeats, timeline, selected, picked, *goal_images, new_box, end_box, *episode_buttons])
 
     def do_end(outcome_value, quality_value, notes_value, request: gr.Request):
         try:
@@ -242,7 +247,7 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
         gr.Info(f"Episode {episode_id} saved as {outcome_value}; its segments can still be marked.", duration=4)
         return "", *episode_boxes(False)
 
-    end.click(do_end, [outcome, end_quality, notes], [notes, new_box, end_box])
+    end.click(do_end, [outcome, end_quality, notes], [notes, new_box, end_box, *episode_buttons])
     shown = gr.State(None)
 
     def refresh(last: Any, request: gr.Request):
@@ -251,13 +256,15 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
         rows, (says, may_take) = timeline_rows(), control_of.describe(request)
         running = session.episode_id is not None
         if [rows, says, running] == last:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.skip(), last
+            return *(gr.skip() for _ in range(6 + len(episode_buttons))), last
         # the episode boxes only when an episode began or ended (another tab's Start, a reload): a
         # coach's own folding of them stays as it is
-        boxes = episode_boxes(running) if last is None or last[2] != running else (gr.skip(), gr.skip())
+        boxes = episode_boxes(running) if last is None or last[2] != running else \
+            tuple(gr.skip() for _ in range(2 + len(episode_buttons)))
         return rows, recent_samples(), says, gr.Button(visible=may_take), *boxes, [rows, says, running]
 
-    timer.tick(refresh, [shown], [timeline, repeats, driving, take, new_box, end_box, shown], show_progress="hidden",
+    timer.tick(refresh, [shown], [timeline, repeats, driving, take, new_box, end_box, *episode_buttons, shown],
+               show_progress="hidden",
                concurrency_limit=None)
 
     def do_take(request: gr.Request):

@@ -167,9 +167,14 @@ def test_the_coach_sees_what_the_robot_sees(page, app):
 
 
 def test_bad_input_gets_a_clear_message_and_no_crash(page, app):
+    # what acts on an episode is greyed out while none runs; Enter still says why nothing happens
+    greyed = "(on) => ['cl-send', 'cl-again', 'cl-pause', 'cl-stop'].every(id => " \
+             "document.getElementById(id).disabled === !on)"
+    page.wait_for_function(greyed, arg=False)
     send_subtask(page, "pick up the cup")
     _toast(page, "No episode is running")
     _start_episode(page)
+    page.wait_for_function(greyed, arg=True)
     send_subtask(page, "   ")
     _toast(page, "Type a subtask first")
     send_subtask(page, "a" * 10_000)
@@ -185,6 +190,7 @@ def test_bad_input_gets_a_clear_message_and_no_crash(page, app):
     assert _status(page)["loop_hz"] > 10  # the loop kept its rate throughout
     page.click("#cl-end")
     _toast(page, "saved as success")
+    page.wait_for_function(greyed, arg=False)
 
 
 def test_login_is_required_off_loopback_and_recorded(browser, tmp_path):
