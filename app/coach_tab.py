@@ -225,8 +225,10 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
         return (gr.Dataset(samples=[]), timeline_rows(), None, "Click a timeline row to mark it.", *blank_previews(),
                 *episode_boxes(True))
 
-    # what acts on a running episode is greyed out while none runs (it could only answer with an error)
-    episode_buttons = [send, send_goals, again, pause, resume, stop]
+    # what acts on a running episode is greyed out while none runs (it could only answer with an error);
+    # never Stop or Pause: the page learns of an episode another tab or the Autonomous tab started
+    # only at its next refresh, and until then Esc and F8 must still reach the robot
+    episode_buttons = [send, send_goals, again, resume]
 
     def episode_boxes(running: bool) -> tuple[Any, ...]:
         """New episode folded and End episode shown while one runs, the other way round when none does;

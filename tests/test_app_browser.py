@@ -167,10 +167,11 @@ def test_the_coach_sees_what_the_robot_sees(page, app):
 
 
 def test_bad_input_gets_a_clear_message_and_no_crash(page, app):
-    # what acts on an episode is greyed out while none runs; Enter still says why nothing happens
-    greyed = "(on) => ['cl-send', 'cl-again', 'cl-pause', 'cl-stop'].every(id => " \
+    # what acts on an episode is greyed out while none runs (never Stop or Pause); Enter still says why
+    greyed = "(on) => ['cl-send', 'cl-send-goals', 'cl-again', 'cl-resume'].every(id => " \
              "document.getElementById(id).disabled === !on)"
     page.wait_for_function(greyed, arg=False)
+    assert page.evaluate("['cl-stop', 'cl-pause'].every(id => !document.getElementById(id).disabled)")
     send_subtask(page, "pick up the cup")
     _toast(page, "No episode is running")
     _start_episode(page)
