@@ -62,6 +62,9 @@ def _status(page) -> dict:
 
 
 def _start_episode(page) -> int:
+    # the page's first refresh from the session has landed (it greys Send while no episode runs): a
+    # refresh computed before Start and delivered after it would fold the End episode box again
+    page.wait_for_function("document.getElementById('cl-send').disabled")
     page.click("#cl-start")
     text = _toast(page, "started")
     return int(text.split("Episode ")[1].split(" ")[0])
