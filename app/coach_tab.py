@@ -229,6 +229,7 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
     # never Stop or Pause: the page learns of an episode another tab or the Autonomous tab started
     # only at its next refresh, and until then Esc and F8 must still reach the robot
     episode_buttons = [send, send_goals, again, resume]
+    episode_outputs = [new_box, end_box, *episode_buttons]  # what `episode_boxes` gives values for
 
     def episode_boxes(running: bool) -> tuple[Any, ...]:
         """New episode folded and End episode shown while one runs, the other way round when none does;
@@ -237,7 +238,7 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
                 *(gr.Button(interactive=running) for _ in episode_buttons))
 
     start.click(do_start, [task_family, task, seed, speed, quality, mode],
-                [repeats, timeline, selected, picked, *goal_images, new_box, end_box, *episode_buttons])
+                [repeats, timeline, selected, picked, *goal_images, *episode_outputs])
 
     def do_end(outcome_value, quality_value, notes_value, request: gr.Request):
         try:
@@ -249,7 +250,7 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
         gr.Info(f"Episode {episode_id} saved as {outcome_value}; its segments can still be marked.", duration=4)
         return "", *episode_boxes(False)
 
-    end.click(do_end, [outcome, end_quality, notes], [notes, new_box, end_box, *episode_buttons])
+    end.click(do_end, [outcome, end_quality, notes], [notes, *episode_outputs])
     shown = gr.State(None)
 
     def refresh(last: Any, request: gr.Request):
@@ -258,16 +259,15 @@ def coach_tab(session: CoachingSession, task_families: dict[str, str], page: gr.
         rows, (says, may_take) = timeline_rows(), control_of.describe(request)
         running = session.episode_id is not None
         if [rows, says, running] == last:
-            return *(gr.skip() for _ in range(6 + len(episode_buttons))), last
+            return *(gr.skip() for _ in refresh_outputs[:-1]), last
         # the episode boxes only when an episode began or ended (another tab's Start, a reload): a
         # coach's own folding of them stays as it is
         boxes = episode_boxes(running) if last is None or last[2] != running else \
-            tuple(gr.skip() for _ in range(2 + len(episode_buttons)))
+            tuple(gr.skip() for _ in episode_outputs)
         return rows, recent_samples(), says, gr.Button(visible=may_take), *boxes, [rows, says, running]
 
-    timer.tick(refresh, [shown], [timeline, repeats, driving, take, new_box, end_box, *episode_buttons, shown],
-               show_progress="hidden",
-               concurrency_limit=None)
+    refresh_outputs = [timeline, repeats, driving, take, *episode_outputs, shown]
+    timer.tick(refresh, [shown], refresh_outputs, show_progress="hidden", concurrency_limit=None)
 
     def do_take(request: gr.Request):
         if session.episode_id is None:

@@ -199,7 +199,7 @@ def build_mjcf(spec: SceneSpec) -> str:
     <!-- numstacks 8 (MuJoCo's default 16): a camera render costs 6 instead of 11 ms on the CPU
          renderer (Mesa llvmpipe), `bench sim` 36.6 -> 45.2 steps/s; the curved surfaces'
          rings are not visible at 224 px (0.04% of pixels differ by more than 30 of 765) -->
-    <quality shadowsize="0" offsamples="0" numslices="28" numstacks="8"/>
+    <quality shadowsize="0" offsamples="0" numstacks="8"/>
     <global offwidth="640" offheight="480"/>
     <headlight ambient="0.45 0.45 0.45" diffuse="0.5 0.5 0.5" specular="0.1 0.1 0.1"/>
   </visual>
