@@ -21,9 +21,16 @@ def cmd_train_detector(args: argparse.Namespace) -> dict[str, Any]:
     from app.errors import UserError
     from distill.detector_train import DetectorTrainConfig, train_detector
 
-    if args.frames < 1 or args.steps < 1 or args.val_frames < 0:
-        raise UserError("--frames and --steps must be at least 1 and --val-frames at least 0.")
+    init = getattr(args, "init", None)
+    classifier_steps = getattr(args, "classifier_steps", None)
+    if args.frames < 1 or args.steps < (0 if init else 1) or args.val_frames < 0 or (classifier_steps or 0) < 0:
+        raise UserError("--frames and --steps must be at least 1 (--steps 0 only with --init), --val-frames and "
+                        "--classifier-steps at least 0.")
     _check_writable(args.out)
+    if init:  # before the minutes of rendering: a wrong folder is one sentence now
+        from distill.learned_detector import LearnedDetector
+        start_from = LearnedDetector.load(init)
+        init, init_training = start_from.net, start_from.training
     start = time.perf_counter()
     bar = not args.no_progress
     train = list(tqdm(embedded.synthetic_frames(args.frames, args.seed), total=args.frames,
@@ -31,9 +38,14 @@ def cmd_train_detector(args: argparse.Namespace) -> dict[str, Any]:
     val = list(tqdm(embedded.synthetic_frames(args.val_frames, args.seed + VAL_SEED_OFFSET), total=args.val_frames,
                     desc="rendering held-out scenes", unit="scene", disable=not bar))
     render_minutes = (time.perf_counter() - start) / 60
-    config = DetectorTrainConfig(steps=args.steps, seed=args.seed, progress=bar)
-    record = train_detector(train, val, args.out, config, extra={"frames": args.frames,
-                                                                 "render_minutes": round(render_minutes, 2)})
+    config = DetectorTrainConfig(steps=args.steps, classifier_steps=classifier_steps, seed=args.seed, progress=bar)
+    extra = {"frames": args.frames, "render_minutes": round(render_minutes, 2),
+             # the record of the weights it started from, so the chain of trainings stays on record
+             **({"init": args.init, "init_training": init_training} if init is not None else {})}
+    try:
+        record = train_detector(train, val, args.out, config, extra=extra, init=init)
+    except ValueError as err:
+        raise UserError(str(err)) from None
     record["train_minutes"] = round((time.perf_counter() - start) / 60, 2)
     from distill.checkpoint import update_training
 
@@ -63,7 +75,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--out", required=True, help="the checkpoint directory to write")
     p.add_argument("--frames", type=int, default=1200, help="random labelled scenes to train on")
     p.add_argument("--val-frames", type=int, default=200, dest="val_frames", help="held-out scenes to score")
-    p.add_argument("--steps", type=int, default=2000, help="optimiser steps")
+    p.add_argument("--steps", type=int, default=2000, help="optimiser steps of both stages together")
+    p.add_argument("--classifier-steps", type=int, default=None, dest="classifier_steps",
+                   help="then steps of the kind classifier alone on the final proposals (default: 0.75 x --steps)")
+    p.add_argument("--init", default=None, help="a detector directory to start from instead of a new network "
+                                                "(with --steps 0: retrain only its kind classifier)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--no-progress", action="store_true", dest="no_progress")
     p.add_argument("--json", action="store_true")

@@ -8,7 +8,8 @@ at each item's centre and its log size around it) and crop every item view for t
 classifier; train both with one AdamW and a one-cycle schedule (cross-entropy per pixel for item
 and colour, background down-weighted as items are a few percent of the pixels; CenterNet's focal
 loss on the centres and L1 on the sizes; cross-entropy per crop for the classifier, whose crops
-from half-way on include the first stage's own proposals, false alarms among them); score held-out frames with
+from 40% on include the first stage's own proposals, false alarms among them); then the classifier
+alone on the finished first stage's proposals (the segmenter frozen); score held-out frames with
 `distill/detector_metrics.py`; save the checkpoint (`distill/checkpoint.py`, format "detector")
 with the training record.
 """
@@ -41,6 +42,12 @@ class DetectorTrainConfig:
     # fractions of the steps at which the first stage's proposals (re)join the crops: a second round
     # shows the classifier the proposals of the trained first stage, not of a half-trained one
     mine_at: tuple[float, ...] = (0.4, 0.75)
+    # then the classifier alone on the finished first stage's proposals (the segmenter frozen), as
+    # Faster R-CNN's alternating training finishes its second stage on the final proposals: the
+    # joint loop's 2000 steps left the kind loss at 0.25, and 1500 more took base precision and
+    # recall on 180 family scenes from 0.919 / 0.856 to 0.937 / 0.896 (docs/perception.md); 3000
+    # more, no better (0.929 / 0.896). None: 0.75 x `steps`, so a short test run stays short.
+    classifier_steps: int | None = None
     lr: float = 4e-3
     weight_decay: float = 1e-4
     seed: int = 0
@@ -188,9 +195,26 @@ def evaluate(detector, frames: Iterable, min_visible: float = 0.5) -> dict:
     return {**score.summary(), "ms_per_frame_median": round(1000 * float(np.median(times)), 2) if times else None}
 
 
+def _kind_loss(classifier, crop_x, crop_y, batch: int, rng: np.random.Generator):
+    """The classifier's cross-entropy on `batch` random crops (uint8 Nx4xSxS, kinds N), with brightness
+    jitter on the colour channels and a random mirror."""
+    import torch
+    import torch.nn.functional as F
+
+    cidx = torch.from_numpy(rng.integers(0, len(crop_x), batch))
+    cx = crop_x[cidx].float().div_(255.0)
+    cx[:, :3] = (cx[:, :3] * torch.empty(len(cidx), 1, 1, 1).uniform_(0.8, 1.2)).clamp_(0, 1)
+    if rng.random() < 0.5:
+        cx = cx.flip(-1)
+    return F.cross_entropy(classifier(cx), crop_y[cidx])
+
+
 def train_detector(train_frames: Sequence, val_frames: Sequence, out: str | Path,
-                   config: DetectorTrainConfig | None = None, extra: dict | None = None) -> dict:
-    """Train on `train_frames`, score on `val_frames`, save to `out`; returns the training record."""
+                   config: DetectorTrainConfig | None = None, extra: dict | None = None,
+                   init=None) -> dict:
+    """Train on `train_frames`, score on `val_frames`, save to `out`; returns the training record.
+    `init`, a `DetectorNet` (a loaded detector's `.net`), is trained on instead of a new network: its
+    labels must cover the frames' (ValueError otherwise). With `steps` 0 only the classifier phase runs."""
     import torch
     import torch.nn.functional as F
     from tqdm import tqdm
@@ -206,7 +230,13 @@ def train_detector(train_frames: Sequence, val_frames: Sequence, out: str | Path
 
     # 1. data: every camera image is a segmenter sample, every item view in it a classifier sample
     kinds, colours = _vocabulary(train_frames)
-    net = DetectorNet(DetectorConfig(kinds=kinds, colours=colours))
+    if init is None:
+        net = DetectorNet(DetectorConfig(kinds=kinds, colours=colours))
+    elif set(kinds) <= set(init.cfg.kinds) and set(colours) <= set(init.cfg.colours):
+        net, kinds, colours = init, init.cfg.kinds, init.cfg.colours
+    else:
+        raise ValueError(f"The frames hold labels the detector to start from does not know (kinds {kinds}, colours "
+                         f"{colours}); train a new one without --init.")
     images, item_t, colour_t, kind_t, centre_t, size_t = (
         torch.from_numpy(a) for a in rasterise(train_frames, kinds, colours))
     true_x, true_y = (torch.from_numpy(a) for a in crops(train_frames, kinds, net.cfg.crop, rng))
@@ -214,7 +244,8 @@ def train_detector(train_frames: Sequence, val_frames: Sequence, out: str | Path
 
     # 2. one optimiser over both stages; each step one batch of images and one of crops
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=config.steps, pct_start=0.15)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=max(1, config.steps),
+                                                pct_start=0.15)
     item_weight = torch.tensor([BACKGROUND_WEIGHT, 1.0])
 
     # 3. the loop
@@ -255,12 +286,7 @@ def train_detector(train_frames: Sequence, val_frames: Sequence, out: str | Path
         loss_size = (F.l1_loss(maps["size"], st, reduction="none") * ht)[near.expand_as(st)].sum() / \
             ht[near].sum().clamp(min=1)
 
-        cidx = torch.from_numpy(rng.integers(0, len(crop_x), config.crop_batch_size))
-        cx = crop_x[cidx].float().div_(255.0)
-        cx[:, :3] = (cx[:, :3] * torch.empty(len(cidx), 1, 1, 1).uniform_(0.8, 1.2)).clamp_(0, 1)
-        if rng.random() < 0.5:
-            cx = cx.flip(-1)
-        loss_kind = F.cross_entropy(net.classifier(cx), crop_y[cidx])
+        loss_kind = _kind_loss(net.classifier, crop_x, crop_y, config.crop_batch_size, rng)
 
         loss = loss_item + loss_colour + loss_kind + loss_centre + loss_size
         opt.zero_grad(set_to_none=True)
@@ -271,18 +297,40 @@ def train_detector(train_frames: Sequence, val_frames: Sequence, out: str | Path
         if step % 20 == 0:
             recent = np.mean(losses[-20:], axis=0)
             bar.set_postfix(**{k: f"{v:.3f}" for k, v in zip(LOSSES, recent)})
+    # 4. the classifier alone on the final proposals
+    kind_losses = []
+    classifier_steps = int(0.75 * config.steps) if config.classifier_steps is None else config.classifier_steps
+    if classifier_steps:
+        mx, my = mine(net, images, kind_t, net.cfg.crop)
+        crop_x, crop_y = torch.cat([true_x, torch.from_numpy(mx)]), torch.cat([true_y, torch.from_numpy(my)])
+        mined, negatives = len(my), int((my == len(kinds)).sum())
+        opt = torch.optim.AdamW(net.classifier.parameters(), lr=config.lr / 2, weight_decay=config.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr / 2, total_steps=classifier_steps,
+                                                    pct_start=0.1)
+        bar = tqdm(range(classifier_steps), desc="training the kind classifier", unit="step",
+                   disable=not config.progress)
+        for step in bar:
+            loss_kind = _kind_loss(net.classifier, crop_x, crop_y, config.crop_batch_size, rng)
+            opt.zero_grad(set_to_none=True)
+            loss_kind.backward()
+            opt.step()
+            sched.step()
+            kind_losses.append(float(loss_kind.detach()))
+            if step % 20 == 0:
+                bar.set_postfix(kind=f"{np.mean(kind_losses[-20:]):.3f}")
     net.eval()
     train_minutes = (time.perf_counter() - start) / 60
 
-    # 4. validation and the checkpoint
+    # 5. validation and the checkpoint
     detector = LearnedDetector(Checkpoint(net, net.cfg, {}, str(out)))
     metrics = evaluate(detector, val_frames) if val_frames else {}
-    first, last = np.mean(losses[:20], axis=0), np.mean(losses[-20:], axis=0)
+    first, last = (np.mean(losses[:20], axis=0), np.mean(losses[-20:], axis=0)) if losses else ([], [])
     record = {"config": asdict(config), "train_images": int(len(images)), "train_crops": int(len(crop_x)),
               "mined_crops": mined, "mined_not_items": negatives,
               "val_frames": len(val_frames),
               "loss_first": {k: round(float(v), 4) for k, v in zip(LOSSES, first)},
               "loss_last": {k: round(float(v), 4) for k, v in zip(LOSSES, last)},
+              "kind_loss_last_classifier_only": round(float(np.mean(kind_losses[-20:])), 4) if kind_losses else None,
               "train_loop_minutes": round(train_minutes, 2), "validation": metrics, **(extra or {})}
     save_checkpoint(out, net, record, FORMAT)
     return record

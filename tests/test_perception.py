@@ -118,7 +118,10 @@ def test_detector_seam_contract_on_the_oracle_and_the_shipped_detector(robot, sh
 
 
 def test_a_detector_trained_on_a_tiny_set_beats_a_trivial_baseline(tmp_path):
+    import torch
+
     from distill.detector_metrics import DetectionScore
+    from distill.detector_model import DetectorConfig, DetectorNet
     from distill.detector_train import DetectorTrainConfig, evaluate, train_detector
     from distill.learned_detector import LearnedDetector
     from sim.synthetic_scenes import SyntheticConfig, synthetic_frames
@@ -138,6 +141,19 @@ def test_a_detector_trained_on_a_tiny_set_beats_a_trivial_baseline(tmp_path):
         baseline.add("base", [Detection(common, "base", (0, 0, 10, 10), 1.0)], f.views)
     assert learned["recall"]["base"] > baseline.recall("base") + 0.05, (learned, baseline.summary())
     assert learned["precision"]["base"] > baseline.precision("base")
+
+    # --init with no joint steps: only the kind classifier trains on, on the finished first stage's proposals
+    start = LearnedDetector.load(tmp_path / "det").net
+    before = {k: v.clone() for k, v in start.state_dict().items()}
+    again = train_detector(train[:60], [], tmp_path / "det2",
+                           DetectorTrainConfig(steps=0, classifier_steps=40, progress=False), init=start)
+    after = LearnedDetector.load(tmp_path / "det2").net.state_dict()
+    assert all(torch.equal(after[k], v) for k, v in before.items() if k.startswith("segmenter."))
+    assert not all(torch.equal(after[k], v) for k, v in before.items() if k.startswith("classifier."))
+    assert again["mined_crops"] > 0 and again["kind_loss_last_classifier_only"] is not None
+    foreign = DetectorNet(DetectorConfig(kinds=("cup",), colours=("red",)))
+    with pytest.raises(ValueError, match="does not know"):
+        train_detector(train[:5], [], tmp_path / "det3", DetectorTrainConfig(steps=0, progress=False), init=foreign)
 
 
 def test_bad_images_get_one_sentence(shipped):
