@@ -97,6 +97,12 @@ def _pair_ms(detector, frames: list) -> float:
     return round(1000 * float(np.median(times)), 2)
 
 
+def _recorded_minutes(training: dict) -> float:
+    """The minutes a training record says it took, plus those of the detector it started from (`--init`)."""
+    own = training.get("train_minutes") or training.get("train_loop_minutes", 0) + training.get("render_minutes", 0)
+    return round(own + (_recorded_minutes(training["init_training"]) if "init_training" in training else 0), 2)
+
+
 def run(train: bool = False, train_frames: int = 1200, steps: int = 2000, per_family: int = 200,
         coached_episodes: int = 2, every: int = 8) -> dict[str, Any]:
     """Score the shipped detector (its `train_minutes` are those its training record measured), or with
@@ -111,8 +117,7 @@ def run(train: bool = False, train_frames: int = 1200, steps: int = 2000, per_fa
         detector, train_minutes = _train(work, train_frames, steps)
     else:
         detector = shipped
-        train_minutes = shipped.training.get("train_minutes") or round(
-            shipped.training.get("train_loop_minutes", 0) + shipped.training.get("render_minutes", 0), 2)
+        train_minutes = _recorded_minutes(shipped.training)
     synthetic = {f: _synthetic(f, per_family) for f in FAMILIES}
     coached = {f: _coached(work, f, coached_episodes, every) for f in FAMILIES}
     every_frame = [x for fs in synthetic.values() for x in fs] + [x for fs in coached.values() for x in fs]
