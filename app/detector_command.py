@@ -21,16 +21,15 @@ def cmd_train_detector(args: argparse.Namespace) -> dict[str, Any]:
     from app.errors import UserError
     from distill.detector_train import DetectorTrainConfig, train_detector
 
-    init = getattr(args, "init", None)
-    classifier_steps = getattr(args, "classifier_steps", None)
-    if args.frames < 1 or args.steps < (0 if init else 1) or args.val_frames < 0 or (classifier_steps or 0) < 0:
+    if args.frames < 1 or args.steps < (0 if args.init else 1) or args.val_frames < 0 or \
+            (args.classifier_steps or 0) < 0:
         raise UserError("--frames and --steps must be at least 1 (--steps 0 only with --init), --val-frames and "
                         "--classifier-steps at least 0.")
     _check_writable(args.out)
-    if init:  # before the minutes of rendering: a wrong folder is one sentence now
+    start_from = None
+    if args.init:  # before the minutes of rendering: a wrong folder is one sentence now
         from distill.learned_detector import LearnedDetector
-        start_from = LearnedDetector.load(init)
-        init, init_training = start_from.net, start_from.training
+        start_from = LearnedDetector.load(args.init)
     start = time.perf_counter()
     bar = not args.no_progress
     train = list(tqdm(embedded.synthetic_frames(args.frames, args.seed), total=args.frames,
@@ -38,12 +37,13 @@ def cmd_train_detector(args: argparse.Namespace) -> dict[str, Any]:
     val = list(tqdm(embedded.synthetic_frames(args.val_frames, args.seed + VAL_SEED_OFFSET), total=args.val_frames,
                     desc="rendering held-out scenes", unit="scene", disable=not bar))
     render_minutes = (time.perf_counter() - start) / 60
-    config = DetectorTrainConfig(steps=args.steps, classifier_steps=classifier_steps, seed=args.seed, progress=bar)
+    config = DetectorTrainConfig(steps=args.steps, classifier_steps=args.classifier_steps, seed=args.seed,
+                                 progress=bar)
     extra = {"frames": args.frames, "render_minutes": round(render_minutes, 2),
              # the record of the weights it started from, so the chain of trainings stays on record
-             **({"init": args.init, "init_training": init_training} if init is not None else {})}
+             **({"init": args.init, "init_training": start_from.training} if start_from else {})}
     try:
-        record = train_detector(train, val, args.out, config, extra=extra, init=init)
+        record = train_detector(train, val, args.out, config, extra=extra, init=start_from and start_from.net)
     except ValueError as err:
         raise UserError(str(err)) from None
     record["train_minutes"] = round((time.perf_counter() - start) / 60, 2)

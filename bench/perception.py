@@ -33,7 +33,8 @@ def _train(work: Path, frames: int, steps: int) -> tuple[Any, float]:
     from distill.learned_detector import LearnedDetector
 
     start = time.perf_counter()
-    args = argparse.Namespace(out=str(work / "detector"), frames=frames, val_frames=0, steps=steps, seed=0,
+    args = argparse.Namespace(out=str(work / "detector"), frames=frames, val_frames=0, steps=steps,
+                              classifier_steps=None, init=None, seed=0,
                               no_progress=False)
     cmd_train_detector(args)
     return LearnedDetector.load(work / "detector"), round((time.perf_counter() - start) / 60, 2)

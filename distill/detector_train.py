@@ -244,6 +244,7 @@ def train_detector(train_frames: Sequence, val_frames: Sequence, out: str | Path
 
     # 2. one optimiser over both stages; each step one batch of images and one of crops
     opt = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    # (at least one step: the schedule refuses zero, and `--init` may skip this loop)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=max(1, config.steps),
                                                 pct_start=0.15)
     item_weight = torch.tensor([BACKGROUND_WEIGHT, 1.0])
