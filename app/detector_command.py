@@ -21,10 +21,11 @@ def cmd_train_detector(args: argparse.Namespace) -> dict[str, Any]:
     from app.errors import UserError
     from distill.detector_train import DetectorTrainConfig, train_detector
 
-    if args.frames < 1 or args.steps < (0 if args.init else 1) or args.val_frames < 0 or \
-            (args.classifier_steps or 0) < 0:
-        raise UserError("--frames and --steps must be at least 1 (--steps 0 only with --init), --val-frames and "
-                        "--classifier-steps at least 0.")
+    for flag, value, least in (("--frames", args.frames, 1), ("--steps", args.steps, 0 if args.init else 1),
+                               ("--val-frames", args.val_frames, 0), ("--classifier-steps", args.classifier_steps, 0)):
+        if value is not None and value < least:
+            raise UserError(f"{flag} must be at least {least}, not {value}"
+                            + (" (--steps 0 is for --init: retrain only the kind classifier)." if flag == "--steps" else "."))
     _check_writable(args.out)
     start_from = None
     if args.init:  # before the minutes of rendering: a wrong folder is one sentence now
@@ -77,7 +78,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParse
     p.add_argument("--val-frames", type=int, default=200, dest="val_frames", help="held-out scenes to score")
     p.add_argument("--steps", type=int, default=2000, help="optimiser steps of both stages together")
     p.add_argument("--classifier-steps", type=int, default=None, dest="classifier_steps",
-                   help="then steps of the kind classifier alone on the final proposals (default: 0.75 x --steps)")
+                   help="then steps of the kind classifier alone on the final proposals (default: 0.75 x --steps; "
+                        "1500 with --steps 0)")
     p.add_argument("--init", default=None, help="a detector directory to start from instead of a new network "
                                                 "(with --steps 0: retrain only its kind classifier)")
     p.add_argument("--seed", type=int, default=0)

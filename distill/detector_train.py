@@ -46,12 +46,20 @@ class DetectorTrainConfig:
     # Faster R-CNN's alternating training finishes its second stage on the final proposals: the
     # joint loop's 2000 steps left the kind loss at 0.25, and 1500 more took base precision and
     # recall on 180 family scenes from 0.919 / 0.856 to 0.937 / 0.896 (docs/perception.md); 3000
-    # more, no better (0.929 / 0.896). None: 0.75 x `steps`, so a short test run stays short.
+    # more, no better (0.929 / 0.896). None: 0.75 x `steps`, so a short test run stays short (with
+    # `steps` 0, retraining only the classifier: 0.75 x the default 2000).
     classifier_steps: int | None = None
     lr: float = 4e-3
     weight_decay: float = 1e-4
     seed: int = 0
     progress: bool = True
+
+    @property
+    def classifier_phase_steps(self) -> int:
+        """`classifier_steps`, or when None 0.75 x `steps` (x the default 2000 when `steps` is 0)."""
+        if self.classifier_steps is not None:
+            return self.classifier_steps
+        return int(0.75 * (self.steps or DetectorTrainConfig.steps))
 
 
 def _vocabulary(frames: Sequence) -> tuple[tuple[str, ...], tuple[str, ...]]:
@@ -252,7 +260,8 @@ def train_detector(train_frames: Sequence, val_frames: Sequence, out: str | Path
     # 3. the loop
     net.train()
     losses = []
-    bar = tqdm(range(config.steps), desc="training the detector", unit="step", disable=not config.progress)
+    bar = tqdm(range(config.steps), desc="training the detector", unit="step",
+               disable=not config.progress or not config.steps)
     mined = negatives = 0
     for step in bar:
         if step in {int(f * config.steps) for f in config.mine_at}:  # the first stage's proposals, false alarms included
@@ -300,7 +309,7 @@ def train_detector(train_frames: Sequence, val_frames: Sequence, out: str | Path
             bar.set_postfix(**{k: f"{v:.3f}" for k, v in zip(LOSSES, recent)})
     # 4. the classifier alone on the final proposals
     kind_losses = []
-    classifier_steps = int(0.75 * config.steps) if config.classifier_steps is None else config.classifier_steps
+    classifier_steps = config.classifier_phase_steps
     if classifier_steps:
         mx, my = mine(net, images, kind_t, net.cfg.crop)
         crop_x, crop_y = torch.cat([true_x, torch.from_numpy(mx)]), torch.cat([true_y, torch.from_numpy(my)])

@@ -151,6 +151,9 @@ def test_a_detector_trained_on_a_tiny_set_beats_a_trivial_baseline(tmp_path):
     assert all(torch.equal(after[k], v) for k, v in before.items() if k.startswith("segmenter."))
     assert not all(torch.equal(after[k], v) for k, v in before.items() if k.startswith("classifier."))
     assert again["mined_crops"] > 0 and again["kind_loss_last_classifier_only"] is not None
+    # `--init --steps 0` alone retrains the classifier the shipped length, not zero steps (a new user's trial)
+    assert DetectorTrainConfig(steps=0).classifier_phase_steps == 1500
+    assert DetectorTrainConfig(steps=200).classifier_phase_steps == 150
     foreign = DetectorNet(DetectorConfig(kinds=("cup",), colours=("red",)))
     with pytest.raises(ValueError, match="does not know"):
         train_detector(train[:5], [], tmp_path / "det3", DetectorTrainConfig(steps=0, progress=False), init=foreign)
